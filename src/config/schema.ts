@@ -1,0 +1,160 @@
+import { z } from 'zod';
+
+/** Sizes are written as bytes or with a unit: 1048576, "1MiB", "64 MiB", "512KiB". */
+const size = z.union([
+  z.number().int().positive(),
+  z.string().regex(/^\s*\d+(\.\d+)?\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$/i, 'expected a size such as 1048576, "1MiB" or "64 MiB"'),
+]).transform(parseSize);
+
+export function parseSize(v: number | string): number {
+  if (typeof v === 'number') return v;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v)!;
+  const unit = (m[2] || 'B').toLowerCase();
+  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
+  return Math.round(Number(m[1]) * mult[unit]);
+}
+
+const accountName = z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,62})$/, 'expected lower-case letters, digits and "-" (it is used in the store\'s keys), such as "family-dropbox"');
+const globs = z.array(z.string().min(1)).default([]);
+
+export const objectLockSchema = z.union([
+  z.literal('off'),
+  z.strictObject({
+    mode: z.enum(['COMPLIANCE', 'GOVERNANCE']),
+    /** Each object written is locked for at least this many days. */
+    days: z.number().int().min(1).max(36500),
+  }),
+]);
+
+export const s3StoreSchema = z.strictObject({
+  type: z.literal('s3'),
+  bucket: z.string().min(3).max(63),
+  region: z.string().min(1).default('us-east-1'),
+  endpoint: z.url().optional(),
+  forcePathStyle: z.boolean().default(false),
+  prefix: z.string().default(''),
+  accessKeyId: z.string().min(1).optional(),
+  secretAccessKey: z.string().min(1).optional(),
+  sessionToken: z.string().min(1).optional(),
+  objectLock: objectLockSchema,
+  /** How writes carry a checksum the server verifies: Content-MD5 works everywhere (B2 rejects
+   *  x-amz-checksum-*, Ceph ignores it); "sha256" sends x-amz-checksum-sha256 as well. */
+  checksum: z.enum(['md5', 'sha256']).default('md5'),
+});
+
+export const fsStoreSchema = z.strictObject({
+  type: z.literal('fs'),
+  /** A folder on a local disk or NAS; `~` is the home folder. */
+  path: z.string().min(1),
+  prefix: z.string().default(''),
+});
+
+export const storeSchema = z.discriminatedUnion('type', [s3StoreSchema, fsStoreSchema]);
+
+export const scheduleSchema = z.strictObject({
+  cron: z.string().min(1).default('0 2 * * *'),
+  timezone: z.string().min(1).optional(),
+});
+
+export const keepSchema = z.strictObject({
+  last: z.number().int().min(0).default(0),
+  daily: z.number().int().min(0).default(14),
+  weekly: z.number().int().min(0).default(8),
+  monthly: z.number().int().min(0).default(24),
+  yearly: z.number().int().min(0).default(5),
+});
+
+const accountCommon = {
+  name: accountName,
+  /** Only paths matching one of these globs are taken (default: everything). */
+  include: globs,
+  /** Paths matching any of these globs are left out. */
+  exclude: globs,
+  /** How many files are read at once (default: the top-level `concurrency`). */
+  concurrency: z.number().int().min(1).max(64).optional(),
+  /** This account's own schedule, instead of the top-level one. */
+  schedule: scheduleSchema.optional(),
+};
+
+export const localAccountSchema = z.strictObject({
+  ...accountCommon,
+  provider: z.literal('local'),
+  /** The folder to snapshot; `~` is the home folder. */
+  path: z.string().min(1),
+  /** Follow symbolic links (default: record nothing for them, and say so in the snapshot's header). */
+  followSymlinks: z.boolean().default(false),
+});
+
+export const dropboxAccountSchema = z.strictObject({
+  ...accountCommon,
+  provider: z.literal('dropbox'),
+  appKey: z.string().min(1),
+  appSecret: z.string().min(1).optional(),
+  /** The credentials file `syncguard auth dropbox` writes (mode 0600). */
+  credentials: z.string().min(1).optional(),
+  /** Or the refresh token itself, from the environment: ${DROPBOX_REFRESH_TOKEN}. */
+  refreshToken: z.string().min(1).optional(),
+  /** Folders to take, such as "/Photos"; default: the whole Dropbox. */
+  folders: z.array(z.string().min(1)).default([]),
+  /** Dropbox Business: "home" (default), "team" (the team space root) or { namespaceId }. */
+  root: z.union([z.enum(['home', 'team']), z.strictObject({ namespaceId: z.string().min(1) })]).default('home'),
+  /** Dropbox Business: act as this team member (dbmid:…) with a team token. */
+  selectUser: z.string().min(1).optional(),
+  /** Send API calls here instead of dropboxapi.com (an emulator in tests, or a proxy). */
+  endpoint: z.url().optional(),
+});
+
+export const onedriveAccountSchema = z.strictObject({
+  ...accountCommon,
+  provider: z.literal('onedrive'),
+  clientId: z.string().min(1),
+  /** "common", "consumers", "organizations", or a tenant id or domain. */
+  tenant: z.string().min(1).default('common'),
+  /** The token cache `syncguard auth onedrive` writes (mode 0600). */
+  credentials: z.string().min(1),
+  /** "me", or a SharePoint library { site: "contoso.sharepoint.com:/sites/finance", library: "Documents" }, or { driveId }. */
+  drive: z.union([
+    z.literal('me'),
+    z.strictObject({ site: z.string().min(1), library: z.string().min(1).default('Documents') }),
+    z.strictObject({ driveId: z.string().min(1) }),
+  ]).default('me'),
+  folders: z.array(z.string().min(1)).default([]),
+  /** Send Graph calls here instead of graph.microsoft.com (an emulator in tests, or a proxy). */
+  endpoint: z.url().optional(),
+  /** Send sign-in calls here instead of login.microsoftonline.com. */
+  authority: z.url().optional(),
+});
+
+export const accountSchema = z.discriminatedUnion('provider', [localAccountSchema, dropboxAccountSchema, onedriveAccountSchema]);
+
+export const configSchema = z.strictObject({
+  store: storeSchema,
+  schedule: scheduleSchema.default({ cron: '0 2 * * *' }),
+  keep: keepSchema.default({ last: 0, daily: 14, weekly: 8, monthly: 24, yearly: 5 }),
+  /** Files read at once per account. */
+  concurrency: z.number().int().min(1).max(64).default(4),
+  /** Files at or above this size are stored as objects of their own; smaller ones are packed. */
+  packThreshold: size.default(1024 * 1024),
+  /** The size a pack is closed at. */
+  packSize: size.default(32 * 1024 * 1024),
+  /** Where this machine keeps run locks, run reports and caches (never secrets). */
+  stateDir: z.string().min(1).default('~/.local/state/syncguard'),
+  accounts: z.array(accountSchema).min(1, 'expected at least one account').superRefine((accounts, ctx) => {
+    const seen = new Set<string>();
+    accounts.forEach((a, i) => {
+      if (seen.has(a.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `the account name "${a.name}" is used twice` });
+      seen.add(a.name);
+    });
+  }),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type StoreConfig = z.infer<typeof storeSchema>;
+export type S3StoreConfig = z.infer<typeof s3StoreSchema>;
+export type FsStoreConfig = z.infer<typeof fsStoreSchema>;
+export type AccountConfig = z.infer<typeof accountSchema>;
+export type LocalAccountConfig = z.infer<typeof localAccountSchema>;
+export type DropboxAccountConfig = z.infer<typeof dropboxAccountSchema>;
+export type OnedriveAccountConfig = z.infer<typeof onedriveAccountSchema>;
+export type KeepPolicy = z.infer<typeof keepSchema>;
+export type ObjectLockConfig = z.infer<typeof objectLockSchema>;

@@ -1,0 +1,103 @@
+import { promises as fsp, type Stats } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { LocalAccountConfig } from '../config/schema.js';
+import { SyncguardError, throwIfAborted } from '../errors.js';
+import { unsafeReason } from '../paths.js';
+import type { ProviderContext } from './registry.js';
+import type { Change, Provider, ProviderFeatures, RemoteEntry } from './types.js';
+
+export function expandHome(p: string, base = process.cwd()): string {
+  if (p === '~') return homedir();
+  if (p.startsWith('~/')) return join(homedir(), p.slice(2));
+  return resolve(base, p);
+}
+
+/**
+ * Any folder on disk, such as the one a Dropbox, OneDrive, iCloud Drive or Google Drive desktop
+ * client keeps in sync. Read-only: it never writes to the folder. Every run lists everything;
+ * the snapshot engine skips reading files whose size and mtime did not change.
+ */
+export class LocalProvider implements Provider {
+  readonly features: ProviderFeatures = { deltaListing: false, canUpload: false, local: true };
+  readonly root: string;
+  private readonly followSymlinks: boolean;
+
+  constructor(account: Pick<LocalAccountConfig, 'path'> & { followSymlinks?: boolean }, ctx: Pick<ProviderContext, 'configDir'>) {
+    this.root = expandHome(account.path, ctx.configDir);
+    this.followSymlinks = account.followSymlinks ?? false;
+  }
+
+  async *changes(_cursor?: string, signal?: AbortSignal): AsyncGenerator<Change, string | undefined, undefined> {
+    let rootStat: Stats;
+    try {
+      rootStat = await fsp.stat(this.root);
+    } catch (e) {
+      throw new SyncguardError('NOT_FOUND', `the folder ${this.root} cannot be read (${(e as NodeJS.ErrnoException).code ?? e}): check the account's path`, { cause: e });
+    }
+    if (!rootStat.isDirectory()) throw new SyncguardError('CONFIG', `${this.root} is not a folder: check the account's path`);
+    // Depth first, names in byte order, a folder before what it holds.
+    const stack: string[] = [''];
+    while (stack.length > 0) {
+      throwIfAborted(signal);
+      const dir = stack.pop()!;
+      let names: string[];
+      try {
+        names = await fsp.readdir(dir === '' ? this.root : join(this.root, dir));
+      } catch (e) {
+        yield { kind: 'error', path: dir, message: `cannot list the folder: ${(e as NodeJS.ErrnoException).code ?? e}` };
+        continue;
+      }
+      names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      const subdirs: string[] = [];
+      const stats = await Promise.all(names.map(async (name) => {
+        const rel = dir === '' ? name : `${dir}/${name}`;
+        try {
+          const st = await (this.followSymlinks ? fsp.stat : fsp.lstat)(join(this.root, rel));
+          return { rel, st };
+        } catch (e) {
+          return { rel, err: e as NodeJS.ErrnoException };
+        }
+      }));
+      for (const { rel, st, err } of stats) {
+        if (err) {
+          // Vanished between readdir and stat: it is simply not part of this snapshot.
+          if (err.code !== 'ENOENT') yield { kind: 'error', path: rel, message: `cannot read: ${err.code ?? err.message}` };
+          continue;
+        }
+        const reason = unsafeReason(rel);
+        if (reason) { yield { kind: 'error', path: rel, message: reason }; continue; }
+        if (Buffer.from(rel).toString() !== rel || rel.includes('\uFFFD')) {
+          yield { kind: 'error', path: rel, message: 'the name is not valid UTF-8 and cannot be kept byte for byte' };
+          continue;
+        }
+        if (st!.isDirectory()) {
+          yield { kind: 'upsert', entry: { path: rel, type: 'dir', size: 0, modified: st!.mtime } };
+          subdirs.push(rel);
+        } else if (st!.isFile()) {
+          yield { kind: 'upsert', entry: { path: rel, type: 'file', size: st!.size, modified: st!.mtime } };
+        } else if (st!.isSymbolicLink()) {
+          yield { kind: 'skip', path: rel, reason: 'symbolic link (set followSymlinks: true to take what it points to)' };
+        } else {
+          yield { kind: 'skip', path: rel, reason: 'not a regular file or folder' };
+        }
+      }
+      for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]);
+    }
+    return undefined;
+  }
+
+  async open(entry: RemoteEntry, signal?: AbortSignal): Promise<Readable> {
+    const full = join(this.root, ...entry.path.split('/'));
+    try {
+      const handle = await fsp.open(full, 'r');
+      const stream = handle.createReadStream({ highWaterMark: 256 * 1024 });
+      if (signal) signal.addEventListener('abort', () => stream.destroy(signal.reason), { once: true });
+      return stream;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new SyncguardError(code === 'ENOENT' ? 'NOT_FOUND' : 'PROVIDER_ERROR', `cannot open ${entry.path}: ${code ?? e}`, { cause: e });
+    }
+  }
+}
