@@ -6,7 +6,7 @@ import type { LocalAccountConfig } from '../config/schema.js';
 import { SyncguardError, throwIfAborted } from '../errors.js';
 import { unsafeReason } from '../paths.js';
 import type { ProviderContext } from './registry.js';
-import type { Change, Provider, ProviderFeatures, RemoteEntry } from './types.js';
+import type { Change, ChangesOptions, Provider, ProviderFeatures, RemoteEntry } from './types.js';
 
 export function expandHome(p: string, base = process.cwd()): string {
   if (p === '~') return homedir();
@@ -29,7 +29,8 @@ export class LocalProvider implements Provider {
     this.followSymlinks = account.followSymlinks ?? false;
   }
 
-  async *changes(_cursor?: string, signal?: AbortSignal): AsyncGenerator<Change, string | undefined, undefined> {
+  async *changes(_cursor?: string, opts: ChangesOptions = {}): AsyncGenerator<Change, string | undefined, undefined> {
+    const signal = opts.signal;
     let rootStat: Stats;
     try {
       rootStat = await fsp.stat(this.root);

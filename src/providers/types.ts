@@ -40,6 +40,23 @@ export interface ProviderFeatures {
   canUpload: boolean;
   /** open() reads a local disk: opening twice is cheap, and size + mtime identify an unchanged file. */
   local: boolean;
+  /** Paths differing only in case are the same file (Dropbox, OneDrive): deletes match case-insensitively. */
+  caseInsensitive?: boolean;
+}
+
+/** What the previous snapshot held, for providers whose change feeds speak of ids (Graph delta):
+ *  a renamed folder arrives alone, and the provider must move what was below it. */
+export interface PreviousState {
+  /** The entry the previous snapshot holds for a provider id. */
+  byId(id: string): RemoteEntry | undefined;
+  /** Every entry below a folder (not the folder itself), in the previous snapshot. */
+  below(path: string): Iterable<RemoteEntry>;
+}
+
+export interface ChangesOptions {
+  signal?: AbortSignal;
+  /** The state the cursor belongs to; absent on a first run. */
+  previous?: PreviousState;
 }
 
 export interface UploadOptions {
@@ -55,8 +72,9 @@ export interface Provider {
   /** Everything that changed since `cursor` (everything when there is none), in an order where a
    *  folder comes before what it holds. The generator's return value is the cursor to keep with the
    *  snapshot. Throws PROVIDER_AUTH (run `auth` again) or ABORTED; retries throttling by itself.
-   *  Not concurrent with itself. */
-  changes(cursor?: string, signal?: AbortSignal): AsyncGenerator<Change, string | undefined, undefined>;
+   *  A cursor the provider no longer accepts yields a `reset` and a full listing. Not concurrent with
+   *  itself. */
+  changes(cursor?: string, opts?: ChangesOptions): AsyncGenerator<Change, string | undefined, undefined>;
   /** A stream of the file's bytes, never buffered whole. Where the provider reports a hash, the stream
    *  errors with INTEGRITY at its end when the bytes do not match it. Throws NOT_FOUND when the file
    *  is gone. Safe to call concurrently. */

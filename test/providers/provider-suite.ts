@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Change, Provider, RemoteEntry } from '../../src/providers/types.js';
+import type { Change, PreviousState, Provider, RemoteEntry } from '../../src/providers/types.js';
 import { isSyncguardError } from '../../src/errors.js';
 
 /** A source the suite can change between listings: a folder on disk, or an emulator's files. */
@@ -21,8 +21,17 @@ export interface Listing {
   cursor: string | undefined;
 }
 
-export async function collect(provider: Provider, cursor?: string, signal?: AbortSignal): Promise<Listing> {
-  const gen = provider.changes(cursor, signal);
+/** The previous state as the snapshot engine hands it to a provider. */
+export function previousOf(state: Map<string, RemoteEntry>): PreviousState {
+  const ids = new Map([...state.values()].filter((e) => e.id).map((e) => [e.id!, e]));
+  return {
+    byId: (id) => ids.get(id),
+    below: (path) => [...state.values()].filter((e) => e.path.startsWith(path + '/')),
+  };
+}
+
+export async function collect(provider: Provider, cursor?: string, signal?: AbortSignal, previous?: Map<string, RemoteEntry>): Promise<Listing> {
+  const gen = provider.changes(cursor, { signal, previous: previous && previousOf(previous) });
   const changes: Change[] = [];
   for (;;) {
     const r = await gen.next();
@@ -32,13 +41,15 @@ export async function collect(provider: Provider, cursor?: string, signal?: Abor
 }
 
 /** What the snapshot engine does with changes: the state after them, path → entry. */
-export function applyChanges(prev: Map<string, RemoteEntry>, listing: Listing, delta: boolean): Map<string, RemoteEntry> {
+export function applyChanges(prev: Map<string, RemoteEntry>, listing: Listing, delta: boolean, caseInsensitive = false): Map<string, RemoteEntry> {
   let state = delta ? new Map(prev) : new Map<string, RemoteEntry>();
   for (const c of listing.changes) {
     if (c.kind === 'reset') state = new Map();
     else if (c.kind === 'upsert') state.set(c.entry.path, c.entry);
     else if (c.kind === 'delete') {
-      for (const p of [...state.keys()]) if (p === c.path || p.startsWith(c.path + '/')) state.delete(p);
+      const fold = (p: string) => (caseInsensitive ? p.toLowerCase() : p);
+      const d = fold(c.path);
+      for (const p of [...state.keys()]) if (fold(p) === d || fold(p).startsWith(d + '/')) state.delete(p);
     }
   }
   return state;
@@ -95,8 +106,8 @@ export function providerSuite(name: string, setup: () => Promise<ProviderFixture
       await fx.rename('old', 'new');
       await fx.write('added.txt', 'added');
       const p2 = await next();
-      const second = await collect(p2, first.cursor);
-      const s2 = applyChanges(s1, second, p2.features.deltaListing);
+      const second = await collect(p2, first.cursor, undefined, s1);
+      const s2 = applyChanges(s1, second, p2.features.deltaListing, p2.features.caseInsensitive);
       expect(files(s2)).toEqual(['added.txt:5', 'edit.txt:13', 'keep.txt:4', 'new/one.txt:1', 'new/sub/two.txt:2']);
       expect(dirs(s2)).toEqual(['new', 'new/sub']);
     });
