@@ -24,7 +24,7 @@ export const objectLockSchema = z.union([
     /** Each object written is locked for at least this many days. */
     days: z.number().int().min(1).max(36500),
   }),
-]);
+], { error: 'expected { mode: COMPLIANCE or GOVERNANCE, days: 1 to 36500 }, or off (no lock, said explicitly)' });
 
 export const s3StoreSchema = z.strictObject({
   type: z.literal('s3'),
@@ -136,7 +136,7 @@ export const configSchema = z.strictObject({
   /** Files at or above this size are stored as objects of their own; smaller ones are packed. */
   packThreshold: size.default(1024 * 1024),
   /** The size a pack is closed at. */
-  packSize: size.default(32 * 1024 * 1024),
+  packSize: size.default(16 * 1024 * 1024),
   /** Where this machine keeps run locks, run reports and caches (never secrets). */
   stateDir: z.string().min(1).default('~/.local/state/syncguard'),
   accounts: z.array(accountSchema).min(1, 'expected at least one account').superRefine((accounts, ctx) => {

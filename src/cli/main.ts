@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/**
+ * The command line: parses arguments, calls one library function per command, prints, and sets the
+ * exit code. This file holds the only process.exit.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { SyncguardError, describeError, isSyncguardError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { Cli } from './context.js';
+import { registerBrowse } from './commands/browse.js';
+import { registerInit } from './commands/init.js';
+import { registerRestore } from './commands/restore.js';
+import { registerSnapshot } from './commands/snapshot.js';
+import { registerVerify } from './commands/verify.js';
+import { registerConfig } from './commands/config.js';
+import { registerAuth } from './commands/auth.js';
+import type { Io } from './output.js';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, partial: 3, tripwire: 4 } as const;
+
+const EXIT_HELP = `
+Exit codes:
+  0  done
+  1  failed (nothing usable was produced; the message says why)
+  2  usage or config error (nothing was written)
+  3  done, but some files could not be read (listed in the snapshot and in the output)
+  4  done, and the ransomware tripwire fired (the snapshot is kept and marked)
+
+Config: --config <file>, else $SYNCGUARD_CONFIG, else ./syncguard.yaml.
+`;
+
+export function buildProgram(cli: Cli): Command {
+  const program = new Command('syncguard')
+    .description('Nightly, immutable snapshots of synced folders (Dropbox, OneDrive, any local folder) in S3 with Object Lock')
+    .version(VERSION, '-V, --version')
+    .option('-c, --config <file>', 'the config file (default: $SYNCGUARD_CONFIG, else ./syncguard.yaml)')
+    .option('--json', 'print one JSON document on stdout (progress and logs go to stderr)')
+    .option('-q, --quiet', 'no progress, no informational messages')
+    .option('-v, --verbose', 'more detail on stderr')
+    .addHelpText('after', EXIT_HELP)
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => cli.io.stdout.write(s),
+      writeErr: (s) => cli.io.stderr.write(s),
+    })
+    .hook('preAction', (_this, action) => {
+      Object.assign(cli.globals, program.opts());
+      cli.setJson(program.opts().json || action.opts().json);
+    });
+  registerInit(program, cli);
+  registerAuth(program, cli);
+  registerSnapshot(program, cli);
+  registerBrowse(program, cli);
+  registerRestore(program, cli);
+  registerVerify(program, cli);
+  registerConfig(program, cli);
+  for (const c of program.commands) {
+    c.exitOverride().addHelpText('after', EXIT_HELP).configureOutput({ writeOut: (s) => cli.io.stdout.write(s), writeErr: (s) => cli.io.stderr.write(s) });
+    if (!c.options.some((o) => o.long === '--json')) c.addOption(new Option('--json', 'print one JSON document on stdout').hideHelp());
+  }
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promise<number> {
+  const cli = new Cli(io, env, {});
+  const program = buildProgram(cli);
+  const onSignal = () => {
+    cli.out.note('stopping: the current snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once');
+    if (cli.abort.signal.aborted) process.exit(130);
+    cli.abort.abort(new Error('stopped by a signal'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return cli.exitCode;
+  } catch (e) {
+    cli.out.clearLive();
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
+      return EXIT.usage;
+    }
+    const err = isSyncguardError(e) ? e : new SyncguardError('INTERNAL', describeError(e), { cause: e });
+    if (cli.out.json) cli.out.document({ error: { code: err.code, message: err.message } });
+    cli.io.stderr.write(`syncguard: ${err.message}\n`);
+    if (err.code === 'INTERNAL' && cli.globals.verbose && e instanceof Error && e.stack) cli.io.stderr.write(e.stack + '\n');
+    return err.code === 'CONFIG' || err.code === 'USAGE' ? EXIT.usage : EXIT.failed;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+const isMain = process.argv[1] && import.meta.url === new URL(`file://${(await import('node:fs')).realpathSync(process.argv[1])}`).href;
+if (isMain) {
+  const code = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, process.env);
+  process.exitCode = code;
+  // Let pending writes flush; exit explicitly so a stray handle cannot keep a finished run alive.
+  setImmediate(() => process.exit(code));
+}

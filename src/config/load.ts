@@ -1,0 +1,129 @@
+/**
+ * Reading the config: YAML → ${ENV} substitution → zod. Every mistake is reported with the file, the
+ * line, the key, what was expected and what was found, before anything is written anywhere.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { z } from 'zod';
+import { SyncguardError } from '../errors.js';
+import { configSchema, type Config } from './schema.js';
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file it came from. */
+  file: string;
+  /** Its folder: relative paths in the config are resolved against it. */
+  dir: string;
+}
+
+/** Where the config is: --config, else $SYNCGUARD_CONFIG, else ./syncguard.yaml. */
+export function configPath(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(explicit ?? env.SYNCGUARD_CONFIG ?? 'syncguard.yaml');
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  if (!existsSync(file)) {
+    throw new SyncguardError('CONFIG', `no config file at ${file}: copy config.example.yaml to syncguard.yaml and edit it, or point --config (or $SYNCGUARD_CONFIG) at yours`);
+  }
+  return { config: parseConfig(readFileSync(file, 'utf8'), file, env), file, dir: dirname(file) };
+}
+
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const where = (offset: number | undefined) => (offset === undefined ? file : `${file}:${lines.linePos(offset).line}`);
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    throw new SyncguardError('CONFIG', `${where(e.pos[0])}: the file is not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  substituteEnv(doc, env, where);
+  const raw = doc.toJS();
+  const parsed = configSchema.safeParse(raw ?? {});
+  if (parsed.success) return parsed.data;
+  const messages = parsed.error.issues.slice(0, 5).map((issue) => {
+    const node = nodeAt(doc, issue.path as Array<string | number>);
+    const key = formatKey(issue.path as Array<string | number>) || '(top level)';
+    return `${where(node?.range?.[0])} ${key}: ${describeIssue(issue, valueAt(raw, issue.path as Array<string | number>))}`;
+  });
+  throw new SyncguardError('CONFIG', messages.join('\n'));
+}
+
+function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, where: (o?: number) => string, node: unknown = doc.contents, path: Array<string | number> = []): void {
+  if (isMap(node)) {
+    for (const pair of node.items) substituteEnv(doc, env, where, pair.value, [...path, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => substituteEnv(doc, env, where, item, [...path, i]));
+  } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
+    node.value = node.value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string | undefined) => {
+      if (m === '$$') return '$';
+      const v = env[name!];
+      if (v === undefined || v === '') {
+        throw new SyncguardError('CONFIG', `${where((node as Node).range?.[0])} ${formatKey(path)}: the environment variable ${name} is not set (the config says \${${name}})`);
+      }
+      return v;
+    });
+  }
+}
+
+function nodeAt(doc: Document, path: Array<string | number>): Node | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
+    if (node && typeof node === 'object' && 'range' in node) return node;
+    if (n > 0) {
+      // The key itself, for a missing or unknown key.
+      const parent = doc.getIn(path.slice(0, n - 1), true);
+      if (isMap(parent)) {
+        const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === path[n - 1]);
+        if (pair && isScalar(pair.key)) return pair.key;
+        return parent;
+      }
+    }
+  }
+  return undefined;
+}
+
+function valueAt(raw: unknown, path: Array<string | number>): unknown {
+  let v: unknown = raw;
+  for (const k of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined;
+  return v;
+}
+
+function formatKey(path: Array<string | number | symbol>): string {
+  return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join('');
+}
+
+const SECRET_KEY = /secret|token|password|key$/i;
+
+function describeIssue(issue: z.core.$ZodIssue, got: unknown): string {
+  const last = issue.path[issue.path.length - 1];
+  const shown = typeof last === 'string' && SECRET_KEY.test(last) && last !== 'appKey' ? '(hidden)' : JSON.stringify(got);
+  switch (issue.code) {
+    case 'invalid_value':
+      return `expected ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${shown}`;
+    case 'invalid_union': {
+      const disc = (issue as { note?: string }).note;
+      if (disc === 'No matching discriminator') {
+        const opts = discriminatorOptions(issue.path);
+        return `expected ${opts}, got ${shown}`;
+      }
+      return `${issue.message}; got ${shown}`;
+    }
+    case 'unrecognized_keys':
+      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')} (a typo?)`;
+    case 'invalid_type':
+      return got === undefined ? `is required (expected ${issue.expected})` : `expected ${issue.expected}, got ${shown}`;
+    default:
+      return `${issue.message}${got === undefined ? '' : `, got ${shown}`}`;
+  }
+}
+
+function discriminatorOptions(path: PropertyKey[]): string {
+  if (path[0] === 'store') return '"s3" | "fs"';
+  return '"local" | "dropbox" | "onedrive"';
+}
+
+/** The JSON Schema of the config file, for editors (`syncguard config schema`). */
+export function configJsonSchema(): unknown {
+  return z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' });
+}

@@ -1,0 +1,277 @@
+/**
+ * The repository: a Store seen through the layout. It lists snapshots, reads manifests, knows where
+ * every stored content lies (the content index, rebuilt from pack indexes and blob keys), and packs
+ * small contents. It never rewrites an object: everything it writes is new, locked, and kept.
+ */
+import { createHash } from 'node:crypto';
+import { SyncguardError, isSyncguardError } from '../errors.js';
+import type { Log } from '../log.js';
+import { silentLog } from '../log.js';
+import { readAll, type Store } from '../store/types.js';
+import {
+  BLOBS, PACKS, blobKey, blobSha, isPackIndexKey, manifestKey, manifestPrefix, newPackKeys, packKeyOfIndex,
+  parseManifestKey, SNAPSHOTS,
+} from './layout.js';
+import { readManifest, type ManifestHeader } from './manifest.js';
+
+export interface Location {
+  object: string;
+  /** In a pack: where the content starts. Absent for a blob. */
+  offset?: number;
+  length: number;
+  /** What we know of the object's lock: locked at least until then (ms since epoch); 0 unknown. */
+  lockedUntil: number;
+}
+
+export interface SnapshotInfo {
+  account: string;
+  id: string;
+  time: Date;
+  key: string;
+}
+
+export interface RepositoryOptions {
+  store: Store;
+  /** Lock each object for this many days when written (absent: the store has no Object Lock). */
+  lockDays?: number;
+  packThreshold?: number;
+  packSize?: number;
+  now?: () => Date;
+  log?: Log;
+}
+
+interface PackIndexFile {
+  format: 'syncguard-pack-index';
+  version: 1;
+  pack: string;
+  created: string;
+  retainUntil?: string;
+  sha256: string;
+  size: number;
+  /** [sha256, offset, length] per content, in pack order. */
+  entries: Array<[string, number, number]>;
+}
+
+const DAY = 86_400_000;
+
+export class Repository {
+  readonly store: Store;
+  readonly lockDays?: number;
+  readonly packThreshold: number;
+  readonly packSize: number;
+  readonly now: () => Date;
+  readonly log: Log;
+
+  constructor(opts: RepositoryOptions) {
+    this.store = opts.store;
+    this.lockDays = opts.store.features.objectLock ? opts.lockDays : undefined;
+    this.packThreshold = opts.packThreshold ?? 1024 * 1024;
+    this.packSize = opts.packSize ?? 16 * 1024 * 1024;
+    this.now = opts.now ?? (() => new Date());
+    this.log = opts.log ?? silentLog;
+  }
+
+  /** The retention a new object gets: now + lockDays. */
+  retainUntil(): Date | undefined {
+    return this.lockDays ? new Date(this.now().getTime() + this.lockDays * DAY) : undefined;
+  }
+
+  /** Every snapshot of `account` (or of all accounts), oldest first. */
+  async listSnapshots(account?: string, signal?: AbortSignal): Promise<SnapshotInfo[]> {
+    const out: SnapshotInfo[] = [];
+    for await (const o of this.store.list(account ? manifestPrefix(account) : SNAPSHOTS, signal)) {
+      const p = parseManifestKey(o.key);
+      if (p) out.push({ ...p, key: o.key });
+    }
+    return out.sort((a, b) => a.time.getTime() - b.time.getTime() || a.account.localeCompare(b.account));
+  }
+
+  /** The last snapshot of `account` taken at or before `at` (any snapshot id, date or time). */
+  async findSnapshot(account: string, at: string | Date | undefined, signal?: AbortSignal): Promise<SnapshotInfo> {
+    const all = await this.listSnapshots(account, signal);
+    if (all.length === 0) throw new SyncguardError('NOT_FOUND', `the account "${account}" has no snapshot yet: run \`syncguard snapshot ${account}\``);
+    if (at === undefined) return all[all.length - 1];
+    if (typeof at === 'string') {
+      const exact = all.find((s) => s.id === at);
+      if (exact) return exact;
+    }
+    const t = typeof at === 'string' ? parseAt(at) : at;
+    const hit = all.filter((s) => s.time.getTime() <= t.getTime()).pop();
+    if (!hit) {
+      throw new SyncguardError('NOT_FOUND', `"${account}" has no snapshot at or before ${t.toISOString()}; the first is ${all[0].id} (${all[0].time.toISOString()})`);
+    }
+    return hit;
+  }
+
+  async readManifest(key: string, signal?: AbortSignal) {
+    return readManifest(await this.store.get(key, { signal }), key);
+  }
+
+  async readHeader(key: string, signal?: AbortSignal): Promise<ManifestHeader> {
+    const ac = new AbortController();
+    const body = await this.store.get(key, { signal: signal ? AbortSignal.any([signal, ac.signal]) : ac.signal });
+    try {
+      return (await readManifest(body, key)).header;
+    } finally {
+      body.destroy();
+    }
+  }
+
+  manifestKey(account: string, id: string): string {
+    return manifestKey(account, id);
+  }
+
+  /** Where every stored content lies: from every pack index and every blob key. */
+  async loadIndex(signal?: AbortSignal): Promise<ContentIndex> {
+    const index = new ContentIndex();
+    for await (const o of this.store.list(BLOBS, signal)) {
+      const sha = blobSha(o.key);
+      if (sha) index.set(sha, { object: o.key, length: o.size, lockedUntil: o.retainUntil?.getTime() ?? 0 });
+    }
+    const idxKeys: string[] = [];
+    for await (const o of this.store.list(PACKS, signal)) if (isPackIndexKey(o.key)) idxKeys.push(o.key);
+    await forEachLimit(idxKeys, 16, async (key) => {
+      let idx: PackIndexFile;
+      try {
+        idx = JSON.parse((await readAll(this.store, key, { signal })).toString('utf8'));
+      } catch (e) {
+        if (isSyncguardError(e) && e.code !== 'NOT_FOUND' && e.code !== 'INTEGRITY') throw e;
+        this.log('warn', `pack index ${key} is unreadable and is ignored (${(e as Error).message}); its contents will be stored again`);
+        return;
+      }
+      if (idx?.format !== 'syncguard-pack-index' || !Array.isArray(idx.entries) || idx.pack !== packKeyOfIndex(key)) {
+        this.log('warn', `pack index ${key} is not valid and is ignored; its contents will be stored again`);
+        return;
+      }
+      const lockedUntil = idx.retainUntil ? Date.parse(idx.retainUntil) : 0;
+      for (const [sha, offset, length] of idx.entries) {
+        if (!index.has(sha)) index.set(sha, { object: idx.pack, offset, length, lockedUntil });
+      }
+    });
+    return index;
+  }
+
+  /** Stores a large content as a blob of its own. Content already stored (by anyone) counts as stored. */
+  async putBlob(sha256: string, body: Buffer | import('node:stream').Readable, size: number, signal?: AbortSignal): Promise<Location> {
+    const key = blobKey(sha256);
+    const retainUntil = this.retainUntil();
+    try {
+      await this.store.put(key, body, { sha256, size, retainUntil, signal });
+    } catch (e) {
+      if (!isSyncguardError(e, 'STORE_CONFLICT')) throw e;
+      const info = await this.store.head(key);
+      return { object: key, length: size, lockedUntil: info?.retainUntil?.getTime() ?? 0 };
+    }
+    return { object: key, length: size, lockedUntil: retainUntil?.getTime() ?? 0 };
+  }
+
+  /** Writes small contents into packs of about packSize, at most two uploads in flight. */
+  packer(signal?: AbortSignal): Packer {
+    return new Packer(this, signal);
+  }
+}
+
+export class ContentIndex {
+  private readonly map = new Map<string, Location>();
+  get size(): number { return this.map.size; }
+  get(sha256: string): Location | undefined { return this.map.get(sha256); }
+  has(sha256: string): boolean { return this.map.has(sha256); }
+  set(sha256: string, loc: Location): void { this.map.set(sha256, loc); }
+}
+
+export class Packer {
+  private parts: Buffer[] = [];
+  private entries: Array<[string, number, number]> = [];
+  private pending = new Map<string, Location>();
+  private offset = 0;
+  private keys: { pack: string; idx: string };
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: unknown;
+  /** Bytes written to the store, packs and their indexes. */
+  bytesWritten = 0;
+  packsWritten = 0;
+
+  constructor(private readonly repo: Repository, private readonly signal?: AbortSignal) {
+    this.keys = newPackKeys(repo.now());
+  }
+
+  /** Where `sha256` will be once the current pack is written, if this packer holds it already. */
+  get(sha256: string): Location | undefined {
+    return this.pending.get(sha256);
+  }
+
+  /** Adds a content; returns where it will be. Waits while two packs are uploading. */
+  async add(sha256: string, content: Buffer): Promise<Location> {
+    if (this.failure) throw this.failure;
+    const held = this.pending.get(sha256);
+    if (held) return held;
+    const loc: Location = { object: this.keys.pack, offset: this.offset, length: content.length, lockedUntil: 0 };
+    this.parts.push(content);
+    this.entries.push([sha256, this.offset, content.length]);
+    this.pending.set(sha256, loc);
+    this.offset += content.length;
+    if (this.offset >= this.repo.packSize) await this.seal();
+    return loc;
+  }
+
+  private async seal(): Promise<void> {
+    if (this.entries.length === 0) return;
+    while (this.inFlight.size >= 2) await Promise.race(this.inFlight);
+    if (this.failure) throw this.failure;
+    const parts = this.parts, entries = this.entries, keys = this.keys, pending = this.pending;
+    this.parts = []; this.entries = []; this.pending = new Map(); this.offset = 0;
+    this.keys = newPackKeys(this.repo.now());
+    const p = this.write(keys, parts, entries, pending).catch((e) => { this.failure ??= e; }).finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+
+  private async write(keys: { pack: string; idx: string }, parts: Buffer[], entries: Array<[string, number, number]>, pending: Map<string, Location>): Promise<void> {
+    const body = Buffer.concat(parts);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    const retainUntil = this.repo.retainUntil();
+    await this.repo.store.put(keys.pack, body, { sha256, size: body.length, retainUntil, signal: this.signal });
+    const idx: PackIndexFile = {
+      format: 'syncguard-pack-index', version: 1, pack: keys.pack, created: this.repo.now().toISOString(),
+      retainUntil: retainUntil?.toISOString(), sha256, size: body.length, entries,
+    };
+    const idxBody = Buffer.from(JSON.stringify(idx));
+    // The index is written after its pack: an index always names a pack that exists.
+    await this.repo.store.put(keys.idx, idxBody, { sha256: createHash('sha256').update(idxBody).digest('hex'), size: idxBody.length, retainUntil, signal: this.signal });
+    for (const loc of pending.values()) loc.lockedUntil = retainUntil?.getTime() ?? 0;
+    this.bytesWritten += body.length + idxBody.length;
+    this.packsWritten++;
+  }
+
+  /** Writes what is left and waits for every upload. */
+  async flush(): Promise<void> {
+    await this.seal();
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+    if (this.failure) throw this.failure;
+  }
+}
+
+/** `--at`: a date (the end of that day, local time of the process: the CLI sets TZ from the config)
+ *  or an ISO date-time. */
+export function parseAt(at: string): Date {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(at)) {
+    const [y, m, d] = at.split('-').map(Number);
+    const end = new Date(y, m - 1, d, 23, 59, 59, 999);
+    if (end.getMonth() === m - 1) return end;
+  } else if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}/.test(at)) {
+    const t = new Date(at);
+    if (!Number.isNaN(t.getTime())) return t;
+  }
+  throw new SyncguardError('USAGE', `--at "${at}" is not a snapshot id, a date (2026-11-20) or a date-time (2026-11-20T18:30 or 2026-11-20T18:30:00Z)`);
+}
+
+export async function forEachLimit<T>(items: Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const it = items[Symbol.iterator]();
+  let failed: unknown;
+  const worker = async () => {
+    for (let r = it.next(); !r.done && failed === undefined; r = it.next()) {
+      try { await fn(r.value); } catch (e) { failed ??= e; }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
+  if (failed !== undefined) throw failed;
+}

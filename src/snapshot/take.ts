@@ -1,0 +1,472 @@
+/**
+ * Taking a snapshot: the previous manifest + what the provider says changed → new content stored,
+ * then the new manifest, last. A crash at any point leaves at most unreferenced objects, which the
+ * next run reuses; a snapshot exists exactly when its manifest does.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fsp, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import picomatch from 'picomatch';
+import { describeError, isSyncguardError, throwIfAborted } from '../errors.js';
+import { comparePaths, showPath, unsafeReason } from '../paths.js';
+import type { Change, PreviousState, Provider, RemoteEntry } from '../providers/types.js';
+import { snapshotId } from './layout.js';
+import {
+  MANIFEST_FORMAT, MANIFEST_VERSION, ManifestWriter, manifestFileStream,
+  type FailedFile, type ManifestEntry, type ManifestHeader, type SkippedFile,
+} from './manifest.js';
+import { forEachLimit, type ContentIndex, type Location, type Packer, type Repository } from './repository.js';
+import { VERSION } from '../version.js';
+
+export interface SnapshotAccount {
+  name: string;
+  provider: string;
+  include?: string[];
+  exclude?: string[];
+}
+
+export interface SnapshotProgress {
+  phase: 'listing' | 'reading' | 'finishing';
+  listed: number;
+  filesDone: number;
+  filesToRead: number;
+  bytesRead: number;
+  bytesToRead: number;
+  bytesAdded: number;
+}
+
+export interface TakeOptions {
+  repo: Repository;
+  account: SnapshotAccount;
+  provider: Provider;
+  /** Files read at once. */
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: SnapshotProgress) => void;
+  /** Looks at the new snapshot against the previous one before it is written (the tripwire). */
+  inspect?: (input: InspectInput) => Promise<ManifestHeader['tripwire']> | ManifestHeader['tripwire'];
+}
+
+export interface InspectInput {
+  previous: Map<string, ManifestEntry> | undefined;
+  next: ManifestEntry[];
+  /** The new content of a file, for a look at its first bytes; undefined when not read this run. */
+  sample(path: string): Buffer | undefined;
+}
+
+export interface SnapshotResult {
+  account: string;
+  id: string;
+  key: string;
+  time: Date;
+  header: ManifestHeader;
+  /** Files whose content was read from the provider this run. */
+  filesRead: number;
+  bytesRead: number;
+  bytesAdded: number;
+  objectsExtended: number;
+}
+
+const DAY = 86_400_000;
+const SAMPLE_BYTES = 4096;
+
+export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
+  const { repo, account, provider, signal } = opts;
+  const started = repo.now();
+  const id = snapshotId(started);
+  const concurrency = Math.max(1, opts.concurrency ?? 4);
+  const progress: SnapshotProgress = { phase: 'listing', listed: 0, filesDone: 0, filesToRead: 0, bytesRead: 0, bytesToRead: 0, bytesAdded: 0 };
+  const report = () => opts.onProgress?.({ ...progress });
+
+  // 1. What the last snapshot held.
+  const snaps = await repo.listSnapshots(account.name, signal);
+  const prevInfo = snaps[snaps.length - 1];
+  let prevHeader: ManifestHeader | undefined;
+  let prev: Map<string, ManifestEntry> | undefined;
+  const failures: FailedFile[] = [];
+  if (prevInfo) {
+    const m = await repo.readManifest(prevInfo.key, signal);
+    prevHeader = m.header;
+    prev = new Map();
+    for await (const e of m.entries) prev.set(e.path, e);
+    for (const u of m.unsafe) repo.log('warn', `the previous snapshot ${prevInfo.key} names an unsafe path ${showPath(u.path)}; it is ignored`);
+  }
+  const index = await repo.loadIndex(signal);
+
+  // 2. What the provider says now.
+  const match = matcher(account.include ?? [], account.exclude ?? []);
+  const fold = provider.features.caseInsensitive ? (p: string) => p.toLowerCase() : (p: string) => p;
+  const useCursor = provider.features.deltaListing && prevHeader?.cursor !== undefined && prev !== undefined;
+  const state = new Map<string, { entry: RemoteEntry; carried?: ManifestEntry }>();
+  if (useCursor) for (const e of prev!.values()) state.set(e.path, { entry: toRemote(e), carried: e });
+  const skipped: SkippedFile[] = [];
+  const gen = provider.changes(useCursor ? prevHeader!.cursor : undefined, { signal, previous: prev && previousState(prev) });
+  let cursor: string | undefined;
+  for (;;) {
+    throwIfAborted(signal);
+    const r = await gen.next();
+    if (r.done) { cursor = r.value; break; }
+    applyChange(r.value);
+  }
+  function removeTree(path: string) {
+    const p = fold(path);
+    const exact = state.get(path);
+    if (exact && exact.entry.type === 'file') { state.delete(path); return; }
+    for (const k of [...state.keys()]) {
+      const f = fold(k);
+      if (f === p || f.startsWith(p + '/')) state.delete(k);
+    }
+  }
+  function applyChange(c: Change) {
+    switch (c.kind) {
+      case 'reset':
+        state.clear();
+        return;
+      case 'upsert': {
+        progress.listed++;
+        if (progress.listed % 1000 === 0) report();
+        const reason = unsafeReason(c.entry.path);
+        if (reason) { failures.push({ path: c.entry.path, error: `refused: ${reason}` }); return; }
+        if (!match(c.entry.path, c.entry.type)) return;
+        const old = state.get(c.entry.path);
+        if (old && old.entry.type === 'dir' && c.entry.type === 'file') removeTree(c.entry.path);
+        state.set(c.entry.path, { entry: c.entry });
+        return;
+      }
+      case 'delete':
+        removeTree(c.path);
+        return;
+      case 'skip':
+        skipped.push({ path: c.path, reason: c.reason });
+        removeTree(c.path);
+        return;
+      case 'error':
+        failures.push({ path: c.path, error: c.message });
+        return;
+    }
+  }
+
+  // 3. Content: carried over, reused, or read and stored.
+  const prevByProviderHash = new Map<string, ManifestEntry>();
+  if (prev && !provider.features.local) for (const e of prev.values()) if (e.providerHash && e.type === 'file') prevByProviderHash.set(e.providerHash, e);
+  const next: ManifestEntry[] = [];
+  const toRead: RemoteEntry[] = [];
+  for (const { entry, carried } of state.values()) {
+    if (entry.type === 'dir') { next.push(dirEntry(entry)); continue; }
+    if (carried) { next.push(carried); continue; }
+    const reuse = findReuse(entry, prev?.get(entry.path), prevByProviderHash, provider.features.local);
+    if (reuse) { next.push(fileEntry(entry, reuse.sha256!, reuse)); continue; }
+    toRead.push(entry);
+    progress.bytesToRead += entry.size;
+  }
+  state.clear();
+  progress.phase = 'reading';
+  progress.filesToRead = toRead.length;
+  report();
+
+  const packer = repo.packer(signal);
+  const ingest = new Ingest(repo, provider, index, packer, signal);
+  const samples = new Map<string, Buffer>();
+  let filesRead = 0;
+  let lastReport = Date.now();
+  await forEachLimit(toRead, concurrency, async (entry) => {
+    try {
+      const got = await withRetries(() => ingest.file(entry), signal);
+      next.push(fileEntry(entry, got.sha256, got.loc, got.size, got.mtime));
+      if (opts.inspect && got.sample) samples.set(entry.path, got.sample);
+      filesRead++;
+      progress.bytesRead += got.size;
+    } catch (e) {
+      if (isFatal(e)) throw e;
+      failures.push({ path: entry.path, error: isSyncguardError(e, 'NOT_FOUND') ? 'vanished during the run' : describeError(e) });
+    }
+    progress.filesDone++;
+    progress.bytesAdded = ingest.bytesAdded + packer.bytesWritten;
+    if (Date.now() - lastReport > 200) { lastReport = Date.now(); report(); }
+  });
+  await packer.flush();
+  progress.phase = 'finishing';
+  progress.bytesAdded = ingest.bytesAdded + packer.bytesWritten;
+  report();
+
+  // Folders are kept when nothing excludes them; with an include list, only those that hold something taken.
+  let entries = next;
+  if ((account.include ?? []).length > 0) {
+    const holders = new Set<string>();
+    for (const e of entries) if (e.type === 'file') for (let i = e.path.indexOf('/'); i > 0; i = e.path.indexOf('/', i + 1)) holders.add(e.path.slice(0, i));
+    entries = entries.filter((e) => e.type === 'file' || holders.has(e.path));
+  }
+  entries.sort((a, b) => comparePaths(a.path, b.path));
+
+  // 4. Locks: every object this snapshot names must stay locked at least as long as its manifest.
+  const { lockedUntil, extended } = await extendLocks(repo, entries, index, prev, prevHeader, signal);
+
+  const tripwire = opts.inspect ? await opts.inspect({ previous: prev, next: entries, sample: (p) => samples.get(p) }) : undefined;
+
+  // 5. The manifest, last.
+  const files = entries.filter((e) => e.type === 'file');
+  const header: ManifestHeader = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    account: account.name,
+    provider: account.provider,
+    id,
+    started: started.toISOString(),
+    finished: repo.now().toISOString(),
+    tool: `syncguard ${VERSION}`,
+    counts: { files: files.length, dirs: entries.length - files.length, failed: failures.length, skipped: skipped.length },
+    bytes: files.reduce((n, e) => n + e.size, 0),
+    bytesAdded: 0,
+    cursor,
+    previous: prevInfo?.key,
+    lockedUntil: lockedUntil ? new Date(lockedUntil).toISOString() : undefined,
+    failures,
+    skipped,
+    tripwire,
+  };
+  header.bytesAdded = ingest.bytesAdded + packer.bytesWritten;
+  const key = repo.manifestKey(account.name, id);
+  const writer = new ManifestWriter(header);
+  try {
+    for (const e of entries) await writer.add(e);
+    const m = await writer.finish();
+    throwIfAborted(signal);
+    await repo.store.put(key, manifestFileStream(m.file), { sha256: m.sha256, size: m.size, retainUntil: lockedUntil ? new Date(lockedUntil) : undefined, signal });
+  } finally {
+    await writer.discard();
+  }
+  return { account: account.name, id, key, time: started, header, filesRead, bytesRead: progress.bytesRead, bytesAdded: header.bytesAdded, objectsExtended: extended };
+}
+
+/** Errors that end a run: everything about auth, the store, the config, or an abort. One bad file does not. */
+function isFatal(e: unknown): boolean {
+  if (!isSyncguardError(e)) return false;
+  return ['PROVIDER_AUTH', 'STORE_AUTH', 'STORE_CONFLICT', 'STORE_LOCKED', 'STORE_NO_LOCK', 'STORE_UNAVAILABLE', 'STORE_ERROR', 'CONFIG', 'ABORTED', 'INTERNAL'].includes(e.code);
+}
+
+/** A file that failed its hash check, or whose bytes changed while read, is read again twice. */
+async function withRetries<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      throwIfAborted(signal);
+      if (attempt >= 3 || !(isSyncguardError(e, 'INTEGRITY') || (isSyncguardError(e) && e.retryable))) throw e;
+    }
+  }
+}
+
+function matcher(include: string[], exclude: string[]): (path: string, type: 'file' | 'dir') => boolean {
+  const inc = include.length ? picomatch(include, { dot: true }) : undefined;
+  const exc = exclude.length ? picomatch(exclude, { dot: true }) : undefined;
+  return (path, type) => {
+    if (exc && (exc(path) || (type === 'dir' && exc(path + '/')))) return false;
+    if (inc && type === 'file' && !inc(path)) return false;
+    return true;
+  };
+}
+
+function toRemote(e: ManifestEntry): RemoteEntry {
+  const [algo, value] = e.providerHash ? splitHash(e.providerHash) : [undefined, undefined];
+  return { path: e.path, type: e.type, size: e.size, modified: new Date(e.mtime), id: e.id, hash: algo ? { algo: algo as never, value: value! } : undefined };
+}
+
+function splitHash(h: string): [string, string] {
+  const i = h.indexOf(':');
+  return [h.slice(0, i), h.slice(i + 1)];
+}
+
+function previousState(prev: Map<string, ManifestEntry>): PreviousState {
+  let ids: Map<string, RemoteEntry> | undefined;
+  return {
+    byId(id) {
+      ids ??= new Map([...prev.values()].filter((e) => e.id).map((e) => [e.id!, toRemote(e)]));
+      return ids.get(id);
+    },
+    *below(path) {
+      const p = path + '/';
+      for (const e of prev.values()) if (e.path.startsWith(p)) yield toRemote(e);
+    },
+  };
+}
+
+function providerHash(entry: RemoteEntry): string | undefined {
+  return entry.hash ? `${entry.hash.algo}:${entry.hash.value}` : undefined;
+}
+
+function findReuse(entry: RemoteEntry, old: ManifestEntry | undefined, byHash: Map<string, ManifestEntry>, local: boolean): ManifestEntry | undefined {
+  if (local) {
+    return old && old.type === 'file' && old.size === entry.size && Date.parse(old.mtime) === entry.modified.getTime() ? old : undefined;
+  }
+  const ph = providerHash(entry);
+  if (!ph) return old && old.type === 'file' && old.id !== undefined && old.id === entry.id && old.size === entry.size && Date.parse(old.mtime) === entry.modified.getTime() ? old : undefined;
+  if (old && old.providerHash === ph) return old;
+  return byHash.get(ph);
+}
+
+function dirEntry(entry: RemoteEntry): ManifestEntry {
+  return { path: entry.path, type: 'dir', size: 0, mtime: entry.modified.toISOString(), id: entry.id };
+}
+
+function fileEntry(entry: RemoteEntry, sha256: string, loc: { object?: string; offset?: number; length?: number }, size = entry.size, mtime = entry.modified): ManifestEntry {
+  return {
+    path: entry.path, type: 'file', size, mtime: mtime.toISOString(), sha256, providerHash: providerHash(entry), id: entry.id,
+    object: loc.object, offset: loc.offset, length: loc.offset === undefined ? undefined : size,
+  };
+}
+
+interface Ingested {
+  sha256: string;
+  size: number;
+  loc: Location;
+  mtime?: Date;
+  sample?: Buffer;
+}
+
+/** Reads one file and stores its content unless it is stored already. */
+class Ingest {
+  bytesAdded = 0;
+  private readonly blobs = new Map<string, Promise<Location>>();
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly provider: Provider,
+    private readonly index: ContentIndex,
+    private readonly packer: Packer,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  async file(entry: RemoteEntry): Promise<Ingested> {
+    if (this.provider.features.local && entry.size >= this.repo.packThreshold) return this.localLarge(entry);
+    const spool = await Spool.from(await this.provider.open(entry, this.signal), this.repo.packThreshold);
+    try {
+      const { sha256, size } = spool;
+      const known = this.index.get(sha256) ?? this.packer.get(sha256);
+      if (known) return { sha256, size, loc: known, sample: spool.sample };
+      if (spool.buffer) {
+        const loc = await this.packer.add(sha256, spool.buffer);
+        this.index.set(sha256, loc);
+        return { sha256, size, loc, sample: spool.sample };
+      }
+      const loc = await this.blob(sha256, size, () => createReadStream(spool.file!));
+      return { sha256, size, loc, sample: spool.sample };
+    } finally {
+      await spool.remove();
+    }
+  }
+
+  /** A large local file is hashed in one pass and uploaded in a second, which the store verifies against
+   *  the first: a file that changes in between is not stored under the wrong hash. */
+  private async localLarge(entry: RemoteEntry): Promise<Ingested> {
+    const hash = createHash('sha256');
+    let size = 0;
+    let sample: Buffer | undefined;
+    for await (const chunk of await this.provider.open(entry, this.signal)) {
+      hash.update(chunk as Buffer);
+      if (!sample) sample = Buffer.from((chunk as Buffer).subarray(0, SAMPLE_BYTES));
+      size += (chunk as Buffer).length;
+    }
+    const sha256 = hash.digest('hex');
+    const known = this.index.get(sha256);
+    if (known) return { sha256, size, loc: known, sample };
+    const loc = await this.blob(sha256, size, () => this.provider.open(entry, this.signal));
+    return { sha256, size, loc, sample };
+  }
+
+  private blob(sha256: string, size: number, body: () => Readable | Promise<Readable>): Promise<Location> {
+    let p = this.blobs.get(sha256);
+    if (!p) {
+      p = (async () => {
+        const loc = await this.repo.putBlob(sha256, await body(), size, this.signal);
+        this.index.set(sha256, loc);
+        this.bytesAdded += size;
+        return loc;
+      })();
+      this.blobs.set(sha256, p);
+      p.catch(() => this.blobs.delete(sha256));
+    }
+    return p;
+  }
+}
+
+/** A content read from a stream: in memory while under the threshold, else in a temporary file. */
+class Spool {
+  buffer?: Buffer;
+  file?: string;
+  sha256 = '';
+  size = 0;
+  sample?: Buffer;
+
+  static async from(stream: Readable, threshold: number): Promise<Spool> {
+    const s = new Spool();
+    const hash = createHash('sha256');
+    const chunks: Buffer[] = [];
+    let out: WriteStream | undefined;
+    try {
+      for await (const c of stream) {
+        const chunk = c as Buffer;
+        hash.update(chunk);
+        s.size += chunk.length;
+        if (!s.sample) s.sample = Buffer.from(chunk.subarray(0, SAMPLE_BYTES));
+        if (out) {
+          if (!out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
+        } else {
+          chunks.push(chunk);
+          if (s.size >= threshold) {
+            s.file = join(tmpdir(), `syncguard-spool-${randomBytes(8).toString('hex')}`);
+            out = createWriteStream(s.file, { mode: 0o600 });
+            for (const b of chunks) out.write(b);
+            chunks.length = 0;
+          }
+        }
+      }
+      if (out) await new Promise<void>((resolve, reject) => out!.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      else s.buffer = Buffer.concat(chunks);
+    } catch (e) {
+      out?.destroy();
+      await s.remove();
+      throw e;
+    }
+    s.sha256 = hash.digest('hex');
+    return s;
+  }
+
+  async remove(): Promise<void> {
+    if (this.file) await fsp.rm(this.file, { force: true });
+  }
+}
+
+/**
+ * Objects reused from earlier snapshots may be locked for less time than the new manifest. Those are
+ * extended — one call per object, not per file — to now + days plus a slack of a quarter of the
+ * lock time, so each object is touched about once every few nights, not nightly.
+ */
+async function extendLocks(repo: Repository, entries: ManifestEntry[], index: ContentIndex, prev: Map<string, ManifestEntry> | undefined, prevHeader: ManifestHeader | undefined, signal?: AbortSignal): Promise<{ lockedUntil?: number; extended: number }> {
+  if (!repo.lockDays) return { extended: 0 };
+  const now = repo.now().getTime();
+  const horizon = now + repo.lockDays * DAY;
+  const extendTo = horizon + Math.max(1, Math.ceil(repo.lockDays / 4)) * DAY;
+  const prevLock = prevHeader?.lockedUntil ? Date.parse(prevHeader.lockedUntil) : 0;
+  // The previous manifest's lockedUntil holds for the objects it names, and only for those.
+  const prevObjects = new Set<string>();
+  if (prev) for (const e of prev.values()) if (e.object) prevObjects.add(e.object);
+  const known = new Map<string, number>();
+  for (const e of entries) {
+    if (e.type !== 'file' || !e.object) continue;
+    const fromIndex = index.get(e.sha256!)?.object === e.object ? index.get(e.sha256!)!.lockedUntil : 0;
+    const k = Math.max(known.get(e.object) ?? 0, fromIndex, prevObjects.has(e.object) ? prevLock : 0);
+    known.set(e.object, k);
+  }
+  const stale = [...known].filter(([, until]) => until < horizon).map(([o]) => o);
+  await forEachLimit(stale, 8, async (object) => {
+    throwIfAborted(signal);
+    await repo.store.extendRetention(object, new Date(extendTo));
+    known.set(object, extendTo);
+  });
+  let min = horizon;
+  for (const v of known.values()) min = Math.min(min, v);
+  return { lockedUntil: min, extended: stale.length };
+}
+

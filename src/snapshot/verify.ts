@@ -1,0 +1,100 @@
+/** verify: re-read stored content and check every hash, for all kept snapshots or a sample. */
+import { createHash, randomInt } from 'node:crypto';
+import { describeError, isSyncguardError, throwIfAborted } from '../errors.js';
+import { showPath } from '../paths.js';
+import { blobSha } from './layout.js';
+import { checkBuffer, readPackSpan } from './content.js';
+import type { ManifestEntry } from './manifest.js';
+import { forEachLimit, type Repository } from './repository.js';
+
+export interface VerifyProblem {
+  /** The object, or the manifest, that is missing or damaged. */
+  object: string;
+  problem: string;
+  /** A file that needs it, and the snapshot it is in. */
+  path?: string;
+  snapshot?: string;
+}
+
+export interface VerifyResult {
+  snapshots: number;
+  objects: number;
+  objectsChecked: number;
+  bytesChecked: number;
+  contentsChecked: number;
+  problems: VerifyProblem[];
+}
+
+export interface VerifyOptions {
+  account?: string;
+  /** Check this share of the objects, chosen at random (default 100). */
+  samplePercent?: number;
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: { objectsChecked: number; objects: number; bytesChecked: number }) => void;
+}
+
+export async function verify(repo: Repository, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const { signal } = opts;
+  const snaps = await repo.listSnapshots(opts.account, signal);
+  const problems: VerifyProblem[] = [];
+  // object → the distinct contents (by offset) that kept manifests need from it
+  const needed = new Map<string, Map<number, ManifestEntry & { snapshot: string }>>();
+  for (const s of snaps) {
+    try {
+      const m = await repo.readManifest(s.key, signal);
+      for await (const e of m.entries) {
+        if (e.type !== 'file') continue;
+        const byOffset = needed.get(e.object!) ?? needed.set(e.object!, new Map()).get(e.object!)!;
+        if (!byOffset.has(e.offset ?? -1)) byOffset.set(e.offset ?? -1, { ...e, snapshot: s.key });
+      }
+      for (const u of m.unsafe) problems.push({ object: s.key, problem: `names an unsafe path ${showPath(u.path)}`, snapshot: s.key });
+    } catch (e) {
+      if (isSyncguardError(e, 'ABORTED')) throw e;
+      problems.push({ object: s.key, problem: `manifest unreadable: ${describeError(e)}`, snapshot: s.key });
+    }
+  }
+  let objects = [...needed.keys()];
+  const total = objects.length;
+  const pct = Math.min(100, Math.max(0, opts.samplePercent ?? 100));
+  if (pct < 100) {
+    const want = Math.max(total > 0 ? 1 : 0, Math.ceil((total * pct) / 100));
+    for (let i = objects.length - 1; i > 0; i--) { const j = randomInt(i + 1); [objects[i], objects[j]] = [objects[j], objects[i]]; }
+    objects = objects.slice(0, want);
+  }
+  const result: VerifyResult = { snapshots: snaps.length, objects: total, objectsChecked: 0, bytesChecked: 0, contentsChecked: 0, problems };
+  await forEachLimit(objects, opts.concurrency ?? 4, async (object) => {
+    throwIfAborted(signal);
+    const contents = [...needed.get(object)!.values()];
+    const first = contents[0];
+    try {
+      const sha = blobSha(object);
+      if (sha) {
+        const hash = createHash('sha256');
+        let n = 0;
+        for await (const c of await repo.store.get(object, { signal })) { hash.update(c as Buffer); n += (c as Buffer).length; }
+        result.bytesChecked += n;
+        if (hash.digest('hex') !== sha) problems.push({ object, problem: 'content does not match its hash', path: first.path, snapshot: first.snapshot });
+        else if (n !== first.size) problems.push({ object, problem: `is ${n} bytes, the manifest says ${first.size}`, path: first.path, snapshot: first.snapshot });
+        result.contentsChecked++;
+      } else {
+        const span = await readPackSpan(repo.store, object, contents, signal);
+        result.bytesChecked += span.data.length;
+        for (const e of contents) {
+          try {
+            checkBuffer(span.data.subarray(e.offset! - span.start, e.offset! - span.start + e.size), e.sha256!, showPath(e.path));
+          } catch (err) {
+            problems.push({ object, problem: `content at offset ${e.offset} does not match its hash`, path: e.path, snapshot: e.snapshot });
+          }
+          result.contentsChecked++;
+        }
+      }
+    } catch (e) {
+      if (isSyncguardError(e, 'ABORTED') || isSyncguardError(e, 'STORE_AUTH')) throw e;
+      problems.push({ object, problem: isSyncguardError(e, 'NOT_FOUND') ? 'missing from the store' : describeError(e), path: first.path, snapshot: first.snapshot });
+    }
+    result.objectsChecked++;
+    opts.onProgress?.({ objectsChecked: result.objectsChecked, objects: objects.length, bytesChecked: result.bytesChecked });
+  });
+  return result;
+}
