@@ -3,7 +3,7 @@ import { restoreAccount } from '../../api.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../main.js';
-import { bytes, count } from '../output.js';
+import { bar, bytes, count } from '../output.js';
 
 export function registerRestore(program: Command, cli: Cli): void {
   program
@@ -20,7 +20,7 @@ export function registerRestore(program: Command, cli: Cli): void {
     .action(async (account: string, o: { at: string; to: string; path?: string; into?: string; overwrite?: boolean; dryRun?: boolean }) => {
       const r = await restoreAccount(cli.context(), account, {
         ...o, signal: cli.abort.signal,
-        onProgress: (p) => cli.out.progress(`restoring ${count(p.filesDone)}/${count(p.files)} files, ${bytes(p.bytesDone)}/${bytes(p.bytes)}`),
+        onProgress: (p) => cli.out.progress(`restoring ${bar(p.bytesDone + p.filesDone, p.bytes + p.files)} ${count(p.filesDone)}/${count(p.files)} files, ${bytes(p.bytesDone)}/${bytes(p.bytes)}`),
       });
       cli.out.clearLive();
       if (r.failed.length > 0) cli.exitCode = EXIT.partial;

@@ -3,7 +3,7 @@ import { snapshot } from '../../api.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../main.js';
-import { bytes, count, day, duration } from '../output.js';
+import { bar, bytes, count, day, duration } from '../output.js';
 
 export function registerSnapshot(program: Command, cli: Cli): void {
   program
@@ -18,7 +18,8 @@ export function registerSnapshot(program: Command, cli: Cli): void {
         signal: cli.abort.signal,
         onProgress: (account, p) => {
           if (p.phase === 'listing') cli.out.progress(`${account}: listing… ${count(p.listed)} entries`);
-          else cli.out.progress(`${account}: ${p.phase} ${count(p.filesDone)}/${count(p.filesToRead)} files to read, ${bytes(p.bytesRead)}/${bytes(p.bytesToRead)}, ${bytes(p.bytesAdded)} added`);
+          else if (p.phase === 'reading') cli.out.progress(`${account} ${bar(p.bytesRead + p.filesDone, p.bytesToRead + p.filesToRead)} ${count(p.filesDone)}/${count(p.filesToRead)} files, ${bytes(p.bytesRead)}/${bytes(p.bytesToRead)}, ${bytes(p.bytesAdded)} added`);
+          else cli.out.progress(`${account}: writing the manifest…`);
         },
       });
       cli.out.clearLive();
