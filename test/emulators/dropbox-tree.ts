@@ -1,0 +1,226 @@
+import { dropboxContentHash } from '../../src/providers/dropbox/content-hash.js';
+
+/**
+ * One Dropbox namespace in memory (a user's home, a team space): entries by path_lower, an id index,
+ * and an append-only change log that list_folder/continue cursors point into. Built to stay fast with
+ * 100,000 files: every operation touches only what it changes, except a full listing.
+ */
+
+export interface DropboxNode {
+  tag: 'file' | 'folder';
+  id: string;
+  name: string;
+  pathDisplay: string;
+  pathLower: string;
+  /** Creation order; a full listing pages by it. */
+  seq: number;
+  rev?: string;
+  content?: Buffer;
+  contentHash?: string;
+  clientModified?: string;
+  serverModified?: string;
+  downloadable?: boolean;
+}
+
+interface LogRecord {
+  op: 'upsert' | 'delete';
+  lower: string;
+  display: string;
+}
+
+export type Metadata = Record<string, unknown> & { '.tag': 'file' | 'folder' | 'deleted'; path_lower: string };
+
+/** Dropbox timestamps have whole seconds. */
+export const dbxTime = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+let idCounter = 0;
+let revCounter = 0x15a3e0b7;
+const nextId = () => `id:emu${(++idCounter).toString(36).padStart(8, '0')}AAAAAAAAAw`;
+const nextRev = () => (++revCounter).toString(16).padStart(9, '0') + '0000000' + '1a2b3c4d5e';
+
+/** "/A/b" from "A/b", "/A/b" or "A/b/". The root is "". */
+export function normalise(path: string): string {
+  const p = path.replace(/^\/+|\/+$/g, '');
+  return p === '' ? '' : '/' + p;
+}
+
+const parentOf = (display: string) => display.slice(0, display.lastIndexOf('/'));
+const nameOf = (display: string) => display.slice(display.lastIndexOf('/') + 1);
+
+export class DropboxNamespace {
+  readonly nodes = new Map<string, DropboxNode>();
+  readonly byId = new Map<string, DropboxNode>();
+  readonly log: LogRecord[] = [];
+  /** Bumped by invalidateCursors(): every older cursor of this namespace answers `reset`. */
+  generation = 0;
+  private seq = 0;
+
+  constructor(readonly id: string) {}
+
+  get(path: string): DropboxNode | undefined {
+    return this.nodes.get(normalise(path).toLowerCase());
+  }
+
+  /** A path argument as the API takes it: "" (root), "/a/b" or "id:…". */
+  resolve(arg: string): DropboxNode | 'root' | undefined {
+    if (arg === '') return 'root';
+    if (arg.startsWith('id:')) return this.byId.get(arg);
+    return this.nodes.get(arg.toLowerCase());
+  }
+
+  /** Creates or replaces a file (parents made as needed); its id survives a replacement. */
+  put(path: string, content: Buffer | string, opts: { clientModified?: Date; downloadable?: boolean } = {}): DropboxNode {
+    const display = normalise(path);
+    if (display === '') throw new Error('cannot write the root');
+    this.mkdir(parentOf(display));
+    const lower = display.toLowerCase();
+    const data = typeof content === 'string' ? Buffer.from(content) : Buffer.from(content);
+    const now = dbxTime(new Date());
+    let node = this.nodes.get(lower);
+    if (node?.tag === 'folder') throw new Error(`${display} is a folder`);
+    if (!node) {
+      node = { tag: 'file', id: nextId(), name: nameOf(display), pathDisplay: display, pathLower: lower, seq: ++this.seq };
+      this.nodes.set(lower, node);
+      this.byId.set(node.id, node);
+    }
+    node.content = data;
+    node.contentHash = dropboxContentHash(data);
+    node.rev = nextRev();
+    node.serverModified = now;
+    node.clientModified = opts.clientModified ? dbxTime(opts.clientModified) : now;
+    node.downloadable = opts.downloadable ?? true;
+    this.log.push({ op: 'upsert', lower, display: node.pathDisplay });
+    return node;
+  }
+
+  /** Creates a folder and its parents; nothing happens for those that exist. */
+  mkdir(path: string): DropboxNode | undefined {
+    const display = normalise(path);
+    if (display === '') return undefined;
+    const existing = this.nodes.get(display.toLowerCase());
+    if (existing) {
+      if (existing.tag !== 'folder') throw new Error(`${display} is a file`);
+      return existing;
+    }
+    this.mkdir(parentOf(display));
+    const node: DropboxNode = { tag: 'folder', id: nextId(), name: nameOf(display), pathDisplay: display, pathLower: display.toLowerCase(), seq: ++this.seq };
+    this.nodes.set(node.pathLower, node);
+    this.byId.set(node.id, node);
+    this.log.push({ op: 'upsert', lower: node.pathLower, display });
+    return node;
+  }
+
+  /** Removes a file, or a folder and all below it. The log gets one deletion, as Dropbox reports it. */
+  remove(path: string): void {
+    const node = this.get(path);
+    if (!node) throw new Error(`${normalise(path)} does not exist`);
+    for (const n of this.subtree(node)) {
+      this.nodes.delete(n.pathLower);
+      this.byId.delete(n.id);
+    }
+    this.log.push({ op: 'delete', lower: node.pathLower, display: node.pathDisplay });
+  }
+
+  /** A move or rename: a deletion at the old path, then everything at the new one (ids kept). */
+  move(from: string, to: string): void {
+    const node = this.get(from);
+    if (!node) throw new Error(`${normalise(from)} does not exist`);
+    const target = normalise(to);
+    if (this.nodes.has(target.toLowerCase())) throw new Error(`${target} exists`);
+    this.mkdir(parentOf(target));
+    const moved = this.subtree(node);
+    const oldPrefix = node.pathDisplay;
+    for (const n of moved) this.nodes.delete(n.pathLower);
+    this.log.push({ op: 'delete', lower: node.pathLower, display: node.pathDisplay });
+    for (const n of moved) {
+      n.pathDisplay = target + n.pathDisplay.slice(oldPrefix.length);
+      n.pathLower = n.pathDisplay.toLowerCase();
+      n.name = nameOf(n.pathDisplay);
+      n.seq = ++this.seq;
+      this.nodes.set(n.pathLower, n);
+      this.log.push({ op: 'upsert', lower: n.pathLower, display: n.pathDisplay });
+    }
+  }
+
+  /** Makes every cursor issued so far answer `reset`, as Dropbox does when it drops its state. */
+  invalidateCursors(): void {
+    this.generation++;
+  }
+
+  /** A node and everything below it, parents first. */
+  subtree(node: DropboxNode): DropboxNode[] {
+    const out = [node];
+    if (node.tag === 'folder') {
+      const prefix = node.pathLower + '/';
+      for (const n of this.nodes.values()) if (n.pathLower.startsWith(prefix)) out.push(n);
+    }
+    return out;
+  }
+
+  metadata(node: DropboxNode): Metadata {
+    if (node.tag === 'folder') {
+      return { '.tag': 'folder', name: node.name, path_lower: node.pathLower, path_display: node.pathDisplay, id: node.id };
+    }
+    const meta: Metadata = {
+      '.tag': 'file', name: node.name, path_lower: node.pathLower, path_display: node.pathDisplay, id: node.id,
+      client_modified: node.clientModified, server_modified: node.serverModified, rev: node.rev,
+      size: node.content!.length, is_downloadable: node.downloadable, content_hash: node.contentHash,
+    };
+    if (!node.downloadable) meta.export_info = { export_as: 'html' };
+    return meta;
+  }
+
+  private inScope(lower: string, scope: string, recursive: boolean): boolean {
+    if (scope === '') return recursive || !lower.slice(1).includes('/');
+    if (!lower.startsWith(scope + '/')) return recursive && lower === scope;
+    return recursive || !lower.slice(scope.length + 1).includes('/');
+  }
+
+  /** A page of a full listing: entries created after `afterSeq`, in creation order (a folder before what it holds). */
+  listPage(scope: string, recursive: boolean, afterSeq: number, limit: number): { entries: Metadata[]; lastSeq: number; more: boolean } {
+    const entries: Metadata[] = [];
+    let lastSeq = afterSeq;
+    for (const n of this.nodes.values()) {
+      if (n.seq <= afterSeq || !this.inScope(n.pathLower, scope, recursive)) continue;
+      if (entries.length === limit) return { entries, lastSeq, more: true };
+      entries.push(this.metadata(n));
+      lastSeq = n.seq;
+    }
+    return { entries, lastSeq, more: false };
+  }
+
+  /**
+   * What changed since log position `pos`, as list_folder/continue reports it: the latest state of each
+   * changed path, in the order of its last change; a deleted folder as one entry, not one per child; a
+   * path deleted and created again as a deletion then the new entry.
+   */
+  changesSince(pos: number, scope: string, recursive: boolean, limit: number): { entries: Metadata[]; next: number; more: boolean } {
+    const end = this.log.length;
+    const seen = new Map<string, { firstDelete: number; last: number; display: string }>();
+    for (let i = pos; i < end; i++) {
+      const r = this.log[i];
+      if (!this.inScope(r.lower, scope, recursive)) continue;
+      let s = seen.get(r.lower);
+      if (!s) seen.set(r.lower, s = { firstDelete: -1, last: i, display: r.display });
+      if (r.op === 'delete' && s.firstDelete < 0) s.firstDelete = i;
+      s.last = i;
+      s.display = r.display;
+    }
+    const out: Array<{ at: number; meta: Metadata }> = [];
+    for (const [lower, s] of seen) {
+      const node = this.nodes.get(lower);
+      const deleted = (): Metadata => ({ '.tag': 'deleted', name: nameOf(s.display), path_lower: lower, path_display: s.display });
+      if (node) {
+        if (s.firstDelete >= 0) out.push({ at: s.firstDelete, meta: deleted() });
+        out.push({ at: s.last, meta: this.metadata(node) });
+      } else if (this.log[s.last].op === 'delete') {
+        out.push({ at: s.last, meta: deleted() });
+      }
+      // Otherwise an ancestor was deleted after this path changed: that deletion covers it.
+    }
+    out.sort((a, b) => a.at - b.at);
+    if (out.length <= limit) return { entries: out.map((o) => o.meta), next: end, more: false };
+    const page = out.slice(0, limit);
+    return { entries: page.map((o) => o.meta), next: page[page.length - 1].at + 1, more: true };
+  }
+}

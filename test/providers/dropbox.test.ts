@@ -1,0 +1,579 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { inspect } from 'node:util';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { dropboxAccountSchema, type DropboxAccountConfig } from '../../src/config/schema.js';
+import { isSyncguardError, SyncguardError } from '../../src/errors.js';
+import { silentLog } from '../../src/log.js';
+import type { PacerOptions } from '../../src/providers/_pacer.js';
+import { classify, createDropboxProvider, DropboxContentHasher, dropboxContentHash, runDropboxAuth } from '../../src/providers/dropbox/index.js';
+import type { Provider, RemoteEntry } from '../../src/providers/types.js';
+import { startDropboxEmulator, type DropboxEmulator, type DropboxNamespace } from '../emulators/dropbox.js';
+import { applyChanges, collect, providerSuite, readStream } from './provider-suite.js';
+
+/** Retries without real waiting: every wait the pacer asks for is recorded, not slept. */
+function fastPacer(waits: number[] = []): PacerOptions {
+  return { baseDelayMs: 1, maxDelayMs: 5, sleep: async (ms) => { waits.push(ms); } };
+}
+
+function accountFor(emu: DropboxEmulator, over: Partial<Record<keyof DropboxAccountConfig, unknown>> = {}): DropboxAccountConfig {
+  return dropboxAccountSchema.parse({
+    name: 'family-dropbox',
+    provider: 'dropbox',
+    appKey: emu.appKey,
+    refreshToken: emu.issueRefreshToken(),
+    endpoint: emu.url,
+    ...over,
+  });
+}
+
+async function providerFor(emu: DropboxEmulator, over: Partial<Record<keyof DropboxAccountConfig, unknown>> = {}, waits?: number[]): Promise<Provider> {
+  return createDropboxProvider(accountFor(emu, over), { configDir: '/', log: silentLog }, { pacer: fastPacer(waits) });
+}
+
+/** What the emulator holds, as the engine's state keys: paths without the leading '/'. */
+function treeState(ns: DropboxNamespace, under = ''): string[] {
+  return [...ns.nodes.values()]
+    .filter((n) => under === '' || n.pathLower === under || n.pathLower.startsWith(under + '/'))
+    .map((n) => `${n.tag}:${n.pathDisplay.slice(1)}${n.tag === 'file' ? ':' + n.contentHash : ''}`)
+    .sort();
+}
+
+function listingState(state: Map<string, RemoteEntry>): string[] {
+  return [...state.values()].map((e) => `${e.type === 'dir' ? 'folder' : 'file'}:${e.path}${e.type === 'file' ? ':' + e.hash?.value : ''}`).sort();
+}
+
+/** n bytes that differ from block to block (and by seed), made quickly. */
+const pattern = (n: number, seed = 1) => {
+  const base = Buffer.alloc(4096);
+  for (let i = 0; i < base.length; i++) base[i] = (i * 31 + seed * 7) & 0xff;
+  const b = Buffer.alloc(n, base);
+  for (let off = 0; off + 8 <= n; off += 4096) b.writeDoubleLE(off * seed, off);
+  return b;
+};
+
+const errorOf = <T>(p: Promise<T>) => p.then(() => { throw new Error('expected a rejection'); }, (e: unknown) => e as SyncguardError);
+
+providerSuite('dropbox', async () => {
+  const emu = await startDropboxEmulator();
+  const account = accountFor(emu);
+  const make = () => createDropboxProvider(account, { configDir: '/', log: silentLog }, { pacer: fastPacer() });
+  return {
+    provider: await make(),
+    write: async (p, content, mtime) => { emu.home.put(p, content, { clientModified: mtime }); },
+    mkdir: async (p) => { emu.home.mkdir(p); },
+    remove: async (p) => { emu.home.remove(p); },
+    rename: async (a, b) => { emu.home.move(a, b); },
+    reopen: make,
+    cleanup: () => emu.close(),
+  };
+});
+
+describe('dropbox content_hash', () => {
+  /** Written independently of the streaming hasher: whole blocks, then the digest of the digests. */
+  function reference(data: Buffer): string {
+    const block = 4 * 1024 * 1024;
+    const digests: Buffer[] = [];
+    for (let off = 0; off < data.length; off += block) digests.push(createHash('sha256').update(data.subarray(off, off + block)).digest());
+    return createHash('sha256').update(Buffer.concat(digests)).digest('hex');
+  }
+
+  it('hashes an empty file to the SHA-256 of nothing', () => {
+    expect(dropboxContentHash(Buffer.alloc(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+  });
+
+  it('matches vectors computed with Python hashlib for one, two-and-a-bit and three blocks', () => {
+    // python3: sha256(b''.join(sha256(d[i:i+4MiB]).digest() for i in range(0, len(d), 4MiB))).hexdigest()
+    expect(dropboxContentHash(Buffer.alloc(4 * 1024 * 1024, 'a'))).toBe('907a506cf5e706bda5c7a29b43c9c65d8344bd2fa2f22339b359c214812af5a1');
+    expect(dropboxContentHash(Buffer.alloc(8 * 1024 * 1024 + 1))).toBe('0abd0f48fe25004ce9ca2e45df928ba9b1052f20666d7dde21ecdbeb7aa96482');
+    const d = Buffer.alloc(9_711_423);
+    for (let i = 0; i < d.length; i++) d[i] = (i * 31 + 7) & 0xff;
+    expect(dropboxContentHash(d)).toBe('818cdb443e7e41218e71dc249b28010d6be324a27f5ea8feda11d78df259c26d');
+  });
+
+  it('agrees with an independent computation on a multi-block input, however the input is cut', () => {
+    const data = pattern(9_711_423, 3);
+    const want = reference(data);
+    expect(dropboxContentHash(data)).toBe(want);
+    for (const sizes of [[4095, 1, 65_537], [7, 4 * 1024 * 1024 - 1, 3], [4 * 1024 * 1024], [1024 * 1024 + 3, 65_536]]) {
+      const h = new DropboxContentHasher();
+      for (let off = 0, i = 0; off < data.length; i++) {
+        const n = sizes[i % sizes.length];
+        h.update(data.subarray(off, off + n));
+        off += n;
+      }
+      expect(h.digest(), `chunks of ${sizes.join(', ')}`).toBe(want);
+    }
+    // One byte changed changes the hash: the block digests are really taken.
+    data[5_000_000] ^= 1;
+    expect(dropboxContentHash(data)).not.toBe(want);
+  });
+});
+
+describe('provider: dropbox', () => {
+  let emu: DropboxEmulator;
+  beforeEach(async () => { emu = await startDropboxEmulator(); });
+  afterEach(async () => { await emu.close(); });
+
+  describe('listing', () => {
+    it('pages a full listing, then lists 10 changes among 5,000 files with one continue call', async () => {
+      for (let d = 0; d < 50; d++) for (let f = 0; f < 100; f++) emu.home.put(`Photos/d${d}/f${f}.jpg`, `photo ${d}/${f}`);
+      const p = await providerFor(emu);
+      const first = await collect(p);
+      expect(emu.count('files/list_folder')).toBe(1);
+      expect(emu.count('files/list_folder/continue')).toBe(2);
+      const s1 = applyChanges(new Map(), first, true, true);
+      expect(listingState(s1)).toEqual(treeState(emu.home));
+      expect(s1.size).toBe(5051);
+
+      for (let i = 0; i < 4; i++) emu.home.put(`Photos/d${i}/f${i}.jpg`, `edited ${i}`);
+      for (let i = 0; i < 3; i++) emu.home.put(`Photos/new/n${i}.jpg`, `new ${i}`);
+      emu.home.remove('Photos/d10/f1.jpg');
+      emu.home.remove('Photos/d11');
+      emu.home.move('Photos/d12/f5.jpg', 'Photos/d13/moved.jpg');
+      emu.resetCounts();
+
+      const p2 = await providerFor(emu);
+      const second = await collect(p2, first.cursor, undefined, s1);
+      expect(emu.counts()).toEqual({ 'oauth2/token': 1, 'files/list_folder/continue': 1 });
+      expect(second.changes.filter((c) => c.kind === 'delete').map((c) => (c as { path: string }).path).sort())
+        .toEqual(['Photos/d10/f1.jpg', 'Photos/d11', 'Photos/d12/f5.jpg']);
+      expect(second.changes.length).toBeLessThan(15);
+      const s2 = applyChanges(s1, second, true, true);
+      expect(listingState(s2)).toEqual(treeState(emu.home));
+      expect(s2.has('Photos/d13/moved.jpg')).toBe(true);
+      expect(s2.has('Photos/d11/f0.jpg')).toBe(false);
+
+      // Nothing changed: the cursor still works, and says so with no change at all.
+      const third = await collect(p2, second.cursor, undefined, s2);
+      expect(third.changes).toEqual([]);
+    });
+
+    it('turns a 409 reset into a reset change and a full listing', async () => {
+      emu.home.put('a.txt', 'a');
+      emu.home.put('Docs/b.txt', 'b');
+      const p = await providerFor(emu);
+      const first = await collect(p);
+      emu.home.put('c.txt', 'c');
+      emu.home.remove('a.txt');
+      emu.inject('files/list_folder/continue', { kind: 'reset' });
+      const second = await collect(p, first.cursor);
+      expect(second.changes[0]).toEqual({ kind: 'reset' });
+      expect(second.changes.filter((c) => c.kind === 'reset')).toHaveLength(1);
+      const s2 = applyChanges(applyChanges(new Map(), first, true), second, true, true);
+      expect(listingState(s2)).toEqual(treeState(emu.home));
+      // The new cursor is a good one.
+      emu.home.put('d.txt', 'd');
+      const third = await collect(p, second.cursor);
+      expect(third.changes.map((c) => c.kind)).toEqual(['upsert']);
+    });
+
+    it('starts over with a reset when Dropbox forgets every cursor, or the stored cursor is not ours', async () => {
+      emu.home.put('a.txt', 'a');
+      const p = await providerFor(emu);
+      const first = await collect(p);
+      emu.home.invalidateCursors();
+      const second = await collect(p, first.cursor);
+      expect(second.changes.map((c) => c.kind)).toEqual(['reset', 'upsert']);
+      const third = await collect(p, 'not a cursor');
+      expect(third.changes.map((c) => c.kind)).toEqual(['reset', 'upsert']);
+    });
+
+    it('takes only the configured folders, each folder as an entry, with one cursor per folder', async () => {
+      emu.home.put('Photos/2024/a.jpg', 'a');
+      emu.home.put('Documents/tax.pdf', 'tax');
+      emu.home.put('Private/secret.txt', 'no');
+      emu.home.mkdir('Photos/empty');
+      const p = await providerFor(emu, { folders: ['/Photos', 'documents/'] });
+      const first = await collect(p);
+      const s1 = applyChanges(new Map(), first, true, true);
+      expect([...s1.keys()].sort()).toEqual(['Documents', 'Documents/tax.pdf', 'Photos', 'Photos/2024', 'Photos/2024/a.jpg', 'Photos/empty']);
+      const order = first.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : ''));
+      expect(order.indexOf('Photos')).toBeLessThan(order.indexOf('Photos/2024'));
+      expect(Object.keys(JSON.parse(first.cursor!).folders).sort()).toEqual(['/documents', '/photos']);
+
+      emu.home.put('Private/other.txt', 'not taken');
+      emu.home.put('Documents/new.txt', 'new');
+      emu.home.remove('Photos/2024');
+      emu.resetCounts();
+      const second = await collect(p, first.cursor, undefined, s1);
+      expect(emu.count('files/list_folder/continue')).toBe(2);
+      expect(second.changes).toEqual([
+        { kind: 'delete', path: 'Photos/2024' },
+        { kind: 'upsert', entry: expect.objectContaining({ path: 'Documents/new.txt', type: 'file', size: 3 }) },
+      ]);
+
+      // Another set of folders: the stored cursors no longer describe it.
+      const p3 = await providerFor(emu, { folders: ['/Photos'] });
+      const third = await collect(p3, second.cursor);
+      expect(third.changes[0]).toEqual({ kind: 'reset' });
+    });
+
+    it('says which folder is missing, and refuses overlapping folders before any call', async () => {
+      const p = await providerFor(emu, { folders: ['/Nope'] });
+      const err = await errorOf(collect(p));
+      expect(isSyncguardError(err, 'NOT_FOUND'), String(err)).toBe(true);
+      expect(err.message).toMatch(/\/Nope.*does not exist.*check accounts\[\]\.folders/);
+      const overlap = await errorOf(providerFor(emu, { folders: ['/Photos', '/photos/2024'] }));
+      expect(isSyncguardError(overlap, 'CONFIG'), String(overlap)).toBe(true);
+      expect(overlap.message).toMatch(/lies inside "\/Photos"/);
+    });
+
+    it('gives files their Dropbox id, content_hash and client_modified, and reports hostile and cloud-only entries', async () => {
+      const when = new Date('2021-03-04T05:06:07Z');
+      const node = emu.home.put('Notes/plan.txt', 'plan', { clientModified: when });
+      emu.home.put('Notes/../escape.txt', 'hostile');
+      emu.home.put('Notes/Paper doc.paper', 'cloud', { downloadable: false });
+      const { changes } = await collect(await providerFor(emu));
+      expect(changes).toContainEqual({ kind: 'upsert', entry: { path: 'Notes/plan.txt', type: 'file', size: 4, modified: when, id: node.id, hash: { algo: 'dropbox', value: node.contentHash } } });
+      expect(changes).toContainEqual({ kind: 'error', path: 'Notes/../escape.txt', message: expect.stringContaining('".." segment') });
+      expect(changes).toContainEqual({ kind: 'skip', path: 'Notes/Paper doc.paper', reason: expect.stringContaining('cannot download') });
+      expect(changes.some((c) => c.kind === 'upsert' && c.entry.path.includes('..'))).toBe(false);
+    });
+  });
+
+  describe('throttling and failures', () => {
+    it('waits as long as Retry-After says on 429, then succeeds', async () => {
+      emu.home.put('a.txt', 'a');
+      emu.inject('files/list_folder', { kind: 'status', status: 429, retryAfter: 1 });
+      emu.inject('files/list_folder', { kind: 'status', status: 429, retryAfter: 0 });
+      const waits: number[] = [];
+      const p = await createDropboxProvider(accountFor(emu), { configDir: '/', log: silentLog }, { pacer: { baseDelayMs: 1, maxDelayMs: 5, onWait: (ms) => waits.push(ms) } });
+      const { changes } = await collect(p);
+      expect(changes).toHaveLength(1);
+      expect(emu.count('files/list_folder')).toBe(3);
+      expect(waits).toHaveLength(2);
+      expect(waits[0]).toBeGreaterThanOrEqual(1000);
+      expect(waits[1]).toBeLessThan(1000);
+    });
+
+    it('retries 500 and 503 answers and a connection refused before it answered', async () => {
+      emu.home.put('a.txt', 'content of a');
+      const p = await providerFor(emu);
+      const entry = applyChanges(new Map(), await collect(p), true).get('a.txt')!;
+      emu.inject('files/download', { kind: 'status', status: 500 }, 2);
+      emu.inject('files/download', { kind: 'status', status: 503, retryAfter: 0 });
+      emu.inject('files/download', { kind: 'cut' });
+      expect((await readStream(p, entry)).bytes.toString()).toBe('content of a');
+      expect(emu.count('files/download')).toBe(5);
+    });
+
+    it('gives up after the pacer\'s bound with PROVIDER_UNAVAILABLE', async () => {
+      emu.home.put('a.txt', 'a');
+      emu.inject('files/list_folder', { kind: 'status', status: 500 }, 100);
+      const p = await createDropboxProvider(accountFor(emu), { configDir: '/', log: silentLog }, { pacer: { ...fastPacer(), maxAttempts: 3 } });
+      const err = await errorOf(collect(p));
+      expect(isSyncguardError(err, 'PROVIDER_UNAVAILABLE'), String(err)).toBe(true);
+      expect(emu.count('files/list_folder')).toBe(3);
+    });
+
+    it('resumes a download cut mid-body with Range and delivers the exact bytes', async () => {
+      const data = pattern(3 * 1024 * 1024 + 17);
+      emu.home.put('big.bin', data);
+      const p = await providerFor(emu);
+      const entry = applyChanges(new Map(), await collect(p), true).get('big.bin')!;
+      emu.inject('files/download', { kind: 'cut', afterBytes: 1024 * 1024 });
+      emu.inject('files/download', { kind: 'cut', afterBytes: 512 * 1024 });
+      const { bytes } = await readStream(p, entry);
+      expect(bytes.equals(data)).toBe(true);
+      const downloads = emu.requests.filter((r) => r.route === 'files/download');
+      expect(downloads).toHaveLength(3);
+      expect(downloads[0].range).toBeUndefined();
+      expect(downloads[1].range).toMatch(/^bytes=\d+-$/);
+      expect(Number(/\d+/.exec(downloads[2].range!)![0])).toBeGreaterThan(Number(/\d+/.exec(downloads[1].range!)![0]));
+    });
+
+    it('errors the stream with INTEGRITY when the bytes do not match content_hash', async () => {
+      emu.home.put('photo.jpg', pattern(200_000));
+      const p = await providerFor(emu);
+      const entry = applyChanges(new Map(), await collect(p), true).get('photo.jpg')!;
+      emu.inject('files/download', { kind: 'corrupt' });
+      const err = await errorOf(readStream(p, entry));
+      expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
+      expect(err.message).toMatch(/do not match its content_hash/);
+      // A listed hash that the served file does not have is refused before any byte is read.
+      const stale = { ...entry, hash: { algo: 'dropbox' as const, value: '0'.repeat(64) } };
+      const err2 = await errorOf(readStream(p, stale));
+      expect(isSyncguardError(err2, 'INTEGRITY'), String(err2)).toBe(true);
+      expect((await readStream(p, entry)).bytes.length).toBe(200_000);
+    });
+
+    it('classifies what the SDK and fetch throw', () => {
+      const headers = (h: Record<string, string>) => new Headers(h);
+      const rerr = (status: number, error: unknown, h: Record<string, string> = {}) => ({ name: 'DropboxResponseError', status, headers: headers(h), error });
+      const ctx = { account: 'acct' };
+      const limited = classify(rerr(429, { error_summary: 'too_many_requests/..', error: { reason: { '.tag': 'too_many_requests' }, retry_after: 7 } }, { 'Retry-After': '3' }), ctx);
+      expect([limited.code, limited.retryAfterMs, limited.retryable]).toEqual(['PROVIDER_RATE_LIMITED', 3000, true]);
+      expect(classify(rerr(429, 'Too many requests'), ctx).code).toBe('PROVIDER_RATE_LIMITED');
+      expect(classify(rerr(409, { error_summary: 'path/not_found/..', error: { '.tag': 'path', path: { '.tag': 'not_found' } } }), ctx).code).toBe('NOT_FOUND');
+      expect(classify(rerr(409, { error_summary: 'path/conflict/file/..', error: {} }), ctx).code).toBe('EXISTS');
+      expect(classify(rerr(409, { error_summary: 'reset/..', error: { '.tag': 'reset' } }), ctx).code).toBe('CURSOR_RESET');
+      expect(classify(rerr(409, { error_summary: 'path/too_many_write_operations/..', error: {} }), ctx).code).toBe('PROVIDER_RATE_LIMITED');
+      expect(classify(rerr(502, 'Bad gateway'), ctx).code).toBe('PROVIDER_UNAVAILABLE');
+      expect(classify(rerr(401, { error_summary: 'invalid_access_token/', error: { '.tag': 'invalid_access_token' } }), ctx).code).toBe('PROVIDER_AUTH');
+      const grant = classify(rerr(400, { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' }), ctx);
+      expect(grant.code).toBe('PROVIDER_AUTH');
+      expect(grant.message).toContain('syncguard auth dropbox --account acct');
+      expect(classify(Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('x'), { code: 'ECONNRESET' }) }), ctx).code).toBe('PROVIDER_UNAVAILABLE');
+      expect(classify(new TypeError('terminated'), ctx).retryable).toBe(true);
+      const ac = new AbortController();
+      ac.abort();
+      expect(classify(new TypeError('fetch failed'), { ...ctx, signal: ac.signal }).code).toBe('ABORTED');
+    });
+  });
+
+  describe('tokens', () => {
+    it('renews an access token Dropbox ended early, once for all calls, and retries them', async () => {
+      for (let i = 0; i < 6; i++) emu.home.put(`f${i}.txt`, `file ${i}`);
+      const p = await providerFor(emu);
+      const state = applyChanges(new Map(), await collect(p), true);
+      expect(emu.count('oauth2/token')).toBe(1);
+      emu.expireAccessTokens();
+      const texts = await Promise.all([...state.values()].map(async (e) => (await readStream(p, e)).bytes.toString()));
+      expect(texts.sort()).toEqual([0, 1, 2, 3, 4, 5].map((i) => `file ${i}`));
+      expect(emu.count('oauth2/token')).toBe(2);
+      // At least one download met the expired token and was sent again.
+      expect(emu.count('files/download')).toBeGreaterThan(6);
+
+      emu.inject('files/list_folder', { kind: 'expired-token' });
+      expect((await collect(p)).changes).toHaveLength(6);
+      expect(emu.count('oauth2/token')).toBe(3);
+      expect(emu.count('files/list_folder')).toBe(3);
+    });
+
+    it('ends with PROVIDER_AUTH, naming the command to run and no token, when the refresh token is revoked', async () => {
+      emu.home.put('a.txt', 'a');
+      const refreshToken = emu.issueRefreshToken();
+      const p = await providerFor(emu, { refreshToken });
+      await collect(p);
+      emu.revokeRefreshToken(refreshToken);
+      emu.expireAccessTokens();
+      const err = await errorOf(collect(p));
+      expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
+      expect(err.message).toContain('run `syncguard auth dropbox --account family-dropbox` again');
+      expect(err.retryable).toBe(false);
+      const shown = inspect(err, { depth: 10 }) + JSON.stringify(err) + String(err.stack);
+      expect(shown).not.toContain(refreshToken);
+      expect(shown).not.toMatch(/sl\.[A-Za-z0-9_-]{20,}/);
+
+      const fresh = await providerFor(emu, { refreshToken });
+      const err2 = await errorOf(collect(fresh));
+      expect(isSyncguardError(err2, 'PROVIDER_AUTH'), String(err2)).toBe(true);
+      expect(inspect(err2, { depth: 10 })).not.toContain(refreshToken);
+    });
+
+    it('asks to run auth when no refresh token is configured or saved', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'sg-dbx-'));
+      try {
+        const account = accountFor(emu, { refreshToken: undefined, credentials: 'missing.json' });
+        const err = await errorOf(createDropboxProvider(account, { configDir: dir, log: silentLog }));
+        expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
+        expect(err.message).toContain(join(dir, 'missing.json'));
+        expect(err.message).toContain('syncguard auth dropbox --account family-dropbox');
+        await writeFile(join(dir, 'garbage.json'), '{"nope": true}');
+        const err2 = await errorOf(createDropboxProvider({ ...account, credentials: 'garbage.json' }, { configDir: dir, log: silentLog }));
+        expect(err2.message).toMatch(/not a Dropbox credentials file/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe('auth dropbox', () => {
+    let dir: string;
+    beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'sg-dbx-auth-')); });
+    afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+    /** The user: opens the printed address, clicks Allow, copies the code from the page. */
+    async function userCopiesCode(lines: string[]): Promise<string> {
+      const url = lines.map((l) => l.trim()).find((l) => l.startsWith('https://'))!;
+      const page = await (await emu.fetch(url)).text();
+      return /value="([^"]+)"/.exec(page)![1];
+    }
+
+    it('runs the PKCE flow end to end and saves the refresh token in a 0600 file that the provider then uses', async () => {
+      const account = accountFor(emu, { refreshToken: undefined, credentials: 'creds/family.json' });
+      const lines: string[] = [];
+      const { credentialsPath } = await runDropboxAuth({ account, configDir: dir, print: (l) => lines.push(l), prompt: async () => `  ${await userCopiesCode(lines)}\n` });
+      expect(credentialsPath).toBe(join(dir, 'creds', 'family.json'));
+      const url = new URL(lines.map((l) => l.trim()).find((l) => l.startsWith('https://'))!);
+      expect(url.searchParams.get('token_access_type')).toBe('offline');
+      expect(url.searchParams.get('code_challenge_method')).toBe('S256');
+      expect(url.searchParams.get('client_id')).toBe(emu.appKey);
+      expect((await stat(credentialsPath)).mode & 0o777).toBe(0o600);
+      expect(await readdir(join(dir, 'creds'))).toEqual(['family.json']);
+      const saved = JSON.parse(await readFile(credentialsPath, 'utf8'));
+      expect(saved).toMatchObject({ provider: 'dropbox', appKey: emu.appKey, accountId: emu.user.accountId });
+      expect(saved.refreshToken).toMatch(/^rt-/);
+      expect(lines.join('\n')).not.toContain(saved.refreshToken);
+      expect(lines.join('\n')).toContain('Ada Lovelace');
+
+      emu.home.put('hello.txt', 'hello');
+      const p = await createDropboxProvider(account, { configDir: dir, log: silentLog });
+      const { changes } = await collect(p);
+      expect(changes).toHaveLength(1);
+    });
+
+    it('is refused when the code was asked for with another PKCE challenge, and the emulator checks the verifier', async () => {
+      const account = accountFor(emu, { refreshToken: undefined, credentials: 'c.json' });
+      const foreign = emu.authorize(`https://www.dropbox.com/oauth2/authorize?client_id=${emu.appKey}&response_type=code&token_access_type=offline&code_challenge_method=S256&code_challenge=${createHash('sha256').update('another verifier').digest('base64url')}`);
+      const err = await errorOf(runDropboxAuth({ account, configDir: dir, print: () => {}, prompt: async () => foreign }));
+      expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
+      expect(err.message).toMatch(/did not accept the access code/);
+      expect(await readdir(dir)).toEqual([]);
+
+      const token = async (params: Record<string, string>) => {
+        const res = await emu.fetch(`https://api.dropboxapi.com/oauth2/token?${new URLSearchParams(params)}`, { method: 'POST' });
+        return { status: res.status, body: await res.json() as { error?: string; refresh_token?: string } };
+      };
+      const verifier = 'v'.repeat(64);
+      const challenge = createHash('sha256').update(verifier).digest('base64url');
+      const ask = () => emu.authorize(`https://www.dropbox.com/oauth2/authorize?client_id=${emu.appKey}&response_type=code&token_access_type=offline&code_challenge_method=S256&code_challenge=${challenge}`);
+      expect(await token({ grant_type: 'authorization_code', code: ask(), client_id: emu.appKey, code_verifier: 'w'.repeat(64) })).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
+      expect((await token({ grant_type: 'authorization_code', code: ask(), client_id: emu.appKey })).status).toBe(400);
+      const code = ask();
+      const ok = await token({ grant_type: 'authorization_code', code, client_id: emu.appKey, code_verifier: verifier });
+      expect(ok.status).toBe(200);
+      expect(ok.body.refresh_token).toMatch(/^rt-/);
+      expect(await token({ grant_type: 'authorization_code', code, client_id: emu.appKey, code_verifier: verifier })).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
+    });
+
+    it('refuses something that is not a code, without calling Dropbox', async () => {
+      const account = accountFor(emu, { refreshToken: undefined, credentials: 'c.json' });
+      const err = await errorOf(runDropboxAuth({ account, configDir: dir, print: () => {}, prompt: async () => 'paste: it here' }));
+      expect(isSyncguardError(err, 'USAGE'), String(err)).toBe(true);
+      expect(emu.count('oauth2/token')).toBe(0);
+    });
+  });
+
+  describe('restore back (upload)', () => {
+    const body = (b: Buffer) => Readable.from([b.subarray(0, 1000), b.subarray(1000)]);
+
+    it('uploads a small file with its original modified time, and refuses an existing one unless told to overwrite', async () => {
+      const p = await providerFor(emu);
+      const when = new Date('2020-02-02T02:02:02.789Z');
+      await p.upload!('Restored/Photos/a.txt', body(Buffer.from('x'.repeat(1500))), 1500, { overwrite: false, modified: when });
+      const node = emu.home.get('Restored/Photos/a.txt')!;
+      expect(node.content!.toString()).toBe('x'.repeat(1500));
+      expect(node.clientModified).toBe('2020-02-02T02:02:02Z');
+      expect(emu.count('files/upload')).toBe(1);
+
+      const err = await errorOf(p.upload!('Restored/Photos/a.txt', body(Buffer.from('y'.repeat(1500))), 1500, { overwrite: false }));
+      expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
+      expect(err.message).toMatch(/already exists on Dropbox/);
+      expect(emu.home.get('Restored/Photos/a.txt')!.content!.toString()).toBe('x'.repeat(1500));
+      // The same bytes again are refused too: add never lands on an existing file.
+      expect(isSyncguardError(await errorOf(p.upload!('Restored/Photos/a.txt', body(Buffer.from('x'.repeat(1500))), 1500, { overwrite: false })), 'EXISTS')).toBe(true);
+
+      await p.upload!('Restored/Photos/a.txt', body(Buffer.from('z'.repeat(1500))), 1500, { overwrite: true });
+      expect(emu.home.get('Restored/Photos/a.txt')!.content!.toString()).toBe('z'.repeat(1500));
+      expect(emu.home.get('Restored/Photos/a.txt')!.id).toBe(node.id);
+    });
+
+    it('uploads a large file through an upload session in 8 MiB chunks, exact bytes', async () => {
+      const data = pattern(20 * 1024 * 1024 + 5, 9);
+      const p = await providerFor(emu);
+      await p.upload!('Restored/big.bin', Readable.from([data.subarray(0, 3_000_000), data.subarray(3_000_000)]), data.length, { overwrite: false, modified: new Date('2019-01-01T00:00:00Z') });
+      const node = emu.home.get('Restored/big.bin')!;
+      expect(node.content!.equals(data)).toBe(true);
+      expect(node.clientModified).toBe('2019-01-01T00:00:00Z');
+      expect([emu.count('files/upload_session/start'), emu.count('files/upload_session/append_v2'), emu.count('files/upload_session/finish'), emu.count('files/upload')]).toEqual([1, 1, 1, 0]);
+
+      const err = await errorOf(p.upload!('Restored/big.bin', Readable.from([pattern(data.length, 2)]), data.length, { overwrite: false }));
+      expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
+      expect(emu.count('files/upload_session/start')).toBe(1);
+
+      const other = pattern(17 * 1024 * 1024, 4);
+      await p.upload!('Restored/big.bin', Readable.from([other]), other.length, { overwrite: true });
+      expect(emu.home.get('Restored/big.bin')!.content!.equals(other)).toBe(true);
+    });
+
+    it('carries on after an answer lost in transit (incorrect_offset) and after a lost commit', async () => {
+      const data = pattern(25 * 1024 * 1024, 5);
+      const p = await providerFor(emu);
+      emu.inject('files/upload_session/append_v2', { kind: 'drop-response' });
+      emu.inject('files/upload_session/finish', { kind: 'drop-response' });
+      emu.inject('files/upload_session/append_v2', { kind: 'status', status: 429 });
+      await p.upload!('lost.bin', Readable.from([data]), data.length, { overwrite: false });
+      expect(emu.home.get('lost.bin')!.content!.equals(data)).toBe(true);
+
+      const appends = emu.requests.filter((r) => r.route === 'files/upload_session/append_v2').map((r) => r.status);
+      expect(appends).toContain(409);
+      expect(appends).toContain(429);
+      // The commit went through but its answer was lost: the retry finds the session gone and the file ours.
+      expect(emu.requests.filter((r) => r.route === 'files/upload_session/finish').map((r) => r.status)).toEqual([undefined, 409]);
+      expect(emu.count('files/get_metadata')).toBe(2);
+
+      emu.inject('files/upload', { kind: 'drop-response' });
+      await p.upload!('small.txt', Readable.from([Buffer.from('small')]), 5, { overwrite: false });
+      expect(emu.home.get('small.txt')!.content!.toString()).toBe('small');
+      expect(emu.count('files/upload')).toBe(2);
+    });
+
+    it('refuses a body whose length is not the announced size', async () => {
+      const p = await providerFor(emu);
+      const err = await errorOf(p.upload!('short.txt', Readable.from([Buffer.from('abc')]), 10, { overwrite: false }));
+      expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
+      expect(emu.home.get('short.txt')).toBeUndefined();
+    });
+
+    it('makes folders, says whether a path exists, and refuses a folder where a file is', async () => {
+      const p = await providerFor(emu);
+      await p.mkdir!('Restored/2024/empty');
+      await p.mkdir!('Restored/2024/empty');
+      expect(emu.home.get('Restored/2024/empty')?.tag).toBe('folder');
+      expect(await p.exists!('restored/2024')).toBe(true);
+      expect(await p.exists!('Restored/nothing')).toBe(false);
+      emu.home.put('Restored/file', 'f');
+      expect(isSyncguardError(await errorOf(p.mkdir!('Restored/file')), 'EXISTS')).toBe(true);
+      expect(isSyncguardError(await errorOf(p.upload!('../x', Readable.from([]), 0, { overwrite: false })), 'UNSAFE_PATH')).toBe(true);
+    });
+  });
+
+  describe('Dropbox Business', () => {
+    let team: DropboxEmulator;
+    beforeAll(async () => { team = await startDropboxEmulator({ team: { members: ['dbmid:AADbob'] } }); });
+    afterAll(async () => { await team.close(); });
+
+    it('lists the team space with Dropbox-API-Path-Root from root_info', async () => {
+      team.teamRoot!.put('Finance/q1.xlsx', 'numbers');
+      team.home.put('mine.txt', 'home only');
+      const p = await providerFor(team, { root: 'team' });
+      const state = applyChanges(new Map(), await collect(p), true);
+      expect([...state.keys()].sort()).toEqual(['Finance', 'Finance/q1.xlsx']);
+      expect((await readStream(p, state.get('Finance/q1.xlsx')!)).bytes.toString()).toBe('numbers');
+      const listed = team.requests.filter((r) => r.route === 'files/list_folder' || r.route === 'files/download');
+      expect(listed.length).toBeGreaterThan(0);
+      for (const r of listed) expect(JSON.parse(r.pathRoot!)).toEqual({ '.tag': 'root', root: team.teamRoot!.id });
+      expect(team.requests.find((r) => r.route === 'users/get_current_account')!.pathRoot).toBeUndefined();
+
+      const byNs = await providerFor(team, { root: { namespaceId: team.teamRoot!.id } });
+      expect([...applyChanges(new Map(), await collect(byNs), true).keys()].sort()).toEqual(['Finance', 'Finance/q1.xlsx']);
+      expect(JSON.parse(team.requests.at(-1)!.pathRoot!)).toEqual({ '.tag': 'namespace_id', namespace_id: team.teamRoot!.id });
+    });
+
+    it('acts as a team member with Dropbox-API-Select-User, and says so when the member is wrong', async () => {
+      team.members.get('dbmid:AADbob')!.home.put('bob.txt', 'bob');
+      const p = await providerFor(team, { refreshToken: team.issueRefreshToken({ team: true }), selectUser: 'dbmid:AADbob' });
+      const state = applyChanges(new Map(), await collect(p), true);
+      expect([...state.keys()]).toEqual(['bob.txt']);
+      expect(team.requests.filter((r) => r.route === 'files/list_folder').at(-1)!.selectUser).toBe('dbmid:AADbob');
+
+      const wrong = await providerFor(team, { refreshToken: team.issueRefreshToken({ team: true }), selectUser: 'dbmid:nobody' });
+      const err = await errorOf(collect(wrong));
+      expect(isSyncguardError(err, 'CONFIG'), String(err)).toBe(true);
+      expect(err.message).toMatch(/selectUser/);
+    });
+  });
+
+  it('reaches every Dropbox host through the endpoint, telling them apart by X-Forwarded-Host', async () => {
+    emu.home.put('a.txt', 'a');
+    const p = await providerFor(emu);
+    await readStream(p, applyChanges(new Map(), await collect(p), true).get('a.txt')!);
+    const hosts = Object.fromEntries(emu.requests.map((r) => [r.route, r.host]));
+    expect(hosts).toEqual({ 'oauth2/token': 'api.dropboxapi.com', 'files/list_folder': 'api.dropboxapi.com', 'files/download': 'content.dropboxapi.com' });
+  });
+});
