@@ -261,8 +261,23 @@ async function withRetries<T>(fn: () => Promise<T>, signal?: AbortSignal): Promi
 function matcher(include: string[], exclude: string[]): (path: string, type: 'file' | 'dir') => boolean {
   const inc = include.length ? picomatch(include, { dot: true }) : undefined;
   const exc = exclude.length ? picomatch(exclude, { dot: true }) : undefined;
+  // An excluded folder takes everything below it along; a listing names a folder's files one by one.
+  const dirs = new Map<string, boolean>();
+  const excludedDir = (dir: string): boolean => {
+    let out = dirs.get(dir);
+    if (out === undefined) {
+      const up = dir.lastIndexOf('/');
+      out = exc!(dir) || exc!(dir + '/') || (up > 0 && excludedDir(dir.slice(0, up)));
+      dirs.set(dir, out);
+    }
+    return out;
+  };
   return (path, type) => {
-    if (exc && (exc(path) || (type === 'dir' && exc(path + '/')))) return false;
+    if (exc) {
+      if (type === 'dir' ? excludedDir(path) : exc(path)) return false;
+      const up = path.lastIndexOf('/');
+      if (up > 0 && excludedDir(path.slice(0, up))) return false;
+    }
     if (inc && type === 'file' && !inc(path)) return false;
     return true;
   };
