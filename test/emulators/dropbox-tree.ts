@@ -176,15 +176,34 @@ export class DropboxNamespace {
     return recursive || !lower.slice(scope.length + 1).includes('/');
   }
 
+  /** Where paged full listings stopped, so the next page does not walk the namespace from the start. */
+  private readonly listings = new Map<string, { it: Iterator<DropboxNode>; pending?: { node: DropboxNode; seq: number } }>();
+
   /** A page of a full listing: entries created after `afterSeq`, in creation order (a folder before what it holds). */
   listPage(scope: string, recursive: boolean, afterSeq: number, limit: number): { entries: Metadata[]; lastSeq: number; more: boolean } {
+    const key = (after: number) => `${scope}\0${recursive}\0${after}`;
+    // A Map iterator stays valid while the Map changes: entries deleted meanwhile are skipped, entries
+    // (re)inserted meanwhile come at the end with a higher seq, exactly as a fresh walk would see them.
+    const saved = this.listings.get(key(afterSeq));
+    this.listings.delete(key(afterSeq));
+    const it = saved?.it ?? this.nodes.values();
     const entries: Metadata[] = [];
     let lastSeq = afterSeq;
-    for (const n of this.nodes.values()) {
-      if (n.seq <= afterSeq || !this.inScope(n.pathLower, scope, recursive)) continue;
-      if (entries.length === limit) return { entries, lastSeq, more: true };
+    const take = (n: DropboxNode): boolean => {
+      if (n.seq <= afterSeq || !this.inScope(n.pathLower, scope, recursive)) return true;
+      if (entries.length === limit) {
+        this.listings.set(key(lastSeq), { it, pending: { node: n, seq: n.seq } });
+        if (this.listings.size > 32) this.listings.delete(this.listings.keys().next().value!);
+        return false;
+      }
       entries.push(this.metadata(n));
       lastSeq = n.seq;
+      return true;
+    };
+    const p = saved?.pending;
+    if (p && p.node.seq === p.seq && this.nodes.get(p.node.pathLower) === p.node && !take(p.node)) return { entries, lastSeq, more: true };
+    for (let r = it.next(); !r.done; r = it.next()) {
+      if (!take(r.value)) return { entries, lastSeq, more: true };
     }
     return { entries, lastSeq, more: false };
   }
