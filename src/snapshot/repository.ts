@@ -71,9 +71,15 @@ export class Repository {
     this.log = opts.log ?? silentLog;
   }
 
-  /** The retention a new object gets: now + lockDays. */
+  /** The retention a new object gets: now + lockDays + lockSlackDays. The slack (a quarter of the lock
+   *  time) lets the following nights reuse the object without extending its lock every night. */
   retainUntil(): Date | undefined {
-    return this.lockDays ? new Date(this.now().getTime() + this.lockDays * DAY) : undefined;
+    return this.lockDays ? new Date(this.now().getTime() + (this.lockDays + this.lockSlackDays()) * DAY) : undefined;
+  }
+
+  /** Days added to a lock beyond lockDays when an object is written or its lock extended. */
+  lockSlackDays(): number {
+    return this.lockDays ? Math.max(1, Math.ceil(this.lockDays / 4)) : 0;
   }
 
   /** Every snapshot of `account` (or of all accounts), oldest first. */

@@ -455,14 +455,14 @@ class Spool {
 
 /**
  * Objects reused from earlier snapshots may be locked for less time than the new manifest. Those are
- * extended — one call per object, not per file — to now + days plus a slack of a quarter of the
- * lock time, so each object is touched about once every few nights, not nightly.
+ * extended — one call per object, not per file, all in one batch — to now + days plus a slack of a
+ * quarter of the lock time, so each object is touched about once every few nights, not nightly.
  */
 async function extendLocks(repo: Repository, entries: ManifestEntry[], index: ContentIndex, prev: Map<string, ManifestEntry> | undefined, prevHeader: ManifestHeader | undefined, signal?: AbortSignal): Promise<{ lockedUntil?: number; extended: number }> {
   if (!repo.lockDays) return { extended: 0 };
   const now = repo.now().getTime();
   const horizon = now + repo.lockDays * DAY;
-  const extendTo = horizon + Math.max(1, Math.ceil(repo.lockDays / 4)) * DAY;
+  const extendTo = horizon + repo.lockSlackDays() * DAY;
   const prevLock = prevHeader?.lockedUntil ? Date.parse(prevHeader.lockedUntil) : 0;
   // The previous manifest's lockedUntil holds for the objects it names, and only for those.
   const prevObjects = new Set<string>();
@@ -474,13 +474,18 @@ async function extendLocks(repo: Repository, entries: ManifestEntry[], index: Co
     const k = Math.max(known.get(e.object) ?? 0, fromIndex, prevObjects.has(e.object) ? prevLock : 0);
     known.set(e.object, k);
   }
-  const stale = [...known].filter(([, until]) => until < horizon).map(([o]) => o);
+  // When one lock ends too soon, every lock that ends before extendTo moves with it: the objects then
+  // share one end, which the header records, and the next nights have nothing to extend.
+  const due = [...known.values()].some((until) => until < horizon);
+  const stale = due ? [...known].filter(([, until]) => until < extendTo).map(([o]) => o) : [];
   await forEachLimit(stale, 8, async (object) => {
     throwIfAborted(signal);
     await repo.store.extendRetention(object, new Date(extendTo));
     known.set(object, extendTo);
   });
-  let min = horizon;
+  // The true minimum, not the horizon: the next run reads it as the lock of every object named here,
+  // and a value capped at the horizon would have it extend them all again the next night.
+  let min = known.size > 0 ? Infinity : horizon;
   for (const v of known.values()) min = Math.min(min, v);
   return { lockedUntil: min, extended: stale.length };
 }

@@ -269,16 +269,18 @@ describe('snapshot: take', () => {
     await makeTree(root, { small: 30, large: [300 * KiB, 400 * KiB], odd: false });
     const t0 = e.clock.t;
     const first = await snap(e.repo, local(root));
-    expect(first.header.lockedUntil).toBe(new Date(t0 + 10 * DAY).toISOString());
+    // New objects are locked for the configured days plus a slack of a quarter of them (here 3 days).
+    const written = t0 + (10 + 3) * DAY;
+    expect(first.header.lockedUntil).toBe(new Date(written).toISOString());
     for (const o of await allObjects(e.memory)) {
-      expect((await e.memory.head(o.key))!.retainUntil!.getTime(), o.key).toBe(t0 + 10 * DAY);
+      expect((await e.memory.head(o.key))!.retainUntil!.getTime(), o.key).toBe(written);
     }
     expect(store.calls.extendRetention).toBe(0);
 
-    // Six days later, one file is deleted (its blob is not named again) and one is new.
+    // Eleven days later the old locks end before the new horizon; one file is deleted (its blob is not named again) and one is new.
     await fsp.rm(join(root, 'large/big0.bin'));
     await writeFile(root, 'new.txt', 'new content');
-    e.clock.advance(6 * DAY);
+    e.clock.advance(11 * DAY);
     const t1 = e.clock.t;
     const second = await snap(e.repo, local(root));
     const { entries } = await manifestOf(e.repo, second.key);
@@ -301,7 +303,42 @@ describe('snapshot: take', () => {
     expect((await e.memory.head(second.key))!.retainUntil!.getTime()).toBeGreaterThanOrEqual(locked);
     // The blob of the deleted file is no longer named: its lock is left as it was.
     const gone = old.find((x) => x.path === 'large/big0.bin')!.object!;
-    expect((await e.memory.head(gone))!.retainUntil!.getTime()).toBe(t0 + 10 * DAY);
+    expect((await e.memory.head(gone))!.retainUntil!.getTime()).toBe(written);
+  });
+
+  it('extends a reused object\'s lock once every few nights, not every night (regression: every object was extended nightly)', async () => {
+    const root = await src();
+    const extended: string[][] = [];
+    const e = engine({
+      lockDays: 8,
+      wrap: (m) => new Proxy(m, {
+        get(target, prop, receiver) {
+          if (prop === 'extendRetention') return (key: string, until: Date) => { extended[extended.length - 1].push(key); return target.extendRetention(key, until); };
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === 'function' ? v.bind(target) : v;
+        },
+      }),
+    });
+    await makeTree(root, { small: 20, large: [300 * KiB, 300 * KiB + 1], odd: false });
+    for (let night = 0; night < 10; night++) {
+      // A new file every night, as a real folder has.
+      await writeFile(root, `night/${night}.txt`, `night ${night}`, new Date(e.clock.t));
+      extended.push([]);
+      const r = await snap(e.repo, local(root));
+      const horizon = e.clock.t + 8 * DAY;
+      // Safety first: whatever the snapshot names is locked at least until its horizon, as the header says.
+      expect(Date.parse(r.header.lockedUntil!)).toBeGreaterThanOrEqual(horizon);
+      for (const x of (await manifestOf(e.repo, r.key)).entries) {
+        if (x.object) expect((await e.memory.head(x.object))!.retainUntil!.getTime(), `night ${night}: ${x.object}`).toBeGreaterThanOrEqual(Date.parse(r.header.lockedUntil!));
+      }
+      e.clock.advance(DAY);
+    }
+    // No object is extended on two nights in a row, and most nights extend nothing.
+    for (let n = 1; n < extended.length; n++) {
+      const again = extended[n].filter((k) => extended[n - 1].includes(k));
+      expect(again, `night ${n}`).toEqual([]);
+    }
+    expect(extended.filter((keysOfNight) => keysOfNight.length > 0).length).toBeLessThanOrEqual(4);
   });
 
   it('writes the header: counts, bytes, times, tool, previous snapshot, cursor, failures and skipped entries', async () => {
@@ -320,7 +357,7 @@ describe('snapshot: take', () => {
       format: MANIFEST_FORMAT, version: MANIFEST_VERSION, account: 'laptop', provider: 'local', id: snapshotId(t0),
       started: t0.toISOString(), finished: t0.toISOString(), tool: expect.stringMatching(/^syncguard \d+\.\d+\.\d+/),
       counts: { files: 2, dirs: 2, failed: 0, skipped: 1 }, bytes: 4 + 300 * KiB, bytesAdded: first.bytesAdded,
-      lockedUntil: new Date(t0.getTime() + 30 * DAY).toISOString(),
+      lockedUntil: new Date(t0.getTime() + (30 + 8) * DAY).toISOString(),
       failures: [], skipped: [{ path: 'link', reason: expect.stringContaining('symbolic link') }],
     });
     expect(first.header.cursor).toBeUndefined();
