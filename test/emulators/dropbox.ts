@@ -73,6 +73,9 @@ export interface DropboxEmulator {
   home: DropboxNamespace;
   /** The team space, when `team` was given. */
   teamRoot?: DropboxNamespace;
+  /** The team gets a new team space (as when a team adopts the team-space layout): root_namespace_id
+   *  changes, and a Path-Root header naming the old one meets 422 invalid_root. Returns the new space. */
+  replaceTeamRoot(): DropboxNamespace;
   members: Map<string, EmulatedAccount>;
   namespaces: Map<string, DropboxNamespace>;
   /** A refresh token for the user (or, with team: true, for the team), as the OAuth flow would give. */
@@ -580,7 +583,12 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     appKey,
     user,
     home: user.home,
-    teamRoot,
+    get teamRoot() { return teamRoot; },
+    replaceTeamRoot() {
+      if (!teamRoot) throw new Error('the emulator was started without a team');
+      teamRoot = newNamespace();
+      return teamRoot;
+    },
     members,
     namespaces,
     issueRefreshToken: (o = {}) => issueRefreshToken(o),

@@ -286,6 +286,23 @@ describe('provider: dropbox', () => {
       expect(Number(/\d+/.exec(downloads[2].range!)![0])).toBeGreaterThan(Number(/\d+/.exec(downloads[1].range!)![0]));
     });
 
+    it('stops a download when aborted, with ABORTED', async () => {
+      emu.home.put('big.bin', pattern(4 * 1024 * 1024));
+      const p = await providerFor(emu);
+      const entry = applyChanges(new Map(), await collect(p), true).get('big.bin')!;
+      const ac = new AbortController();
+      const stream = await p.open(entry, ac.signal);
+      let got = 0;
+      const err = await (async () => {
+        for await (const chunk of stream) {
+          got += (chunk as Buffer).length;
+          if (got > 100_000) ac.abort(new Error('user pressed ctrl-c'));
+        }
+      })().then(() => undefined, (e: unknown) => e);
+      expect(isSyncguardError(err, 'ABORTED'), String(err)).toBe(true);
+      expect(got).toBeLessThan(4 * 1024 * 1024);
+    });
+
     it('errors the stream with INTEGRITY when the bytes do not match content_hash', async () => {
       emu.home.put('photo.jpg', pattern(200_000));
       const p = await providerFor(emu);
@@ -553,6 +570,21 @@ describe('provider: dropbox', () => {
       const byNs = await providerFor(team, { root: { namespaceId: team.teamRoot!.id } });
       expect([...applyChanges(new Map(), await collect(byNs), true).keys()].sort()).toEqual(['Finance', 'Finance/q1.xlsx']);
       expect(JSON.parse(team.requests.at(-1)!.pathRoot!)).toEqual({ '.tag': 'namespace_id', namespace_id: team.teamRoot!.id });
+    });
+
+    it('starts over with a reset when the team space root changes (422 invalid_root)', async () => {
+      team.replaceTeamRoot().put('Old/a.txt', 'a');
+      const p = await providerFor(team, { root: 'team' });
+      const first = await collect(p);
+      expect(first.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : c.kind))).toEqual(['Old', 'Old/a.txt']);
+      const fresh = team.replaceTeamRoot();
+      fresh.put('New/b.txt', 'b');
+      const second = await collect(p, first.cursor);
+      expect(second.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : c.kind))).toEqual(['reset', 'New', 'New/b.txt']);
+      expect(team.requests.filter((r) => r.route === 'files/list_folder/continue').map((r) => r.status)).toContain(422);
+      expect(JSON.parse(team.requests.filter((r) => r.route === 'files/list_folder').at(-1)!.pathRoot!)).toEqual({ '.tag': 'root', root: fresh.id });
+      const third = await collect(p, second.cursor);
+      expect(third.changes).toEqual([]);
     });
 
     it('acts as a team member with Dropbox-API-Select-User, and says so when the member is wrong', async () => {

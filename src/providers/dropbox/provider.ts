@@ -134,7 +134,8 @@ export class DropboxProvider implements Provider {
       } catch (e) {
         if (!isSyncguardError(e, 'CURSOR_RESET') || resets >= 3) throw e;
         this.ctx.log('info', `dropbox ${this.account.name}: ${e.message}`);
-        if (/root namespace/.test(e.message)) await this.ready(signal, true);
+        // A team space's root may be what changed (422 invalid_root): read it again.
+        await this.ready(signal, true);
         yield { kind: 'reset' };
         incremental = false;
         next.clear();
