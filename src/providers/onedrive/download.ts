@@ -1,0 +1,132 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { SyncguardError, abortError, throwIfAborted } from '../../errors.js';
+import type { Log } from '../../log.js';
+import { showPath } from '../../paths.js';
+import type { RemoteEntry } from '../types.js';
+import type { GraphApi } from './api.js';
+import { HttpError, classify } from './classify.js';
+import { QuickXorHash } from './quickxor.js';
+
+/** SharePoint rewrites Office documents (their metadata) when they are downloaded, so their bytes
+ *  need not match the size and hash Graph reports (OneDrive/onedrive-api-docs#935; rclone's OneDrive
+ *  docs, "Unexpected file size/hash differences on Sharepoint"). */
+const OFFICE = /\.(docx|docm|xlsx|xlsm|pptx|pptm)$/i;
+
+/** A cut download resumes where it stopped; it gives up after this many cuts without progress. */
+const MAX_CUTS_WITHOUT_PROGRESS = 5;
+const MAX_CUTS = 50;
+
+export interface DownloadContext {
+  api: GraphApi;
+  account: string;
+  driveId: string;
+  /** OneDrive for Business or a SharePoint library (the Office caveat above applies). */
+  business: boolean;
+  log: Log;
+  /** The SHA-256 (hex) Graph reported for an item, where it did (OneDrive Personal). */
+  sha256Of(id: string): string | undefined;
+}
+
+/**
+ * A file's bytes as a stream: GET /content answers 302 to a pre-authenticated URL, fetched without
+ * the token. QuickXorHash (and SHA-256 where Graph gave one) are computed as the bytes pass; the
+ * stream errors with INTEGRITY at its end when they differ from what Graph reported. A connection
+ * cut in the middle resumes with a Range request, so the consumer sees every byte once.
+ */
+export async function openItem(ctx: DownloadContext, entry: RemoteEntry, signal?: AbortSignal): Promise<Readable> {
+  throwIfAborted(signal);
+  if (!entry.id) throw new SyncguardError('PROVIDER_ERROR', `cannot read ${showPath(entry.path)} from OneDrive: the entry has no item id`);
+  const id = entry.id;
+  const what = `reading ${showPath(entry.path)}`;
+  const cctx = { what, account: ctx.account };
+  let url = await ctx.api.contentLocation(ctx.driveId, id, what, signal);
+
+  const fetchAt = async (offset: number): Promise<Response> => {
+    const attempt = () => ctx.api.plain(what, async (http) => {
+      const res = await http(url, { headers: offset > 0 ? { Range: `bytes=${offset}-` } : {}, signal, redirect: 'manual' });
+      if (res.status === 200 || res.status === 206) return res;
+      throw await HttpError.from(res);
+    }, signal);
+    try {
+      return await attempt();
+    } catch (e) {
+      // Pre-authenticated URLs expire after about an hour: a refused one is asked for again, once.
+      const status = ((e as SyncguardError).cause as { statusCode?: number } | undefined)?.statusCode;
+      if (status !== 401 && status !== 403 && status !== 410) throw e;
+      url = await ctx.api.contentLocation(ctx.driveId, id, what, signal);
+      return attempt();
+    }
+  };
+
+  const first = await fetchAt(0);
+  const expectedSha = ctx.sha256Of(id);
+
+  async function* bytes(): AsyncGenerator<Buffer> {
+    const qx = new QuickXorHash();
+    const sha = expectedSha ? createHash('sha256') : undefined;
+    let offset = 0;
+    let res = first;
+    let cuts = 0;
+    let cutsWithoutProgress = 0;
+    let lastCutAt = -1;
+    for (;;) {
+      let skip = 0;
+      if (offset > 0) {
+        if (res.status === 200) skip = offset; // the server ignored Range: drop what we have already given
+        else {
+          const start = Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]);
+          if (start !== offset) {
+            await res.body?.cancel();
+            throw new SyncguardError('PROVIDER_ERROR', `OneDrive resumed ${showPath(entry.path)} at the wrong place (asked for byte ${offset})`);
+          }
+        }
+      }
+      try {
+        if (!res.body) break;
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+          if (skip > 0) {
+            const n = Math.min(skip, buf.length);
+            skip -= n;
+            buf = buf.subarray(n);
+            if (buf.length === 0) continue;
+          }
+          qx.update(buf);
+          sha?.update(buf);
+          offset += buf.length;
+          yield buf;
+        }
+        break;
+      } catch (e) {
+        if (signal?.aborted) throw abortError(signal);
+        const err = classify(e, cctx);
+        if (!err.retryable) throw err;
+        cutsWithoutProgress = offset === lastCutAt ? cutsWithoutProgress + 1 : 0;
+        lastCutAt = offset;
+        if (++cuts > MAX_CUTS || cutsWithoutProgress >= MAX_CUTS_WITHOUT_PROGRESS) throw err;
+        ctx.log('debug', `OneDrive: ${what}: the connection broke after ${offset} bytes (${err.message}); resuming`);
+        res = await fetchAt(offset);
+      }
+    }
+
+    const problems: string[] = [];
+    if (offset !== entry.size) problems.push(`${offset} bytes instead of ${entry.size}`);
+    if (entry.hash?.algo === 'quickxor') {
+      const got = qx.digest();
+      if (got !== entry.hash.value) problems.push(`quickXorHash ${got} instead of ${entry.hash.value}`);
+    }
+    if (sha && expectedSha) {
+      const got = sha.digest('hex');
+      if (got !== expectedSha) problems.push(`sha256Hash ${got} instead of ${expectedSha}`);
+    }
+    if (problems.length === 0) return;
+    if (ctx.business && OFFICE.test(entry.path)) {
+      ctx.log('warn', `OneDrive: ${showPath(entry.path)} differs from what OneDrive reported (${problems.join('; ')}): SharePoint rewrites Office documents when they are downloaded, so the bytes read are kept`);
+      return;
+    }
+    throw new SyncguardError('INTEGRITY', `the bytes of ${showPath(entry.path)} read from OneDrive do not match what OneDrive reported (${problems.join('; ')}): the download was corrupted or the file changed while it was read`);
+  }
+
+  return Readable.from(bytes(), { objectMode: false });
+}

@@ -1,0 +1,644 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { inspect } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { isSyncguardError, type SyncguardError } from '../../src/errors.js';
+import { Pacer, sleep } from '../../src/providers/_pacer.js';
+import { QuickXorHash, createOnedriveProvider, quickXorHash, tokenExpiry } from '../../src/providers/onedrive/index.js';
+import type { Change, Provider, RemoteEntry } from '../../src/providers/types.js';
+import { onedriveAccount, onedriveTestbed, signIn, type OnedriveTestbed } from '../emulators/graph-fixture.js';
+import { referenceQuickXor, startGraphEmulator, type GraphEmulatorOptions } from '../emulators/graph.js';
+import { applyChanges, collect, providerSuite, readStream, type ProviderFixture } from './provider-suite.js';
+
+async function suiteFixture(opts: GraphEmulatorOptions): Promise<ProviderFixture> {
+  const tb = await onedriveTestbed(await startGraphEmulator({ pageSize: 7, ...opts }));
+  const drive = tb.emu.drive;
+  return {
+    provider: await tb.provider(),
+    write: async (p, content, mtime) => { drive.write(p, content, { modified: mtime }); },
+    mkdir: async (p) => { drive.mkdir(p); },
+    remove: async (p) => { drive.remove(p); },
+    rename: async (a, b) => { drive.move(a, b); },
+    reopen: () => tb.provider(),
+    cleanup: () => tb.cleanup(),
+  };
+}
+
+providerSuite('onedrive (personal)', () => suiteFixture({ driveType: 'personal' }));
+providerSuite('onedrive (business)', () => suiteFixture({ driveType: 'business' }));
+
+const files = (s: Map<string, RemoteEntry>) => [...s.values()].filter((e) => e.type === 'file').map((e) => e.path).sort();
+const upserts = (changes: Change[]) => changes.filter((c): c is Extract<Change, { kind: 'upsert' }> => c.kind === 'upsert').map((c) => c.entry);
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function failure(p: Promise<unknown>): Promise<SyncguardError> {
+  const err = await p.then(() => undefined, (e) => e);
+  expect(err, 'expected a failure').toBeDefined();
+  return err as SyncguardError;
+}
+
+/** Every token the emulator issued: none may appear in an error, a log line or a file we print. */
+function secretsOf(tb: OnedriveTestbed): string[] {
+  return [...tb.emu.accessTokensIssued, ...tb.emu.refreshTokensIssued];
+}
+
+describe('provider: onedrive', () => {
+  const beds: OnedriveTestbed[] = [];
+  async function bed(opts: GraphEmulatorOptions = {}, extra: Record<string, unknown> = {}, auth: { write?: boolean } = {}) {
+    const tb = await onedriveTestbed(await startGraphEmulator(opts), extra, auth);
+    beds.push(tb);
+    return tb;
+  }
+  afterEach(async () => {
+    for (const tb of beds.splice(0)) {
+      expect(tb.emu.authLeaks, 'a token was sent to a pre-authenticated URL').toEqual([]);
+      const logged = tb.logs.map((l) => l.message).join('\n');
+      for (const s of secretsOf(tb)) expect(logged.includes(s), 'a token reached the log').toBe(false);
+      await tb.cleanup();
+    }
+  });
+
+  describe('QuickXorHash', () => {
+    // Published vectors (rclone backend/onedrive/quickxorhash/quickxorhash_test.go, also in the brief).
+    const vectors: Array<[string, string]> = [
+      ['', 'AAAAAAAAAAAAAAAAAAAAAAAAAAA='],
+      ['Sg==', 'SgAAAAAAAAAAAAAAAQAAAAAAAAA='],
+      ['tbQ=', 'taAFAAAAAAAAAAAAAgAAAAAAAAA='],
+      ['0pZP', '0rDEEwAAAAAAAAAAAwAAAAAAAAA='],
+      ['qaApEj66lw==', 'qQBFCiTgA11cAgAABwAAAAAAAAA='],
+      ['vPgoDjOfO6fm71RxLw==', 'vMAHChwwg0/s4BTmdQcV4vACAAA='],
+      ['2fuxhBJXtpWFe8dOfdGeHw==', 'O9tHLAghgSvYohKFyMMxnNCHaHg='],
+      ['T6LYJIfDh81JrAK309H2JMJTXis=', 'zBTHrspn3mEcohlJdIUAbjGNaNg='],
+      ['PwXNnutoLLmxD8TTog52k8cQkukmT87TTnDipKLHQw==', 'PTaGs7yV3FUyBy/SfU6xJRlCJlI='],
+      ['Mb7EGva2rEE5fENDL85P+BsapHEEjv2/siVhKjvAQe02feExVOQSkfmuYzU/kTF1MaKjPmKF/w+cbvwfdWL8aQ==', 'n1anP5NfvD4XDYWIeRPW3ZkPv1Y='],
+      ['jyibxJSzO6ZiZ0O1qe3tG/bvIAYssvukh9suIT5wEy1JBINVgPiqdsTW0cOpP0aUfP7mgqLfADkzI/m/GgCuVhr8oFLrOCoTx1/psBOWwhltCbhUx51Icm9aH8tY4Z3ccU+6BKpYQkLCy0B/A9Zc', 'hZfLIilSITC6N3e3tQ/iSgEzkto='],
+      ['w0LGhqU1WXFbdavqDE4kAjEzWLGGzmTNikzqnsiXHx2KRReKVTxkv27u3UcEz9+lbMvYl4xFf2Z4aE1xRBBNd1Ke5C0zToSaYw5o4B/7X99nKK2/XaUX1byLow2aju2XJl2OpKpJg+tSJ2fmjIJTkfuYUz574dFX6/VXxSxwGH/xQEAKS5TCsBK3CwnuG1p5SAsQq3gGVozDWyjEBcWDMdy8/AIFrj/y03Lfc/RNRCQTAfZbnf2QwV7sluw4fH3XJr07UoD0YqN+7XZzidtrwqMY26fpLZnyZjnBEt1FAZWO7RnKG5asg8xRk9YaDdedXdQSJAOy6bWEWlABj+tVAigBxavaluUH8LOj+yfCFldJjNLdi90fVHkUD/m4Mr5OtmupNMXPwuG3EQlqWUVpQoYpUYKLsk7a5Mvg6UFkiH596y5IbJEVCI1Kb3D1', 'e3+wo77iKcILiZegnzyUNcjCdoQ='],
+    ];
+
+    it('matches the published vectors', () => {
+      for (const [input, want] of vectors) expect(quickXorHash(Buffer.from(input, 'base64')), input).toBe(want);
+    });
+
+    it('gives the same hash whatever the chunk sizes', () => {
+      for (const [input, want] of vectors) {
+        const data = Buffer.from(input, 'base64');
+        for (const size of [1, 2, 3, 7, 13, 64, 159, 160, 161]) {
+          const h = new QuickXorHash();
+          for (let i = 0; i < data.length; i += size) h.update(data.subarray(i, i + size));
+          expect(h.digest(), `${data.length} bytes in chunks of ${size}`).toBe(want);
+        }
+      }
+    });
+
+    it('agrees with a bit-by-bit reference on random data, split at random places', () => {
+      let seed = 12345;
+      const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+      for (const length of [0, 1, 159, 160, 161, 319, 320, 1000, 65_537, 1_048_583]) {
+        const data = randomBytes(length);
+        const h = new QuickXorHash();
+        for (let i = 0; i < length; ) { const n = 1 + rand(5000); h.update(data.subarray(i, i + n)); i += n; }
+        expect(h.digest(), `${length} bytes`).toBe(referenceQuickXor(data));
+      }
+    });
+  });
+
+  describe('listing with delta', () => {
+    it('a listing from the cursor brings only what changed since', async () => {
+      const tb = await bed({ pageSize: 10 });
+      for (let i = 0; i < 40; i++) tb.emu.drive.write(`docs/f${i}.txt`, `file ${i}`);
+      tb.emu.drive.write('other/keep.txt', 'keep');
+      const p = await tb.provider();
+      const first = await collect(p);
+      const s1 = applyChanges(new Map(), first, true);
+      expect(files(s1)).toHaveLength(41);
+      expect(first.cursor).toMatch(/^https:\/\//);
+
+      tb.emu.drive.write('docs/f7.txt', 'file 7, edited');
+      tb.emu.drive.write('docs/new.txt', 'new');
+      tb.emu.resetCounters();
+      const p2 = await tb.provider();
+      const second = await collect(p2, first.cursor, undefined, s1);
+      const changedFiles = upserts(second.changes).filter((e) => e.type === 'file').map((e) => e.path).sort();
+      expect(changedFiles).toEqual(['docs/f7.txt', 'docs/new.txt']);
+      expect(second.changes.some((c) => c.kind === 'reset' || c.kind === 'delete')).toBe(false);
+      expect(tb.emu.count('delta')).toBe(1);
+      expect(tb.emu.count('content')).toBe(0);
+      const s2 = applyChanges(s1, second, true);
+      expect(s2.get('docs/f7.txt')!.size).toBe('file 7, edited'.length);
+      expect(s2.get('docs/f7.txt')!.hash).toEqual({ algo: 'quickxor', value: tb.emu.drive.item('docs/f7.txt')!.quickXorHash });
+      expect(second.cursor).not.toBe(first.cursor);
+
+      const third = await collect(await tb.provider(), second.cursor, undefined, s2);
+      expect(upserts(third.changes)).toEqual([]);
+    });
+
+    it('a renamed folder of many files moves its subtree without reading a byte', async () => {
+      const tb = await bed({ pageSize: 50, driveType: 'business' });
+      for (let i = 0; i < 120; i++) tb.emu.drive.write(`Photos/2024/${String(i).padStart(3, '0')}.jpg`, randomBytes(100));
+      for (let i = 0; i < 30; i++) tb.emu.drive.write(`Photos/2025/trip/${i}.jpg`, randomBytes(50));
+      tb.emu.drive.mkdir('Photos/empty');
+      tb.emu.drive.write('Archive/readme.txt', 'archive');
+      const first = await collect(await tb.provider());
+      const s1 = applyChanges(new Map(), first, true);
+
+      tb.emu.drive.rename('Photos', 'Pictures');
+      tb.emu.drive.move('Pictures/2025/trip', 'Archive/trip-2025');
+      tb.emu.resetCounters();
+      const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+      const s2 = applyChanges(s1, second, true, true);
+
+      expect(second.changes.filter((c) => c.kind === 'delete')).toEqual([
+        { kind: 'delete', path: 'Photos' },
+        { kind: 'delete', path: 'Photos/2025/trip' },
+      ]);
+      expect(files(s2)).toEqual(tb.emu.drive.paths().filter((p) => tb.emu.drive.item(p)!.kind === 'file'));
+      expect([...s2.keys()].sort()).toEqual(tb.emu.drive.paths());
+      const moved = s2.get('Pictures/2024/017.jpg')!;
+      const before = s1.get('Photos/2024/017.jpg')!;
+      expect(moved).toEqual({ ...before, path: 'Pictures/2024/017.jpg' });
+      expect(s2.get('Archive/trip-2025/3.jpg')!.id).toBe(s1.get('Photos/2025/trip/3.jpg')!.id);
+      expect(s2.has('Pictures/empty')).toBe(true);
+      expect(tb.emu.count('content') + tb.emu.count('download')).toBe(0);
+      expect(tb.emu.bytesDownloaded).toBe(0);
+      // Delta named two items (and nothing below them): one page, no folder listings.
+      expect(tb.emu.count('delta')).toBe(1);
+      expect(tb.emu.count('children')).toBe(0);
+    });
+
+    it('a deleted folder removes everything below it', async () => {
+      for (const driveType of ['personal', 'business'] as const) {
+        const tb = await bed({ driveType });
+        tb.emu.drive.write('keep/a.txt', 'a');
+        tb.emu.drive.write('gone/x.txt', 'x');
+        tb.emu.drive.write('gone/deep/y.txt', 'y');
+        tb.emu.drive.write('file-gone.txt', 'f');
+        const first = await collect(await tb.provider());
+        const s1 = applyChanges(new Map(), first, true);
+        tb.emu.drive.remove('gone');
+        tb.emu.drive.remove('file-gone.txt');
+        const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+        expect(second.changes.filter((c) => c.kind === 'delete').map((c) => (c as { path: string }).path).sort(), driveType).toEqual(['file-gone.txt', 'gone']);
+        const s2 = applyChanges(s1, second, true, true);
+        expect([...s2.keys()].sort()).toEqual(['keep', 'keep/a.txt']);
+      }
+    });
+
+    it('410 resyncRequired gives a reset and a full listing', async () => {
+      const tb = await bed({ pageSize: 4 });
+      tb.emu.drive.write('a.txt', 'a');
+      tb.emu.drive.write('dir/b.txt', 'b');
+      const first = await collect(await tb.provider());
+      const s1 = applyChanges(new Map(), first, true);
+      tb.emu.drive.remove('a.txt');
+      tb.emu.drive.write('dir/c.txt', 'c');
+      tb.emu.resyncNextDelta();
+      tb.emu.resetCounters();
+      const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+      expect(second.changes[0]).toEqual({ kind: 'reset' });
+      expect(second.changes.filter((c) => c.kind === 'reset')).toHaveLength(1);
+      const s2 = applyChanges(s1, second, true);
+      expect([...s2.keys()].sort()).toEqual(['dir', 'dir/b.txt', 'dir/c.txt']);
+      // The 410, then the fresh enumeration from its Location, in pages.
+      expect(tb.emu.count('delta')).toBeGreaterThanOrEqual(2);
+      expect(second.cursor).toMatch(/token=/);
+      const third = await collect(await tb.provider(), second.cursor, undefined, s2);
+      expect(third.changes.filter((c) => c.kind !== 'upsert')).toEqual([]);
+    });
+
+    it('a cursor the drive no longer knows (410 without our help) also gives a reset', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('x.txt', 'x');
+      const first = await collect(await tb.provider());
+      tb.emu.drive.invalidateCursors();
+      const second = await collect(await tb.provider(), first.cursor, undefined, applyChanges(new Map(), first, true));
+      expect(second.changes[0]).toEqual({ kind: 'reset' });
+      expect(files(applyChanges(new Map(), second, true))).toEqual(['x.txt']);
+    });
+
+    it('a cursor without the previous state, or of another drive, lists everything after a reset', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('x.txt', 'x');
+      const first = await collect(await tb.provider());
+      const noPrev = await collect(await tb.provider(), first.cursor);
+      expect(noPrev.changes[0]).toEqual({ kind: 'reset' });
+      const other = first.cursor!.replace(/\/drives\/[^/]+\//, '/drives/someone-else/');
+      const foreign = await collect(await tb.provider(), other, undefined, applyChanges(new Map(), first, true));
+      expect(foreign.changes[0]).toEqual({ kind: 'reset' });
+      expect(files(applyChanges(new Map(), foreign, true))).toEqual(['x.txt']);
+      expect(tb.logs.filter((l) => l.level === 'warn')).toHaveLength(2);
+    });
+
+    it('an item repeated across pages counts once, in its last state', async () => {
+      const tb = await bed({ pageSize: 3 });
+      tb.emu.drive.write('a/one.txt', '1');
+      const first = await collect(await tb.provider());
+      const s1 = applyChanges(new Map(), first, true);
+      for (let i = 0; i < 6; i++) {
+        tb.emu.drive.write('a/one.txt', 'x'.repeat(i + 2));
+        tb.emu.drive.write(`a/filler${i}.txt`, 'f');
+      }
+      const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+      const ones = upserts(second.changes).filter((e) => e.path === 'a/one.txt');
+      expect(ones).toHaveLength(1);
+      expect(ones[0].size).toBe(7);
+      expect(tb.emu.count('delta')).toBeGreaterThan(3);
+    });
+
+    it('keeps only the configured folders (and the folders above them), following moves in and out', async () => {
+      const tb = await bed({ driveType: 'business' }, { folders: ['/Documents/Work'] });
+      tb.emu.drive.write('Documents/Work/plan.txt', 'plan');
+      tb.emu.drive.write('Documents/Work/sub/notes.txt', 'notes');
+      tb.emu.drive.write('Documents/private.txt', 'private');
+      tb.emu.drive.write('Outside/big/a.txt', 'a');
+      tb.emu.drive.write('Outside/big/deep/b.txt', 'b');
+      const first = await collect(await tb.provider());
+      const s1 = applyChanges(new Map(), first, true);
+      expect([...s1.keys()].sort()).toEqual(['Documents', 'Documents/Work', 'Documents/Work/plan.txt', 'Documents/Work/sub', 'Documents/Work/sub/notes.txt']);
+
+      tb.emu.drive.move('Outside/big', 'Documents/Work/big');
+      tb.emu.drive.move('Documents/Work/sub', 'Outside/sub');
+      tb.emu.drive.write('Outside/ignored.txt', 'ignored');
+      const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+      const s2 = applyChanges(s1, second, true, true);
+      expect(files(s2)).toEqual(['Documents/Work/big/a.txt', 'Documents/Work/big/deep/b.txt', 'Documents/Work/plan.txt']);
+      expect(tb.emu.count('children')).toBeGreaterThan(0);
+    });
+
+    it('places items whose folders the previous snapshot left out, by asking for those folders', async () => {
+      // Without the parent chain in delta (Prefer: deltaExcludeParent), and a previous snapshot that
+      // left a folder out (an include rule took only some files), a new file's folder is unknown.
+      const tb = await bed({ parentChain: false });
+      tb.emu.drive.write('docs/deep/a.txt', 'a');
+      const first = await collect(await tb.provider());
+      const s1 = applyChanges(new Map(), first, true);
+      s1.delete('docs');
+      s1.delete('docs/deep');
+      tb.emu.drive.write('docs/deep/b.txt', 'b');
+      tb.emu.resetCounters();
+      const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+      expect(upserts(second.changes).map((e) => e.path)).toEqual(['docs', 'docs/deep', 'docs/deep/b.txt']);
+      expect(tb.emu.count('item')).toBe(1 + 2);
+    });
+
+    it('says so when a configured folder does not exist', async () => {
+      const tb = await bed({}, { folders: ['Nope', 'Here'] });
+      tb.emu.drive.write('Here/a.txt', 'a');
+      const { changes } = await collect(await tb.provider());
+      expect(changes).toContainEqual({ kind: 'error', path: 'Nope', message: expect.stringContaining('does not exist') });
+      expect(files(applyChanges(new Map(), { changes, cursor: undefined }, true))).toEqual(['Here/a.txt']);
+    });
+
+    it('skips OneNote notebooks and what they hold, and says why', async () => {
+      const tb = await bed({ driveType: 'business' });
+      tb.emu.drive.write('Notes/plain.txt', 'plain');
+      tb.emu.drive.addPackage('Notes/Family Notebook', { 'Recipes.one': 'r', 'Trips.one': 't' });
+      const p = await tb.provider();
+      const { changes } = await collect(p);
+      expect(changes).toContainEqual({ kind: 'skip', path: 'Notes/Family Notebook', reason: 'OneNote notebook (package): export it from OneNote' });
+      expect(upserts(changes).map((e) => e.path).sort()).toEqual(['Notes', 'Notes/plain.txt']);
+    });
+
+    it('refuses hostile names as errors and goes on', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('ok.txt', 'ok');
+      tb.emu.drive.write('evil/..', 'dotdot');
+      tb.emu.drive.write('nul\0name.txt', 'nul');
+      const { changes } = await collect(await tb.provider());
+      const errors = changes.filter((c) => c.kind === 'error').map((c) => (c as { path: string }).path).sort();
+      expect(errors).toEqual(['evil/..', 'nul\0name.txt']);
+      expect(files(applyChanges(new Map(), { changes, cursor: undefined }, true))).toEqual(['ok.txt']);
+    });
+  });
+
+  describe('reading', () => {
+    it('retries throttling (429, 503 with Retry-After) and server errors', async () => {
+      const tb = await bed({ pageSize: 5 });
+      for (let i = 0; i < 12; i++) tb.emu.drive.write(`f${i}.txt`, `content ${i}`);
+      tb.emu.failNext(2, { status: 429, retryAfter: 0, route: 'delta' });
+      tb.emu.failNext(1, { status: 503, retryAfter: 0, route: 'content' });
+      tb.emu.failNext(1, { status: 500, route: 'download' });
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      expect(files(s)).toHaveLength(12);
+      expect((await readStream(p, s.get('f3.txt')!)).bytes.toString()).toBe('content 3');
+      expect(tb.emu.count('delta')).toBe(3 + 2);
+      expect(tb.emu.count('content')).toBe(2);
+      expect(tb.emu.count('download')).toBe(2);
+    });
+
+    it('waits as long as Retry-After says, and slows down', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('a.txt', 'a');
+      const waits: number[] = [];
+      const pacer = new Pacer({ baseDelayMs: 1, maxDelayMs: 5, sleep: (ms, signal) => { waits.push(ms); return sleep(ms, signal); } });
+      const p = await createOnedriveProvider(tb.account, { configDir: tb.dir, log: tb.log }, { pacer });
+      tb.emu.failNext(1, { status: 429, retryAfter: 1, route: 'delta' });
+      await collect(p);
+      expect(waits[0]).toBeGreaterThanOrEqual(1000);
+      expect(pacer.retries).toBe(1);
+    });
+
+    it('gives up with PROVIDER_RATE_LIMITED when throttling does not end', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('a.txt', 'a');
+      tb.emu.failNext(100, { status: 429, retryAfter: 0, route: 'delta' });
+      const err = await failure(collect(await tb.provider()));
+      expect(isSyncguardError(err, 'PROVIDER_RATE_LIMITED'), String(err)).toBe(true);
+    });
+
+    it('resumes a cut download where it stopped and gives the exact bytes', async () => {
+      const tb = await bed();
+      const big = randomBytes(3 * 1024 * 1024 + 17);
+      tb.emu.drive.write('big.bin', big);
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      tb.emu.cutNextDownloads(2, 700_000);
+      tb.emu.resetCounters();
+      const { bytes } = await readStream(p, s.get('big.bin')!);
+      expect(sha256(bytes)).toBe(sha256(big));
+      expect(tb.emu.count('download')).toBe(3);
+      // Resumed with Range: nothing was sent twice.
+      expect(tb.emu.bytesDownloaded).toBe(big.length);
+    });
+
+    it('fails with INTEGRITY when the bytes do not match the reported hash', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('photo.jpg', randomBytes(5000));
+      tb.emu.drive.write('report.docx', randomBytes(3000));
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      tb.emu.drive.corrupt('photo.jpg');
+      tb.emu.drive.corrupt('report.docx');
+      for (const path of ['photo.jpg', 'report.docx']) {
+        const err = await failure(readStream(p, s.get(path)!));
+        expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
+        expect(err.message).toContain(path);
+      }
+    });
+
+    it('only warns about Office documents that SharePoint rewrote, in business drives', async () => {
+      const tb = await bed({ driveType: 'business' });
+      const doc = randomBytes(4000);
+      tb.emu.drive.write('Reports/q3.xlsx', doc);
+      tb.emu.drive.write('Reports/q3.csv', randomBytes(4000));
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      tb.emu.drive.corrupt('Reports/q3.xlsx');
+      tb.emu.drive.corrupt('Reports/q3.csv');
+      const { bytes } = await readStream(p, s.get('Reports/q3.xlsx')!);
+      expect(bytes.length).toBe(doc.length);
+      expect(tb.logs.some((l) => l.level === 'warn' && l.message.includes('q3.xlsx'))).toBe(true);
+      const err = await failure(readStream(p, s.get('Reports/q3.csv')!));
+      expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
+    });
+
+    it('streams with backpressure and stops when aborted', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('big.bin', randomBytes(4 * 1024 * 1024));
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      const ac = new AbortController();
+      const stream = await p.open(s.get('big.bin')!, ac.signal);
+      let got = 0;
+      const err = await (async () => {
+        for await (const c of stream) {
+          got += (c as Buffer).length;
+          if (got > 100_000) ac.abort(new Error('enough'));
+        }
+      })().then(() => undefined, (e) => e);
+      expect(isSyncguardError(err, 'ABORTED'), String(err)).toBe(true);
+      expect(got).toBeLessThan(4 * 1024 * 1024);
+    });
+  });
+
+  describe('sign-in', () => {
+    it('signs in with the device code flow and saves the token cache, readable only by its owner', async () => {
+      const emu = await startGraphEmulator();
+      const { mkdtemp } = await import('node:fs/promises');
+      const { tmpdir } = await import('node:os');
+      const dir = await mkdtemp(join(tmpdir(), 'sg-od-auth-'));
+      try {
+        const account = onedriveAccount(emu, dir, { credentials: 'creds/od.json' });
+        const printed: string[] = [];
+        const { runOnedriveAuth } = await import('../../src/providers/onedrive/index.js');
+        const result = await runOnedriveAuth({
+          account,
+          configDir: dir,
+          print: (line) => {
+            printed.push(line);
+            const code = /enter the code (\S+)/.exec(line)?.[1];
+            // The user types the code in only after the CLI has polled (and been told to wait) twice.
+            if (code) void (async () => { while (emu.count('token') < 2) await new Promise((r) => setTimeout(r, 5)); emu.approve(code); })();
+          },
+        });
+        expect(printed[0]).toMatch(/open https:\/\/microsoft\.com\/devicelogin and enter the code [0-9A-F]+/);
+        expect(emu.count('devicecode')).toBe(1);
+        expect(emu.count('token')).toBeGreaterThanOrEqual(3);
+        expect(result).toEqual({ credentialsPath: join(dir, 'creds/od.json'), username: 'ada@outlook.com' });
+        expect((await stat(result.credentialsPath)).mode & 0o777).toBe(0o600);
+        const cache = await readFile(result.credentialsPath, 'utf8');
+        expect(cache).toContain(emu.refreshTokensIssued.at(-1)!);
+        for (const line of printed) for (const s of [...emu.accessTokensIssued, ...emu.refreshTokensIssued]) expect(line).not.toContain(s);
+        const expiry = (await tokenExpiry(account, dir))!.getTime();
+        expect(expiry).toBeGreaterThan(Date.now() + 89 * 86400_000);
+        expect(expiry).toBeLessThan(Date.now() + 91 * 86400_000);
+      } finally {
+        await emu.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a declined sign-in ends with PROVIDER_AUTH', async () => {
+      const emu = await startGraphEmulator();
+      const { mkdtemp } = await import('node:fs/promises');
+      const { tmpdir } = await import('node:os');
+      const dir = await mkdtemp(join(tmpdir(), 'sg-od-auth-'));
+      try {
+        const { runOnedriveAuth } = await import('../../src/providers/onedrive/index.js');
+        const err = await failure(runOnedriveAuth({
+          account: onedriveAccount(emu, dir),
+          configDir: dir,
+          print: (line) => { const code = /enter the code (\S+)/.exec(line)?.[1]; if (code) emu.decline(code); },
+        }));
+        expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
+        expect(err.message).toContain('syncguard auth onedrive --account work-onedrive');
+        expect(await tokenExpiry(onedriveAccount(emu, dir), dir)).toBeUndefined();
+      } finally {
+        await emu.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('saves the rotated refresh token back after a refresh (0600), so the next run can sign in', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('a.txt', 'a');
+      const path = join(tb.dir, tb.account.credentials);
+      const firstRt = tb.emu.refreshTokensIssued.at(-1)!;
+      const p = await tb.provider();
+      await collect(p);
+      tb.emu.expireAccessTokens();
+      await collect(p);
+      expect(tb.emu.refreshTokensIssued).toHaveLength(2);
+      const newRt = tb.emu.refreshTokensIssued.at(-1)!;
+      const cache = await readFile(path, 'utf8');
+      expect(cache).toContain(newRt);
+      expect(cache).not.toContain(firstRt);
+      expect((await stat(path)).mode & 0o777).toBe(0o600);
+      // The old refresh token is spent: only the saved new one lets the next run in.
+      tb.emu.expireAccessTokens();
+      expect(files(applyChanges(new Map(), await collect(await tb.provider()), true))).toEqual(['a.txt']);
+    });
+
+    it('a revoked sign-in ends the run with PROVIDER_AUTH, the `auth onedrive` hint and no token', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('a.txt', 'a');
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      tb.emu.revokeSignIn();
+      for (const attempt of [collect(p), readStream(p, s.get('a.txt')!), collect(await tb.provider())]) {
+        const err = await failure(attempt);
+        expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
+        expect(err.message).toContain('syncguard auth onedrive --account work-onedrive');
+        const shown = `${err.message}\n${inspect(err, { depth: 6 })}`;
+        for (const secret of secretsOf(tb)) expect(shown.includes(secret), 'a token appears in the error').toBe(false);
+      }
+    });
+
+    it('without a saved sign-in, says to run `syncguard auth onedrive`', async () => {
+      const tb = await bed();
+      await rm(join(tb.dir, tb.account.credentials));
+      const err = await failure(collect(await tb.provider()));
+      expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
+      expect(err.message).toContain('syncguard auth onedrive --account work-onedrive');
+    });
+
+    it('warns when the sign-in expires soon', async () => {
+      const tb = await bed();
+      const path = join(tb.dir, tb.account.credentials);
+      const cache = JSON.parse(await readFile(path, 'utf8')) as { AccessToken: Record<string, { cached_at: string }> };
+      const longAgo = Math.floor((Date.now() - 80 * 86400_000) / 1000);
+      for (const at of Object.values(cache.AccessToken)) at.cached_at = String(longAgo);
+      await writeFile(path, JSON.stringify(cache));
+      const expiry = (await tokenExpiry(tb.account, tb.dir))!;
+      expect(Math.round((expiry.getTime() - Date.now()) / 86400_000)).toBe(10);
+      await tb.provider();
+      expect(tb.logs).toContainEqual({ level: 'warn', message: expect.stringContaining(`expires on ${expiry.toISOString().slice(0, 10)}`) });
+    });
+  });
+
+  describe('drives', () => {
+    it('finds a SharePoint document library by site and name', async () => {
+      const emu = await startGraphEmulator({ driveType: 'business' });
+      const site = emu.addSite('contoso.sharepoint.com:/sites/finance', ['Documents', 'Reports']);
+      site.libraries.get('Reports')!.write('2026/q1.csv', 'q1');
+      site.libraries.get('Documents')!.write('other.txt', 'other');
+      emu.drive.write('mine.txt', 'mine');
+      const tb = await onedriveTestbed(emu, { drive: { site: 'contoso.sharepoint.com:/sites/finance', library: 'reports' } });
+      beds.push(tb);
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      expect(files(s)).toEqual(['2026/q1.csv']);
+      expect((await readStream(p, s.get('2026/q1.csv')!)).bytes.toString()).toBe('q1');
+
+      const byUrl = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { site: 'https://contoso.sharepoint.com/sites/finance', library: 'Shared Documents' } }), { configDir: tb.dir, log: tb.log });
+      expect(files(applyChanges(new Map(), await collect(byUrl), true))).toEqual(['other.txt']);
+
+      const byId = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { driveId: site.libraries.get('Reports')!.id } }), { configDir: tb.dir, log: tb.log });
+      expect(files(applyChanges(new Map(), await collect(byId), true))).toEqual(['2026/q1.csv']);
+
+      const wrong = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { site: 'contoso.sharepoint.com:/sites/finance', library: 'Budgets' } }), { configDir: tb.dir, log: tb.log });
+      const err = await failure(collect(wrong));
+      expect(isSyncguardError(err, 'CONFIG'), String(err)).toBe(true);
+      expect(err.message).toContain('"Documents", "Reports"');
+
+      const noSite = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { site: 'contoso.sharepoint.com:/sites/nope', library: 'Documents' } }), { configDir: tb.dir, log: tb.log });
+      expect(isSyncguardError(await failure(collect(noSite)), 'CONFIG')).toBe(true);
+    });
+  });
+
+  describe('restoring back', () => {
+    const modified = new Date('2024-03-01T10:20:30.000Z');
+
+    it('uploads a small file with its modified time', async () => {
+      const tb = await bed({}, {}, { write: true });
+      const p = await tb.provider();
+      await p.upload!('Restored/docs/note.txt', Readable.from([Buffer.from('hello '), Buffer.from('world')]), 11, { overwrite: false, modified });
+      const item = tb.emu.drive.item('Restored/docs/note.txt')!;
+      expect(item.content!.toString()).toBe('hello world');
+      expect(item.fileSystemInfo.lastModifiedDateTime).toBe(modified.toISOString());
+      expect(tb.emu.count('upload')).toBe(1);
+      expect(tb.emu.count('createUploadSession')).toBe(0);
+      expect(await p.exists!('Restored/docs/note.txt')).toBe(true);
+      expect(await p.exists!('Restored/docs/none.txt')).toBe(false);
+    });
+
+    it('uploads a large file in 320 KiB-multiple fragments with its modified time, retrying a failed one', async () => {
+      const tb = await bed({ driveType: 'business' }, {}, { write: true });
+      const p = await tb.provider();
+      const big = randomBytes(21 * 1024 * 1024 + 333);
+      tb.emu.failNext(1, { status: 503, retryAfter: 0, route: 'uploadFragment' });
+      const chunks = [];
+      for (let i = 0; i < big.length; i += 65_521) chunks.push(big.subarray(i, i + 65_521));
+      await p.upload!('Video/film.mp4', Readable.from(chunks), big.length, { overwrite: false, modified });
+      const item = tb.emu.drive.item('Video/film.mp4')!;
+      expect(sha256(item.content!)).toBe(sha256(big));
+      expect(item.fileSystemInfo.lastModifiedDateTime).toBe(modified.toISOString());
+      expect(tb.emu.count('createUploadSession')).toBe(1);
+      expect(tb.emu.count('uploadFragment')).toBe(3 + 1);
+    });
+
+    it('refuses to overwrite without overwrite (EXISTS), and replaces with it', async () => {
+      const tb = await bed({}, {}, { write: true });
+      tb.emu.drive.write('Docs/a.txt', 'original');
+      tb.emu.drive.write('Docs/big.bin', 'original');
+      const p = await tb.provider();
+      const small = Buffer.from('restored');
+      const big = randomBytes(5 * 1024 * 1024);
+      for (const [path, body] of [['Docs/a.txt', small], ['Docs/big.bin', big]] as const) {
+        const err = await failure(p.upload!(path, Readable.from([body]), body.length, { overwrite: false }));
+        expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
+        expect(tb.emu.drive.item(path)!.content!.toString()).toBe('original');
+        await p.upload!(path, Readable.from([body]), body.length, { overwrite: true });
+        expect(sha256(tb.emu.drive.item(path)!.content!)).toBe(sha256(body));
+      }
+    });
+
+    it('turns a conflict at the end of an upload session into EXISTS', async () => {
+      const tb = await bed({}, {}, { write: true });
+      const p = await tb.provider();
+      const big = randomBytes(11 * 1024 * 1024);
+      let created = false;
+      // Someone else creates the file while our fragments are on their way.
+      const body = Readable.from((async function* () {
+        yield big.subarray(0, 10 * 1024 * 1024);
+        if (!created) { tb.emu.drive.write('race.bin', 'theirs'); created = true; }
+        yield big.subarray(10 * 1024 * 1024);
+      })());
+      const err = await failure(p.upload!('race.bin', body, big.length, { overwrite: false }));
+      expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
+      expect(tb.emu.drive.item('race.bin')!.content!.toString()).toBe('theirs');
+    });
+
+    it('creates folders, and refuses a body shorter than its size', async () => {
+      const tb = await bed({}, {}, { write: true });
+      const p = await tb.provider();
+      await p.mkdir!('A/B/C');
+      await p.mkdir!('A/B/C');
+      expect(tb.emu.drive.item('A/B/C')!.kind).toBe('folder');
+      const err = await failure(p.upload!('A/short.txt', Readable.from([Buffer.from('abc')]), 10, { overwrite: false }));
+      expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
+      expect(tb.emu.drive.item('A/short.txt')).toBeUndefined();
+    });
+
+    it('asks to sign in with --write when the sign-in only allows reading', async () => {
+      const tb = await bed();
+      const p: Provider = await tb.provider();
+      const err = await failure(p.upload!('x.txt', Readable.from([Buffer.from('x')]), 1, { overwrite: false }));
+      expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
+      expect(err.message).toContain('syncguard auth onedrive --account work-onedrive --write');
+      expect(tb.emu.drive.item('x.txt')).toBeUndefined();
+    });
+  });
+});
