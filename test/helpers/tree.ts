@@ -100,7 +100,7 @@ export interface TreeItem {
   type: 'file' | 'dir';
   size: number;
   sha256?: string;
-  /** Whole milliseconds. */
+  /** Rounded to whole milliseconds, as Node dates a file and as a manifest keeps it. */
   mtimeMs: number;
 }
 
@@ -119,10 +119,10 @@ export async function readTree(root: string, opts: ReadTreeOptions = {}): Promis
       const full = Buffer.concat([dir, Buffer.from('/'), name]);
       const path = rel ? Buffer.concat([rel, Buffer.from('/'), name]) : name;
       const st = await fsp.lstat(full);
-      const base = { name: path.toString('utf8'), hex: path.toString('hex'), mtimeMs: Math.floor(st.mtimeMs) };
+      const base = { name: path.toString('utf8'), hex: path.toString('hex'), mtimeMs: Math.round(st.mtimeMs) };
       if (st.isDirectory()) {
         await walk(full, path);
-        out.push({ ...base, type: 'dir', size: 0, mtimeMs: opts.dirTimes === false ? 0 : Math.floor((await fsp.lstat(full)).mtimeMs) });
+        out.push({ ...base, type: 'dir', size: 0, mtimeMs: opts.dirTimes === false ? 0 : Math.round((await fsp.lstat(full)).mtimeMs) });
       } else if (st.isFile()) {
         out.push({ ...base, type: 'file', size: st.size, sha256: sha256(await fsp.readFile(full)) });
       } else {
