@@ -116,12 +116,22 @@ async function toDisk(
   await fsp.mkdir(root, { recursive: true });
   const real = await fsp.realpath(root);
   const made = new Set<string>();
-  const ensureDir = async (d: string) => {
-    if (made.has(d)) return;
-    await fsp.mkdir(d, { recursive: true });
-    // A folder in the target may be a symbolic link planted to lead out of it: refuse to write through it.
-    const r = await fsp.realpath(d);
-    if (r !== real && !r.startsWith(real + sep)) throw new SyncguardError('UNSAFE_PATH', `${showPath(d)} leads outside ${root} (through a symbolic link); refused`);
+  const ensureDir = async (d: string): Promise<void> => {
+    if (d === root || made.has(d)) return;
+    await ensureDir(dirname(d));
+    // One level at a time, looking before creating: a folder in the target may be a symbolic link
+    // planted to lead out of it, and mkdir -p would create folders at its far end. Refuse to go through it.
+    let st = await fsp.lstat(d).catch(() => undefined);
+    if (!st) {
+      await fsp.mkdir(d).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err; });
+      st = await fsp.lstat(d);
+    }
+    if (st.isSymbolicLink()) {
+      const r = await fsp.realpath(d);
+      if (r !== real && !r.startsWith(real + sep)) throw new SyncguardError('UNSAFE_PATH', `${showPath(d)} leads outside ${root} (through a symbolic link); refused`);
+    } else if (!st.isDirectory()) {
+      throw new SyncguardError('EXISTS', `${showPath(d)} exists and is not a folder`);
+    }
     made.add(d);
   };
   for (const e of entries) if (e.type === 'dir' && dest.has(e)) await ensureDir(dest.get(e)!).catch((err) => fail(e, err));
@@ -151,11 +161,12 @@ async function toDisk(
   const files = entries.filter((e) => e.type === 'file' && dest.has(e));
   await restoreContents(repo, files, opts.concurrency ?? 4, signal, write, done, fail);
 
-  // Folder times last, deepest first, once nothing more is written into them.
-  const dirEntries = entries.filter((e) => e.type === 'dir' && dest.has(e)).reverse();
+  // Folder times last, deepest first, once nothing more is written into them; only on folders made or
+  // checked above (a refused one has failed already), and never through a link (lutimes).
+  const dirEntries = entries.filter((e) => e.type === 'dir' && dest.has(e) && made.has(dest.get(e)!)).reverse();
   for (const e of dirEntries) {
     const t = new Date(e.mtime);
-    await fsp.utimes(dest.get(e)!, t, t).catch((err) => fail(e, err));
+    await fsp.lutimes(dest.get(e)!, t, t).catch((err) => fail(e, err));
   }
 }
 

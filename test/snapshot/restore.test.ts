@@ -1,0 +1,255 @@
+import { promises as fsp, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { isSyncguardError, type ErrorCode } from '../../src/errors.js';
+import { manifestKey, snapshotId } from '../../src/snapshot/layout.js';
+import type { ManifestEntry } from '../../src/snapshot/manifest.js';
+import { Repository } from '../../src/snapshot/repository.js';
+import { restore, type RestoreOptions } from '../../src/snapshot/restore.js';
+import { FsStore } from '../../src/store/fs.js';
+import { KiB, ODD_NAMES, bytesOf, readTree, snapshotOfFolder, writeFile } from '../helpers/tree.js';
+import { DAY, engine, gzipLines, local, manifestOf, sha256, snap, sourceDir } from './_fixtures.js';
+
+const dirs: string[] = [];
+async function temp(label: string): Promise<string> {
+  const d = await sourceDir(label);
+  dirs.push(d);
+  return d;
+}
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await fsp.rm(d, { recursive: true, force: true });
+});
+
+async function rejection(p: Promise<unknown>, code: ErrorCode): Promise<Error> {
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  if (!isSyncguardError(err)) throw new Error(`expected a SyncguardError ${code}, got ${err === undefined ? 'success' : String(err)}`);
+  expect(err.code, err.message).toBe(code);
+  return err;
+}
+
+const toDir = (repo: Repository, dir: string, extra: Partial<RestoreOptions> = {}) =>
+  restore({ repo, account: 'laptop', to: { kind: 'dir', dir }, ...extra });
+
+/** A source folder with a few files in folders, snapshot into a memory store. */
+async function snapshotted(files: Record<string, Buffer | string> = { 'docs/a.txt': 'alpha', 'docs/sub/b.txt': 'bravo', 'top.txt': 'top', 'big.bin': bytesOf('big', 300 * KiB) }) {
+  const root = await temp('src');
+  for (const [p, c] of Object.entries(files)) await writeFile(root, p, c, new Date('2026-11-01T10:00:00.123Z'));
+  const e = engine();
+  const r = await snap(e.repo, local(root));
+  return { root, ...e, result: r };
+}
+
+describe('snapshot: restore', () => {
+  it('gives back every name byte for byte (NFC and NFD twins, newlines, control characters, 255 bytes, emoji), with its bytes and times', async () => {
+    const root = await temp('src');
+    let i = 0;
+    for (const name of Object.values(ODD_NAMES)) {
+      await writeFile(root, name, bytesOf(name, 100 + i), new Date(Date.UTC(2026, 5, 1, 0, 0, i)));
+      await writeFile(root, `nested \u{1F4C1}/${name}`, bytesOf(`n:${name}`, 50 + i++));
+    }
+    await writeFile(root, 'dossier-\u00e9/x.txt', 'nfc folder');
+    await writeFile(root, 'dossier-e\u0301/x.txt', 'nfd folder');
+    await fsp.mkdir(join(root, 'empty\nfolder'));
+    const before = await readTree(root);
+    const { repo } = engine();
+    const r = await snap(repo, local(root));
+    expect(r.header.failures).toEqual([]);
+
+    const target = join(await temp('out'), 'restored');
+    const res = await toDir(repo, target);
+    expect(res.failed).toEqual([]);
+    expect(await readTree(target)).toEqual(before);
+    // Both spellings of "café.txt" are there, as two files.
+    const names = (await fsp.readdir(target, { encoding: 'buffer' })).map((b) => b.toString('hex'));
+    expect(names).toContain(Buffer.from(ODD_NAMES.nfc).toString('hex'));
+    expect(names).toContain(Buffer.from(ODD_NAMES.nfd).toString('hex'));
+  });
+
+  it('refuses the unsafe entries of a tampered manifest, reports them as failed, restores the good ones, and writes nothing outside the target', async () => {
+    const { repo, store, clock, result } = await snapshotted();
+    const sandbox = await temp('sandbox');
+    const target = join(sandbox, 'target');
+    const { header, entries } = await manifestOf(repo, result.key);
+    const a = entries.find((x) => x.path === 'docs/a.txt')!;
+    const hostile = ['../escaped.txt', 'a/../../b.txt', '/etc/passwd', `${sandbox}/absolute.txt`, 'a\u0000b', '', './dot.txt', 'x//y.txt', 'docs/../../up.txt'];
+    const forged: ManifestEntry[] = [
+      ...entries,
+      ...hostile.map((path) => ({ ...a, path })),
+      { path: '../escaped-dir', type: 'dir', size: 0, mtime: a.mtime },
+    ];
+    clock.advance(DAY);
+    const id = snapshotId(clock.now());
+    await store.put(manifestKey('laptop', id), await gzipLines([{ ...header, id }, ...forged]));
+    const passwd = readFileSync('/etc/passwd');
+
+    const res = await toDir(repo, target, { at: id });
+    expect(res.failed.map((f) => f.path).sort()).toEqual([...hostile, '../escaped-dir'].sort());
+    for (const f of res.failed) expect(f.error).toMatch(/^refused: the path /);
+    expect(await fsp.readdir(sandbox)).toEqual(['target']);
+    expect(readFileSync('/etc/passwd').equals(passwd)).toBe(true);
+    const restored = await readTree(target);
+    expect(restored.map((x) => x.name)).toEqual(['big.bin', 'docs', 'docs/a.txt', 'docs/sub', 'docs/sub/b.txt', 'top.txt']);
+    expect(readFileSync(join(target, 'docs/a.txt'), 'utf8')).toBe('alpha');
+  });
+
+  it('fails with INTEGRITY, naming the manifest and the line, when a manifest line is damaged, and writes nothing', async () => {
+    const { repo, store, clock, result } = await snapshotted();
+    const { header, entries } = await manifestOf(repo, result.key);
+    const cases: Array<[string, Array<string | object>, RegExp]> = [
+      ['not JSON', [header, entries[0], '{"path": "docs/x", "type": "file", '], /is damaged at line 3/],
+      ['no sha256', [header, { ...entries.find((x) => x.type === 'file')!, sha256: undefined }], /damaged at line 2: .* has no valid sha256/],
+      ['a blob of other content', [header, { ...entries.find((x) => x.path === 'big.bin')!, sha256: sha256('other') }], /names a blob of other content/],
+      ['an object outside the layout', [header, { ...entries.find((x) => x.path === 'big.bin')!, object: '../../etc/passwd' }], /names no valid object/],
+      ['no header', ['{"hello": 1}', entries[0]], /is not a syncguard manifest/],
+      ['a newer format', [{ ...header, version: 99 }], /format version 99.*upgrade syncguard/],
+    ];
+    for (const [what, lines, message] of cases) {
+      clock.advance(DAY);
+      const id = snapshotId(clock.now());
+      await store.put(manifestKey('laptop', id), await gzipLines(lines));
+      const target = join(await temp('out'), 'target');
+      const err = await rejection(toDir(repo, target, { at: id }), 'INTEGRITY');
+      expect(err.message, what).toMatch(message);
+      expect(err.message, what).toContain(manifestKey('laptop', id));
+      expect(await snapshotOfFolder(target), what).toEqual([]);
+    }
+    // Not gzip at all.
+    clock.advance(DAY);
+    const id = snapshotId(clock.now());
+    await store.put(manifestKey('laptop', id), Buffer.from('this is not a manifest'));
+    const err = await rejection(toDir(repo, join(await temp('out'), 't'), { at: id }), 'INTEGRITY');
+    expect(err.message).toMatch(/cannot be read/);
+  });
+
+  it('reports INTEGRITY for files whose stored bytes were altered and leaves no file with the bad content', async () => {
+    const root = await temp('src');
+    const storeDir = await temp('store');
+    await writeFile(root, 'docs/before.txt', 'before');
+    await writeFile(root, 'docs/victim.txt', bytesOf('victim', 5000));
+    await writeFile(root, 'docs/after.txt', 'after');
+    await writeFile(root, 'victim-big.bin', bytesOf('victim-big', 300 * KiB));
+    await writeFile(root, 'safe-big.bin', bytesOf('safe-big', 300 * KiB));
+    const fs = new FsStore(storeDir);
+    const repo = new Repository({ store: fs, packThreshold: 256 * KiB });
+    const r = await snap(repo, local(root));
+    const { entries } = await manifestOf(repo, r.key);
+    const victim = entries.find((x) => x.path === 'docs/victim.txt')!;
+    const big = entries.find((x) => x.path === 'victim-big.bin')!;
+    // The store's files are read-only: whoever damages them has to make them writable first.
+    for (const [object, at] of [[victim.object!, victim.offset! + 100], [big.object!, 200_000]] as const) {
+      const file = join(storeDir, object);
+      await fsp.chmod(file, 0o644);
+      const fh = await fsp.open(file, 'r+');
+      const b = Buffer.alloc(1);
+      await fh.read(b, 0, 1, at);
+      b[0] ^= 0x55;
+      await fh.write(b, 0, 1, at);
+      await fh.close();
+    }
+
+    const target = join(await temp('out'), 'target');
+    const res = await toDir(repo, target);
+    expect(res.failed.map((f) => f.path).sort()).toEqual(['docs/victim.txt', 'victim-big.bin']);
+    for (const f of res.failed) expect(f.error).toMatch(/^INTEGRITY: .*does not match its hash/);
+    const tree = await readTree(target);
+    expect(tree.map((x) => x.name)).toEqual(['docs', 'docs/after.txt', 'docs/before.txt', 'safe-big.bin']);
+    expect(tree.find((x) => x.name === 'safe-big.bin')!.sha256).toBe(sha256(bytesOf('safe-big', 300 * KiB)));
+  });
+
+  it('refuses with EXISTS and writes nothing when files of the snapshot exist in the target; --overwrite replaces them', async () => {
+    const { repo } = await snapshotted();
+    const target = await temp('out');
+    await writeFile(target, 'docs/a.txt', 'local edit');
+    await writeFile(target, 'unrelated.txt', 'mine');
+    const before = await readTree(target);
+    const err = await rejection(toDir(repo, target), 'EXISTS');
+    expect(err.message).toMatch(/1 file\(s\) already exist.*docs\/a\.txt.*nothing was written.*--overwrite/);
+    expect(await readTree(target)).toEqual(before);
+
+    const res = await toDir(repo, target, { overwrite: true });
+    expect(res.overwritten).toBe(1);
+    expect(res.failed).toEqual([]);
+    expect(readFileSync(join(target, 'docs/a.txt'), 'utf8')).toBe('alpha');
+    expect(readFileSync(join(target, 'unrelated.txt'), 'utf8')).toBe('mine');
+    expect(readFileSync(join(target, 'docs/sub/b.txt'), 'utf8')).toBe('bravo');
+  });
+
+  it('does not write through a symbolic link planted in the target that leads outside it (regression: mkdir -p made folders, and utimes set times, at its far end)', async () => {
+    const { repo } = await snapshotted();
+    const sandbox = await temp('sandbox');
+    const outside = join(sandbox, 'outside');
+    const target = join(sandbox, 'target');
+    await fsp.mkdir(outside);
+    await fsp.mkdir(target);
+    await fsp.symlink(outside, join(target, 'docs'));
+    const outsideTime = new Date('2020-01-01T00:00:00Z');
+    await fsp.utimes(outside, outsideTime, outsideTime);
+
+    // Without --overwrite the link counts as something in the way.
+    await rejection(toDir(repo, target), 'EXISTS');
+    expect(await fsp.readdir(outside)).toEqual([]);
+    // With it, everything that would go through the link is refused; the rest is restored.
+    const res = await toDir(repo, target, { overwrite: true });
+    expect(res.failed.map((f) => f.path).sort()).toEqual(['docs', 'docs/a.txt', 'docs/sub', 'docs/sub/b.txt']);
+    for (const f of res.failed) expect(f.error).toMatch(/UNSAFE_PATH: .*leads outside/);
+    expect(await fsp.readdir(outside)).toEqual([]);
+    // Not even the far end's times were touched.
+    expect((await fsp.stat(outside)).mtime).toEqual(outsideTime);
+    expect(readFileSync(join(target, 'top.txt'), 'utf8')).toBe('top');
+  });
+
+  it('restores only the folder (or file) --path names', async () => {
+    const { repo, root } = await snapshotted();
+    const target = join(await temp('out'), 'target');
+    const res = await toDir(repo, target, { path: '/docs/' });
+    expect(res.files).toBe(2);
+    const all = await readTree(root);
+    expect(await readTree(target)).toEqual(all.filter((x) => x.name === 'docs' || x.name.startsWith('docs/')));
+
+    const one = join(await temp('out'), 'one');
+    await toDir(repo, one, { path: 'docs/sub/b.txt' });
+    expect((await readTree(one, { dirTimes: false })).map((x) => x.name)).toEqual(['docs', 'docs/sub', 'docs/sub/b.txt']);
+
+    const err = await rejection(toDir(repo, join(await temp('out'), 'x'), { path: 'nope' }), 'NOT_FOUND');
+    expect(err.message).toMatch(/holds nothing at nope.*syncguard ls laptop/);
+    await rejection(toDir(repo, join(await temp('out'), 'x'), { path: '../docs' }), 'UNSAFE_PATH');
+  });
+
+  it('writes nothing in a dry run, and says what it would do', async () => {
+    const { repo } = await snapshotted();
+    const target = join(await temp('out'), 'target');
+    const res = await toDir(repo, target, { dryRun: true });
+    expect(res).toMatchObject({ dryRun: true, files: 4, dirs: 2, bytes: 5 + 5 + 3 + 300 * KiB, overwritten: 0, failed: [] });
+    expect(await snapshotOfFolder(join(target, '..'))).toEqual([]);
+
+    const existing = await temp('out');
+    await writeFile(existing, 'top.txt', 'changed');
+    const before = await readTree(existing);
+    const over = await toDir(repo, existing, { dryRun: true, overwrite: true });
+    expect(over.overwritten).toBe(1);
+    expect(await readTree(existing)).toEqual(before);
+  });
+
+  it('picks the last snapshot at or before --at: an id, a date-time, or a date', async () => {
+    const root = await temp('src');
+    const { repo, clock } = engine();
+    await writeFile(root, 'v.txt', 'one');
+    const first = await snap(repo, local(root));
+    await writeFile(root, 'v.txt', 'two', new Date('2026-11-21T01:00:00Z'));
+    clock.advance(DAY);
+    const second = await snap(repo, local(root));
+    const read = async (at: string) => {
+      const t = join(await temp('out'), 't');
+      const res = await toDir(repo, t, { at });
+      return { id: res.snapshot.id, text: readFileSync(join(t, 'v.txt'), 'utf8') };
+    };
+    expect(await read(first.id)).toEqual({ id: first.id, text: 'one' });
+    expect(await read(second.id)).toEqual({ id: second.id, text: 'two' });
+    expect(await read('2026-11-20T23:00:00Z')).toEqual({ id: first.id, text: 'one' });
+    expect(await read('2026-11-21T02:00:00Z')).toEqual({ id: second.id, text: 'two' });
+    expect((await read('2026-11-20')).id).toBe(first.id);
+    const early = await rejection(toDir(repo, join(await temp('out'), 'x'), { at: '2026-11-19T00:00:00Z' }), 'NOT_FOUND');
+    expect(early.message).toContain(`the first is ${first.id}`);
+    await rejection(toDir(repo, join(await temp('out'), 'x'), { at: 'last tuesday' }), 'USAGE');
+  });
+});
