@@ -82,10 +82,12 @@ export class Pacer {
   }
 
   private async acquire(signal?: AbortSignal): Promise<void> {
+    // Wait out a throttling pause once (not in a loop on the clock, so an injected sleep that does not
+    // really wait does not spin), then for a free slot.
+    const pause = this.pausedUntil - Date.now();
+    if (pause > 0) await (this.opts.sleep ?? sleep)(pause, signal);
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
-      const pause = this.pausedUntil - Date.now();
-      if (pause > 0) { await (this.opts.sleep ?? sleep)(pause, signal); continue; }
       if (this.running < this.limit) { this.running++; return; }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
