@@ -37,23 +37,27 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     const e = doc.errors[0];
     throw new SyncguardError('CONFIG', `${where(e.pos[0])}: the file is not valid YAML: ${e.message.split('\n')[0]}`);
   }
-  substituteEnv(doc, env, where);
+  const fromEnv = new Map<string, string>();
+  substituteEnv(doc, env, where, fromEnv);
   const raw = doc.toJS();
   const parsed = configSchema.safeParse(raw ?? {});
   if (parsed.success) return parsed.data;
   const messages = parsed.error.issues.slice(0, 5).map((issue) => {
-    const node = nodeAt(doc, issue.path as Array<string | number>);
-    const key = formatKey(issue.path as Array<string | number>) || '(top level)';
-    return `${where(node?.range?.[0])} ${key}: ${describeIssue(issue, valueAt(raw, issue.path as Array<string | number>))}`;
+    const path = issue.path as Array<string | number>;
+    // An unknown key is shown at its own line, not at the line its section starts on.
+    const node = issue.code === 'unrecognized_keys' ? keyNode(doc, path, issue.keys[0]) : nodeAt(doc, path);
+    const key = formatKey(path) || '(top level)';
+    return `${where(node?.range?.[0])} ${key}: ${describeIssue(issue, valueAt(raw, path), envSource(fromEnv, formatKey(path)))}`;
   });
   throw new SyncguardError('CONFIG', messages.join('\n'));
 }
 
-function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, where: (o?: number) => string, node: unknown = doc.contents, path: Array<string | number> = []): void {
+/** Replaces ${NAME} in every string, and notes in `fromEnv` which keys (formatted) took which variable. */
+function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, where: (o?: number) => string, fromEnv: Map<string, string>, node: unknown = doc.contents, path: Array<string | number> = []): void {
   if (isMap(node)) {
-    for (const pair of node.items) substituteEnv(doc, env, where, pair.value, [...path, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
+    for (const pair of node.items) substituteEnv(doc, env, where, fromEnv, pair.value, [...path, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
   } else if (isSeq(node)) {
-    node.items.forEach((item, i) => substituteEnv(doc, env, where, item, [...path, i]));
+    node.items.forEach((item, i) => substituteEnv(doc, env, where, fromEnv, item, [...path, i]));
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
     node.value = node.value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string | undefined) => {
       if (m === '$$') return '$';
@@ -61,9 +65,26 @@ function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, where: (o?: number
       if (v === undefined || v === '') {
         throw new SyncguardError('CONFIG', `${where((node as Node).range?.[0])} ${formatKey(path)}: the environment variable ${name} is not set (the config says \${${name}})`);
       }
+      fromEnv.set(formatKey(path), name!);
       return v;
     });
   }
+}
+
+/** The variable a value at `key` (or anything below it) came from: such values are never shown,
+ *  since the environment is where secrets live. */
+function envSource(fromEnv: Map<string, string>, key: string): string | undefined {
+  for (const [k, name] of fromEnv) if (key === '' || k === key || k.startsWith(key + '.') || k.startsWith(key + '[')) return name;
+  return undefined;
+}
+
+function keyNode(doc: Document, path: Array<string | number>, key: string): Node | undefined {
+  const parent = path.length === 0 ? doc.contents : doc.getIn(path, true);
+  if (isMap(parent)) {
+    const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === key);
+    if (pair && isScalar(pair.key)) return pair.key;
+  }
+  return nodeAt(doc, path);
 }
 
 function nodeAt(doc: Document, path: Array<string | number>): Node | undefined {
@@ -95,9 +116,10 @@ function formatKey(path: Array<string | number | symbol>): string {
 
 const SECRET_KEY = /secret|token|password|key$/i;
 
-function describeIssue(issue: z.core.$ZodIssue, got: unknown): string {
+function describeIssue(issue: z.core.$ZodIssue, got: unknown, envName?: string): string {
   const last = issue.path[issue.path.length - 1];
-  const shown = typeof last === 'string' && SECRET_KEY.test(last) && last !== 'appKey' ? '(hidden)' : JSON.stringify(got);
+  const shown = envName !== undefined ? `(hidden: from \${${envName}})`
+    : typeof last === 'string' && SECRET_KEY.test(last) && last !== 'appKey' ? '(hidden)' : JSON.stringify(got);
   switch (issue.code) {
     case 'invalid_value':
       return `expected ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${shown}`;
