@@ -11,6 +11,9 @@ import type { Change, Provider, RemoteEntry } from '../../src/providers/types.js
 import { onedriveAccount, onedriveTestbed, signIn, type OnedriveTestbed } from '../emulators/graph-fixture.js';
 import { referenceQuickXor, startGraphEmulator, type GraphEmulatorOptions } from '../emulators/graph.js';
 import { applyChanges, collect, providerSuite, readStream, type ProviderFixture } from './provider-suite.js';
+import { restore } from '../../src/snapshot/restore.js';
+import { takeSnapshot } from '../../src/snapshot/take.js';
+import { DAY, engine } from '../snapshot/_fixtures.js';
 
 async function suiteFixture(opts: GraphEmulatorOptions): Promise<ProviderFixture> {
   const tb = await onedriveTestbed(await startGraphEmulator({ pageSize: 7, ...opts }));
@@ -555,6 +558,42 @@ describe('provider: onedrive', () => {
 
       const noSite = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { site: 'contoso.sharepoint.com:/sites/nope', library: 'Documents' } }), { configDir: tb.dir, log: tb.log });
       expect(isSyncguardError(await failure(collect(noSite)), 'CONFIG')).toBe(true);
+    });
+  });
+
+  describe('with the snapshot engine', () => {
+    it('reads each content once across renames and resyncs, and restores back into the drive', async () => {
+      const tb = await bed({ driveType: 'business', pageSize: 25 }, {}, { write: true });
+      const photos = Array.from({ length: 60 }, (_, i) => randomBytes(2000 + i));
+      photos.forEach((b, i) => tb.emu.drive.write(`Photos/${i}.jpg`, b));
+      tb.emu.drive.write('Docs/plan.txt', 'plan', { modified: new Date('2025-01-02T03:04:05Z') });
+      const e = engine();
+      const account = { name: tb.account.name, provider: 'onedrive' };
+      const first = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(first.filesRead).toBe(61);
+
+      tb.emu.drive.rename('Photos', 'Pictures');
+      e.clock.advance(DAY);
+      tb.emu.resetCounters();
+      const second = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(second.filesRead).toBe(0);
+      expect(tb.emu.count('download')).toBe(0);
+      expect(second.header.cursor).not.toBe(first.header.cursor);
+
+      tb.emu.drive.write('Docs/new.txt', 'new');
+      tb.emu.resyncNextDelta();
+      e.clock.advance(DAY);
+      tb.emu.resetCounters();
+      const third = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(third.filesRead).toBe(1);
+      expect(tb.emu.bytesDownloaded).toBe(3);
+
+      const back = await restore({ repo: e.repo, account: account.name, path: 'Pictures', to: { kind: 'provider', provider: await tb.provider(), folder: 'Restored' } });
+      expect(back.failed).toEqual([]);
+      expect(back.files).toBe(60);
+      photos.forEach((b, i) => expect(sha256(tb.emu.drive.item(`Restored/Pictures/${i}.jpg`)!.content!), `${i}.jpg`).toBe(sha256(b)));
+      const again = await failure(restore({ repo: e.repo, account: account.name, path: 'Docs', to: { kind: 'provider', provider: await tb.provider(), folder: '' } }));
+      expect(isSyncguardError(again, 'EXISTS'), String(again)).toBe(true);
     });
   });
 

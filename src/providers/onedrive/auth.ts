@@ -224,6 +224,8 @@ export class TokenSource {
 
   /** A new access token after `stale` was refused; one refresh however many callers saw the refusal. */
   async refresh(stale: string | undefined): Promise<string> {
+    // A silent acquisition already on its way may bring back the very token that was refused.
+    if (this.inFlight) await this.inFlight.catch(() => undefined);
     if (this.token && this.token.value !== stale && this.token.expiresOn - Date.now() > 120_000) return this.token.value;
     return this.acquire(true);
   }

@@ -1,4 +1,4 @@
-import { comparePaths, isUnder, unsafeReason } from '../../paths.js';
+import { isUnder, unsafeReason } from '../../paths.js';
 import type { Change, PreviousState, RemoteEntry } from '../types.js';
 import type { DriveItemJson } from './api.js';
 
@@ -48,6 +48,13 @@ interface Resolved {
 }
 
 const GONE: Resolved = { inPackage: false };
+
+/** Paths in comparePaths order, each path's key built once (a full enumeration sorts the whole drive). */
+function sortPaths(paths: Iterable<string>): string[] {
+  const keyed = [...paths].map((p) => ({ p, k: Buffer.from(p.replaceAll('/', '\0')) }));
+  keyed.sort((a, b) => Buffer.compare(a.k, b.k));
+  return keyed.map((x) => x.p);
+}
 
 /**
  * One round of Graph delta, buffered whole (the same item can come more than once; the last one
@@ -223,7 +230,7 @@ export class Round {
       // A folder that moved along with a moved folder above it is covered by that one (in path
       // order, a folder's descendants follow it directly).
       const tops: string[] = [];
-      for (const p of movedFolders.map((m) => m.oldPath).sort(comparePaths)) {
+      for (const p of sortPaths(movedFolders.map((m) => m.oldPath))) {
         if (tops.length === 0 || !p.startsWith(tops[tops.length - 1] + '/')) tops.push(p);
       }
       for (const oldPath of tops) {
@@ -248,8 +255,8 @@ export class Round {
     }
 
     const out: Change[] = [];
-    for (const path of [...deletes].sort(comparePaths)) out.push({ kind: 'delete', path });
-    for (const path of [...upserts.keys()].sort(comparePaths)) out.push({ kind: 'upsert', entry: upserts.get(path)! });
+    for (const path of sortPaths(deletes)) out.push({ kind: 'delete', path });
+    for (const path of sortPaths(upserts.keys())) out.push({ kind: 'upsert', entry: upserts.get(path)! });
     out.push(...skips, ...errors);
     return out;
   }
