@@ -64,6 +64,84 @@ export const keepSchema = z.strictObject({
   yearly: z.number().int().min(0).default(5),
 });
 
+const fraction = z.number().min(0).max(1);
+
+/** The ransomware tripwire's thresholds, without defaults: an account's overrides name only some. */
+const tripwireFields = {
+  enabled: z.boolean(),
+  /** Shares of files are judged only when the previous snapshot held at least this many files. */
+  minFiles: z.number().int().min(0),
+  /** Fires when at least this share of the previous snapshot's files changed content... */
+  modified: fraction,
+  /** ...or was deleted (content that moved elsewhere does not count)... */
+  deleted: fraction,
+  /** ...or reappeared under another extension (report.docx → report.docx.locked). */
+  renamed: fraction,
+  /** Fires when at least this many changed files now look encrypted (incompressible where the old
+   *  content was not), and they are at least `encryptedShare` of the changed files looked at. */
+  encrypted: z.number().int().min(1),
+  encryptedShare: fraction,
+  /** Changed files whose first 4 KiB, old and new, are looked at per run. */
+  samples: z.number().int().min(0).max(100_000),
+  /** More file-name globs of ransom notes, beside the built-in list ("HOW_TO_DECRYPT.txt", …). */
+  ransomNotes: z.array(z.string().min(1)),
+};
+export const tripwireOverrideSchema = z.strictObject(tripwireFields).partial();
+export const tripwireSchema = z.strictObject({
+  enabled: tripwireFields.enabled.default(true),
+  minFiles: tripwireFields.minFiles.default(50),
+  modified: tripwireFields.modified.default(0.5),
+  deleted: tripwireFields.deleted.default(0.5),
+  renamed: tripwireFields.renamed.default(0.2),
+  encrypted: tripwireFields.encrypted.default(10),
+  encryptedShare: tripwireFields.encryptedShare.default(0.5),
+  samples: tripwireFields.samples.default(200),
+  ransomNotes: tripwireFields.ransomNotes.default([]),
+});
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
+
+export const alertsSchema = z.strictObject({
+  /** Which runs alert: "failure", "partial" (some files unreadable), "tripwire", "success". */
+  on: z.array(z.enum(['failure', 'partial', 'tripwire', 'success'])).default(['failure', 'partial', 'tripwire']),
+  /** A JSON POST per alert, retried on network errors, 429 and 5xx. */
+  webhook: z.union([
+    httpUrl,
+    z.strictObject({
+      url: httpUrl,
+      /** Extra headers, such as Authorization: "Bearer ${ALERT_TOKEN}" (never logged). */
+      headers: z.record(z.string(), z.string()).default({}),
+      retries: z.number().int().min(0).max(10).default(3),
+      timeoutSeconds: z.number().min(1).max(300).default(10),
+    }),
+  ]).optional(),
+  /** A command run per alert, the alert's JSON on its stdin: a string (run by /bin/sh) or an argv list. */
+  command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  /** A healthchecks.io-style URL: <url>/start when a run starts, <url> when it succeeds, <url>/fail when it fails. */
+  healthcheck: httpUrl.optional(),
+});
+
+export const statusSchema = z.strictObject({
+  /** The daemon serves /healthz and Prometheus /metrics on this port (0: any free port, logged). */
+  port: z.number().int().min(0).max(65535),
+  host: z.string().min(1).default('127.0.0.1'),
+});
+
+export const reportsSchema = z.strictObject({
+  /** Where run reports are written (default: <stateDir>/reports). */
+  dir: z.string().min(1).optional(),
+  /** Reports kept per account. */
+  keep: z.number().int().min(1).max(100_000).default(200),
+});
+
+export const pruneSchema = z.strictObject({
+  /** An object no snapshot names is deleted only once it has been unreferenced this long: a run
+   *  going on elsewhere may be about to name it. */
+  graceHours: z.number().min(0).default(24),
+  /** The daemon also prunes on this schedule (default: never; run `syncguard prune` yourself). */
+  cron: z.string().min(1).optional(),
+});
+
 const accountCommon = {
   name: accountName,
   /** Only paths matching one of these globs are taken (default: everything). */
@@ -74,6 +152,10 @@ const accountCommon = {
   concurrency: z.number().int().min(1).max(64).optional(),
   /** This account's own schedule, instead of the top-level one. */
   schedule: scheduleSchema.optional(),
+  /** This account's tripwire thresholds, over the top-level `tripwire`. */
+  tripwire: tripwireOverrideSchema.optional(),
+  /** This account's own healthcheck URL, instead of `alerts.healthcheck`. */
+  healthcheck: httpUrl.optional(),
 };
 
 export const localAccountSchema = z.strictObject({
@@ -139,6 +221,12 @@ export const configSchema = z.strictObject({
   packSize: size.default(16 * 1024 * 1024),
   /** Where this machine keeps run locks, run reports and caches (never secrets). */
   stateDir: z.string().min(1).default('~/.local/state/syncguard'),
+  tripwire: tripwireSchema.default(tripwireSchema.parse({})),
+  alerts: alertsSchema.default(alertsSchema.parse({})),
+  /** The daemon's HTTP endpoint; absent: none. */
+  status: statusSchema.optional(),
+  reports: reportsSchema.default(reportsSchema.parse({})),
+  prune: pruneSchema.default(pruneSchema.parse({})),
   accounts: z.array(accountSchema).min(1, 'expected at least one account').superRefine((accounts, ctx) => {
     const seen = new Set<string>();
     accounts.forEach((a, i) => {
@@ -158,3 +246,5 @@ export type DropboxAccountConfig = z.infer<typeof dropboxAccountSchema>;
 export type OnedriveAccountConfig = z.infer<typeof onedriveAccountSchema>;
 export type KeepPolicy = z.infer<typeof keepSchema>;
 export type ObjectLockConfig = z.infer<typeof objectLockSchema>;
+export type TripwireConfig = z.infer<typeof tripwireSchema>;
+export type AlertsConfig = z.infer<typeof alertsSchema>;

@@ -88,4 +88,13 @@ export interface Provider {
   exists?(path: string, signal?: AbortSignal): Promise<boolean>;
   /** Saves refreshed tokens and closes connections. Idempotent. */
   close?(): Promise<void>;
+  /** Counters since the provider was made, for run reports and metrics. Cheap; any time. */
+  stats?(): ProviderStats;
+}
+
+export interface ProviderStats {
+  /** Time spent waiting because the service throttled us (429, 503, too_many_requests), in ms. */
+  throttledMs: number;
+  /** Calls retried, for any reason. */
+  retries: number;
 }

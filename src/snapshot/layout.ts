@@ -5,12 +5,14 @@
  *   packs/<yyyy>/<mm>/<dd>/<id>.pack        many small files' contents, one after another
  *   packs/<yyyy>/<mm>/<dd>/<id>.idx         the pack's table of contents, JSON
  *   snapshots/<account>/<time>.ndjson.gz    a snapshot's manifest
+ *   acks/<account>/<time>.json              a person acknowledged the account's tripwire alarms up to then
  */
 import { randomBytes } from 'node:crypto';
 
 export const BLOBS = 'blobs/sha256/';
 export const PACKS = 'packs/';
 export const SNAPSHOTS = 'snapshots/';
+export const ACKS = 'acks/';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -67,3 +69,19 @@ export function parseManifestKey(key: string): { account: string; id: string; ti
   const time = m ? timeOfSnapshotId(m[2]) : undefined;
   return m && time ? { account: m[1], id: m[2], time } : undefined;
 }
+
+export function ackPrefix(account: string): string {
+  return `${ACKS}${account}/`;
+}
+
+/** An acknowledgement of the tripwire, named by its time (the snapshot id format). */
+export function ackKey(account: string, time: Date): string {
+  return `${ackPrefix(account)}${snapshotId(time)}.json`;
+}
+
+export function parseAckKey(key: string): { account: string; time: Date } | undefined {
+  const m = /^acks\/([a-z0-9][a-z0-9-]*)\/([0-9T.Z]+)\.json$/.exec(key);
+  const time = m ? timeOfSnapshotId(m[2]) : undefined;
+  return m && time ? { account: m[1], time } : undefined;
+}
+

@@ -34,6 +34,9 @@ export interface RepositoryOptions {
   store: Store;
   /** Lock each object for this many days when written (absent: the store has no Object Lock). */
   lockDays?: number;
+  /** The lock time in milliseconds instead, with a slack of a quarter of it rather than whole days:
+   *  tests use a lock of seconds, which runs out while they run. */
+  lockMs?: number;
   packThreshold?: number;
   packSize?: number;
   now?: () => Date;
@@ -61,10 +64,12 @@ export class Repository {
   readonly packSize: number;
   readonly now: () => Date;
   readonly log: Log;
+  private readonly exactLock: boolean;
 
   constructor(opts: RepositoryOptions) {
     this.store = opts.store;
-    this.lockDays = opts.store.features.objectLock ? opts.lockDays : undefined;
+    this.exactLock = opts.lockMs !== undefined;
+    this.lockDays = opts.store.features.objectLock ? (this.exactLock ? opts.lockMs! / DAY : opts.lockDays) : undefined;
     this.packThreshold = opts.packThreshold ?? 1024 * 1024;
     this.packSize = opts.packSize ?? 16 * 1024 * 1024;
     this.now = opts.now ?? (() => new Date());
@@ -79,7 +84,8 @@ export class Repository {
 
   /** Days added to a lock beyond lockDays when an object is written or its lock extended. */
   lockSlackDays(): number {
-    return this.lockDays ? Math.max(1, Math.ceil(this.lockDays / 4)) : 0;
+    if (!this.lockDays) return 0;
+    return this.exactLock ? this.lockDays / 4 : Math.max(1, Math.ceil(this.lockDays / 4));
   }
 
   /** Every snapshot of `account` (or of all accounts), oldest first. */
