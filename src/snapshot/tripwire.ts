@@ -1,0 +1,293 @@
+/**
+ * The ransomware tripwire. Each run compares what changed with what is normal: ransomware rewrites
+ * most files at once, with content that no longer compresses, often under a new extension, and leaves
+ * a note in every folder. When it fires, the snapshot is still taken and kept, marked in its manifest,
+ * and pruning of that account stops until a person acknowledges it (`syncguard ack <account>`), which
+ * writes a small record to the store, so that every machine sees the same state.
+ */
+import { deflateRawSync } from 'node:zlib';
+import { hostname, userInfo } from 'node:os';
+import { createHash } from 'node:crypto';
+import picomatch from 'picomatch';
+import type { TripwireConfig } from '../config/schema.js';
+import { SyncguardError, isSyncguardError } from '../errors.js';
+import { showPath } from '../paths.js';
+import { readAll, type Store } from '../store/types.js';
+import { ackKey, ackPrefix, parseAckKey } from './layout.js';
+import type { ManifestEntry, ManifestHeader } from './manifest.js';
+import { forEachLimit, type Repository } from './repository.js';
+import type { InspectInput } from './take.js';
+
+const SAMPLE = 4096;
+/** Below this, a sample says little about whether it is encrypted. */
+const MIN_SAMPLE = 512;
+
+/** File names ransomware leaves as notes (matched against the name, not the folder). */
+const NOTE_NAMES: RegExp[] = [
+  /(^|[^a-z])decrypt/i,
+  /(restore|recover|unlock|return)[-_ ]?(my|your|all|the)?[-_ ]?(files|data|documents)/i,
+  /your[-_ ]?(files|data|documents)[-_ ]?(are|were|have[-_ ]?been)?[-_ ]?(encrypted|locked|stolen)/i,
+  /ransom/i,
+  /^_readme\.txt$/i,
+  /^!+[-_ ]?read[-_ ]?me[-_ ]?!+/i,
+];
+const NOTE_EXTENSIONS = new Set(['', 'txt', 'html', 'htm', 'hta', 'rtf', 'url', 'md', 'png', 'bmp']);
+
+export interface TripwireAnalysis {
+  fired: boolean;
+  reasons: string[];
+  /** Files in the previous snapshot, and in this one. */
+  previousFiles: number;
+  files: number;
+  modified: number;
+  deleted: number;
+  /** Files that reappeared under another extension. */
+  renamed: number;
+  added: number;
+  /** New files named like ransom notes (at most 20 shown). */
+  ransomNotes: string[];
+  /** Changed files whose old and new first bytes were compared; of those, the ones whose old content
+   *  compressed (judged), and of those the ones whose new content does not (encrypted). */
+  sampled: number;
+  judged: number;
+  encrypted: number;
+}
+
+export interface Tripwire {
+  /** For takeSnapshot's `inspect`. */
+  inspect(input: InspectInput): Promise<ManifestHeader['tripwire']>;
+  /** The last analysis, for the run report. */
+  analysis(): TripwireAnalysis | undefined;
+}
+
+/** A tripwire that reads old versions' first bytes from `store` (one ranged GET each). */
+export function createTripwire(settings: TripwireConfig, store: Pick<Store, 'get'>, signal?: AbortSignal): Tripwire {
+  let last: TripwireAnalysis | undefined;
+  return {
+    async inspect(input) {
+      last = await analyse(input, settings, (e) => readOldSample(store, e, signal));
+      return last.fired ? { fired: true, reasons: last.reasons } : undefined;
+    },
+    analysis: () => last,
+  };
+}
+
+async function readOldSample(store: Pick<Store, 'get'>, e: ManifestEntry, signal?: AbortSignal): Promise<Buffer | undefined> {
+  if (!e.object || e.size === 0) return undefined;
+  const length = Math.min(SAMPLE, e.size);
+  try {
+    return await readAll(store, e.object, { offset: e.offset ?? 0, length, signal });
+  } catch (err) {
+    if (isSyncguardError(err, 'ABORTED')) throw err;
+    return undefined;
+  }
+}
+
+/** Compares a new snapshot with the previous one. `readOld` gives the first bytes of an old version. */
+export async function analyse(input: InspectInput, settings: TripwireConfig, readOld: (e: ManifestEntry) => Promise<Buffer | undefined>): Promise<TripwireAnalysis> {
+  const prevFiles: ManifestEntry[] = [];
+  for (const e of input.previous?.values() ?? []) if (e.type === 'file') prevFiles.push(e);
+  const next = new Map<string, ManifestEntry>();
+  for (const e of input.next) if (e.type === 'file') next.set(e.path, e);
+  const nextShas = new Set<string>();
+  for (const e of next.values()) nextShas.add(e.sha256!);
+
+  const prevPaths = new Set(prevFiles.map((e) => e.path));
+  const added = [...next.values()].filter((e) => !prevPaths.has(e.path));
+  // Where an old file could have reappeared: the same path plus an extension, or the same stem.
+  const addedByPath = new Map<string, ManifestEntry>();
+  const addedByStem = new Map<string, ManifestEntry>();
+  for (const e of added) {
+    const { dir, stem } = splitName(e.path);
+    const dot = e.path.lastIndexOf('.');
+    if (dot > e.path.lastIndexOf('/') + 1) addedByPath.set(e.path.slice(0, dot), e);
+    addedByStem.set(dir + stem, e);
+  }
+
+  const changed: Array<{ before: ManifestEntry; after: ManifestEntry }> = [];
+  let modified = 0, deleted = 0, renamed = 0;
+  const newExtensions = new Map<string, number>();
+  for (const before of prevFiles) {
+    const after = next.get(before.path);
+    if (after) {
+      if (after.sha256 !== before.sha256) { modified++; changed.push({ before, after }); }
+      continue;
+    }
+    const { dir, stem, ext } = splitName(before.path);
+    const moved = addedByPath.get(before.path) ?? addedByStem.get(dir + stem);
+    if (moved && splitName(moved.path).ext !== ext) {
+      renamed++;
+      const to = splitName(moved.path).ext;
+      newExtensions.set(to, (newExtensions.get(to) ?? 0) + 1);
+      if (moved.sha256 !== before.sha256) changed.push({ before, after: moved });
+    } else if (!nextShas.has(before.sha256!)) {
+      deleted++;
+    }
+  }
+
+  const reasons: string[] = [];
+  const n = prevFiles.length;
+  if (n >= settings.minFiles && n > 0) {
+    const share = (k: number, limit: number, what: string) => {
+      if (k > 0 && k / n >= limit) reasons.push(`${pct(k / n)} of the files ${what} (${k} of ${n}; the threshold is ${pct(limit)})`);
+    };
+    share(modified, settings.modified, 'changed content');
+    share(deleted, settings.deleted, 'were deleted');
+    if (renamed > 0 && renamed / n >= settings.renamed) {
+      const top = [...newExtensions].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([e, k]) => `${e ? '.' + e : 'no extension'}: ${k}`).join(', ');
+      reasons.push(`${pct(renamed / n)} of the files reappeared under another extension (${renamed} of ${n}: ${top}; the threshold is ${pct(settings.renamed)})`);
+    }
+  }
+
+  const extra = settings.ransomNotes.length ? picomatch(settings.ransomNotes, { nocase: true, dot: true, basename: true }) : undefined;
+  const notes = added.filter((e) => isRansomNote(e.path) || (extra?.(e.path) ?? false)).map((e) => e.path);
+  if (notes.length > 0) {
+    const folders = new Set(notes.map((p) => splitName(p).dir)).size;
+    reasons.push(`${notes.length} new file${notes.length > 1 ? 's' : ''} named like a ransom note, such as ${showPath(notes[0])}${folders > 1 ? ` (in ${folders} folders)` : ''}`);
+  }
+
+  // Content that no longer compresses where it did: look at an even spread of the changed files.
+  let sampled = 0, judged = 0, encrypted = 0;
+  const picks = spread(changed.sort((a, b) => (a.after.path < b.after.path ? -1 : 1)), settings.samples);
+  await forEachLimit(picks, 8, async ({ before, after }) => {
+    const fresh = input.sample(after.path);
+    if (!fresh || fresh.length < MIN_SAMPLE || before.size < MIN_SAMPLE) return;
+    const old = await readOld(before);
+    if (!old || old.length < MIN_SAMPLE) return;
+    sampled++;
+    if (looksRandom(old)) return;
+    judged++;
+    if (looksRandom(fresh)) encrypted++;
+  });
+  if (encrypted >= settings.encrypted && judged > 0 && encrypted / judged >= settings.encryptedShare) {
+    reasons.push(`${encrypted} changed files now look encrypted (their content no longer compresses; it did before), ${pct(encrypted / judged)} of the ${judged} looked at`);
+  }
+
+  return {
+    fired: reasons.length > 0 && settings.enabled,
+    reasons,
+    previousFiles: n,
+    files: next.size,
+    modified, deleted, renamed, added: added.length,
+    ransomNotes: notes.slice(0, 20),
+    sampled, judged, encrypted,
+  };
+}
+
+export function isRansomNote(path: string): boolean {
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  if (!NOTE_EXTENSIONS.has(splitName(name).ext)) return false;
+  return NOTE_NAMES.some((re) => re.test(name));
+}
+
+/** Whether bytes look like ciphertext (or other already-compressed data): they do not compress, and
+ *  every byte value is about as likely. */
+export function looksRandom(buf: Buffer): boolean {
+  if (buf.length === 0) return false;
+  const ratio = deflateRawSync(buf, { level: 6 }).length / buf.length;
+  return ratio > 0.95 && entropy(buf) > 7;
+}
+
+/** Shannon entropy in bits per byte. */
+export function entropy(buf: Buffer): number {
+  const counts = new Array<number>(256).fill(0);
+  for (const b of buf) counts[b]++;
+  let h = 0;
+  for (const c of counts) if (c > 0) { const p = c / buf.length; h -= p * Math.log2(p); }
+  return h;
+}
+
+function splitName(path: string): { dir: string; stem: string; ext: string } {
+  const slash = path.lastIndexOf('/');
+  const dir = path.slice(0, slash + 1);
+  const name = path.slice(slash + 1);
+  const first = name.indexOf('.', 1);
+  const last = name.lastIndexOf('.');
+  return { dir, stem: first > 0 ? name.slice(0, first) : name, ext: last > 0 ? name.slice(last + 1).toLowerCase() : '' };
+}
+
+function spread<T>(items: T[], n: number): T[] {
+  if (items.length <= n) return items;
+  if (n <= 0) return [];
+  return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]);
+}
+
+function pct(x: number): string {
+  return `${Math.round(x * 100)}%`;
+}
+
+// ---- the state: fired, and not yet acknowledged ----
+
+export interface TripwireState {
+  /** A snapshot's tripwire fired after the last acknowledgement: pruning of the account stops. */
+  tripped: boolean;
+  /** Those snapshots, oldest first. */
+  fired: Array<{ id: string; time: string; reasons: string[] }>;
+  /** When the tripwire was last acknowledged. */
+  acknowledged?: string;
+}
+
+export interface AckRecord {
+  format: 'syncguard-ack';
+  version: 1;
+  account: string;
+  time: string;
+  /** Who ran `syncguard ack`, and where (a user name and a host name, nothing secret). */
+  by: string;
+  host: string;
+  acknowledged: Array<{ id: string; reasons: string[] }>;
+  note?: string;
+}
+
+/** The acknowledgements of an account in the store, oldest first. */
+export async function listAcks(repo: Repository, account: string, signal?: AbortSignal): Promise<Array<{ key: string; time: Date }>> {
+  const out: Array<{ key: string; time: Date }> = [];
+  for await (const o of repo.store.list(ackPrefix(account), signal)) {
+    const p = parseAckKey(o.key);
+    if (p && p.account === account) out.push({ key: o.key, time: p.time });
+  }
+  return out.sort((a, b) => a.time.getTime() - b.time.getTime());
+}
+
+/** Which snapshots fired after the last acknowledgement. A snapshot counts by when it finished: one
+ *  that was still running when a person acknowledged was not seen by them. */
+export function tripwireState(snapshots: Array<{ id: string; time: Date; header: ManifestHeader }>, lastAck?: Date): TripwireState {
+  const fired = snapshots
+    .filter((s) => s.header.tripwire?.fired && (!lastAck || finished(s) > lastAck.getTime()))
+    .map((s) => ({ id: s.id, time: s.time.toISOString(), reasons: s.header.tripwire!.reasons }));
+  return { tripped: fired.length > 0, fired, acknowledged: lastAck?.toISOString() };
+}
+
+function finished(s: { time: Date; header: ManifestHeader }): number {
+  const t = Date.parse(s.header.finished);
+  return Number.isNaN(t) ? s.time.getTime() : t;
+}
+
+/** `syncguard ack`: writes an acknowledgement of the fired snapshots (locked as everything else is).
+ *  Returns undefined, and writes nothing, when nothing is waiting for one. */
+export async function acknowledge(repo: Repository, account: string, state: TripwireState, opts: { note?: string; signal?: AbortSignal } = {}): Promise<{ key: string; record: AckRecord } | undefined> {
+  if (!state.tripped) return undefined;
+  const time = repo.now();
+  const record: AckRecord = {
+    format: 'syncguard-ack', version: 1, account, time: time.toISOString(), by: userName(), host: hostname(),
+    acknowledged: state.fired.map((f) => ({ id: f.id, reasons: f.reasons })),
+    ...(opts.note ? { note: opts.note } : {}),
+  };
+  const body = Buffer.from(JSON.stringify(record, null, 2) + '\n');
+  const key = ackKey(account, time);
+  try {
+    await repo.store.put(key, body, { sha256: createHash('sha256').update(body).digest('hex'), size: body.length, retainUntil: repo.retainUntil(), signal: opts.signal });
+  } catch (e) {
+    if (isSyncguardError(e, 'STORE_CONFLICT')) throw new SyncguardError('STORE_CONFLICT', `another acknowledgement of "${account}" was written at the same moment; run \`syncguard status ${account}\` to see the state`);
+    throw e;
+  }
+  return { key, record };
+}
+
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? 'unknown';
+  }
+}
