@@ -103,7 +103,7 @@ interface Item {
   id: string;
   name: string;
   parentId?: string;
-  kind: 'root' | 'folder' | 'file' | 'package';
+  kind: 'root' | 'folder' | 'file' | 'package' | 'remote';
   content?: Buffer;
   quickXor?: string;
   sha256?: string;
@@ -237,6 +237,18 @@ export class EmuDrive {
     parent.children!.set(name.toLowerCase(), item.id);
     this.changed(item, true);
     for (const [section, content] of Object.entries(sections)) this.write(`${path}/${section}`, content);
+    return this.view(item);
+  }
+
+  /** A folder shared from another drive and added to this one ("Add to My files"): an item with a
+   *  `remoteItem` facet that points into the other drive. */
+  addShortcut(path: string, target: { driveId: string; id: string }): ItemView {
+    const { parent, name } = this.parentFor(path, true);
+    const now = isoNow();
+    const item: Item = { id: this.newId(), name, parentId: parent.id, kind: 'remote', content: Buffer.from(JSON.stringify(target)), size: 0, created: now, modified: now, fsCreated: now, fsModified: now, deleted: false, version: 1 };
+    this.items.set(item.id, item);
+    parent.children!.set(name.toLowerCase(), item.id);
+    this.changed(item, true);
     return this.view(item);
   }
 
@@ -396,6 +408,10 @@ export class EmuDrive {
     if (it.kind === 'root') { out.root = {}; out.folder = { childCount: it.children!.size }; }
     else if (it.kind === 'folder') out.folder = { childCount: it.children!.size };
     else if (it.kind === 'package') out.package = { type: 'oneNote' };
+    else if (it.kind === 'remote') {
+      const target = JSON.parse(it.content!.toString()) as { driveId: string; id: string };
+      out.remoteItem = { id: target.id, parentReference: { driveId: target.driveId, driveType: 'business' }, folder: { childCount: 1 } };
+    }
     else {
       const ext = /\.([a-z0-9]+)$/i.exec(it.name)?.[1]?.toLowerCase() ?? '';
       out.file = { mimeType: MIME[ext] ?? 'application/octet-stream', hashes: { quickXorHash: it.quickXor, ...(this.personal ? { sha256Hash: it.sha256 } : {}) } };

@@ -7,6 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isSyncguardError, type SyncguardError } from '../../src/errors.js';
 import { Pacer, sleep } from '../../src/providers/_pacer.js';
 import { QuickXorHash, createOnedriveProvider, quickXorHash, tokenExpiry } from '../../src/providers/onedrive/index.js';
+import { HttpError, classify } from '../../src/providers/onedrive/classify.js';
+import { GraphError } from '@microsoft/microsoft-graph-client';
+import { InteractionRequiredAuthError, ServerError } from '@azure/msal-node';
 import type { Change, Provider, RemoteEntry } from '../../src/providers/types.js';
 import { onedriveAccount, onedriveTestbed, signIn, type OnedriveTestbed } from '../emulators/graph-fixture.js';
 import { referenceQuickXor, startGraphEmulator, type GraphEmulatorOptions } from '../emulators/graph.js';
@@ -104,6 +107,47 @@ describe('provider: onedrive', () => {
         for (let i = 0; i < length; ) { const n = 1 + rand(5000); h.update(data.subarray(i, i + n)); i += n; }
         expect(h.digest(), `${length} bytes`).toBe(referenceQuickXor(data));
       }
+    });
+  });
+
+  describe('classify', () => {
+    const ctx = { what: 'listing changes', account: 'work-onedrive' };
+    const graphError = (status: number, code: string, headers: Record<string, string> = {}) => {
+      const e = new GraphError(status, 'message from Graph');
+      e.code = code;
+      e.headers = new Headers(headers);
+      return e;
+    };
+
+    it('sorts Graph, fetch and sign-in errors into codes, with Retry-After', () => {
+      const cases: Array<[unknown, string, boolean]> = [
+        [graphError(401, 'InvalidAuthenticationToken'), 'PROVIDER_AUTH', false],
+        [graphError(403, 'accessDenied'), 'PROVIDER_ERROR', false],
+        [graphError(404, 'itemNotFound'), 'NOT_FOUND', false],
+        [graphError(409, 'nameAlreadyExists'), 'EXISTS', false],
+        [graphError(410, 'resyncRequired'), 'CURSOR_RESET', false],
+        [graphError(429, 'activityLimitReached', { 'retry-after': '7' }), 'PROVIDER_RATE_LIMITED', true],
+        [graphError(503, 'serviceNotAvailable'), 'PROVIDER_RATE_LIMITED', true],
+        [graphError(500, 'generalException'), 'PROVIDER_UNAVAILABLE', true],
+        [graphError(504, 'gatewayTimeout'), 'PROVIDER_UNAVAILABLE', true],
+        [new HttpError(502, '', 'Bad Gateway'), 'PROVIDER_UNAVAILABLE', true],
+        [new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) }), 'PROVIDER_UNAVAILABLE', true],
+        [new GraphError(-1, 'fetch failed'), 'PROVIDER_ERROR', false],
+        [Object.assign(new GraphError(-1, 'fetch failed'), { code: 'TypeError' }), 'PROVIDER_UNAVAILABLE', true],
+        [new DOMException('This operation was aborted', 'AbortError'), 'ABORTED', false],
+        [new InteractionRequiredAuthError('invalid_grant', 'AADSTS700082: The refresh token has expired'), 'PROVIDER_AUTH', false],
+        [new ServerError('invalid_grant', 'correlation', 'AADSTS50173: The provided grant has expired'), 'PROVIDER_AUTH', false],
+        [new ServerError('temporarily_unavailable', 'correlation', 'AADSTS90033: A transient error'), 'PROVIDER_UNAVAILABLE', true],
+      ];
+      for (const [err, code, retryable] of cases) {
+        const got = classify(err, ctx);
+        expect([got.code, got.retryable], `${(err as Error).name} ${(err as { statusCode?: number }).statusCode ?? ''}`).toEqual([code, retryable]);
+      }
+      expect(classify(graphError(429, 'activityLimitReached', { 'retry-after': '7' }), ctx).retryAfterMs).toBe(7000);
+      const at = new Date(Date.now() + 60_000).toUTCString();
+      expect(classify(graphError(503, 'serviceNotAvailable', { 'retry-after': at }), ctx).retryAfterMs).toBeGreaterThan(50_000);
+      expect(classify(graphError(401, 'InvalidAuthenticationToken'), ctx).message).toContain('syncguard auth onedrive --account work-onedrive');
+      expect(classify(new InteractionRequiredAuthError('consent_required', 'AADSTS65001: no consent', 'consent_required'), { ...ctx, write: true }).message).toContain('--write');
     });
   });
 
@@ -301,6 +345,15 @@ describe('provider: onedrive', () => {
       const { changes } = await collect(p);
       expect(changes).toContainEqual({ kind: 'skip', path: 'Notes/Family Notebook', reason: 'OneNote notebook (package): export it from OneNote' });
       expect(upserts(changes).map((e) => e.path).sort()).toEqual(['Notes', 'Notes/plain.txt']);
+    });
+
+    it('skips folders shared from another drive, and says how to take them', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('mine.txt', 'mine');
+      tb.emu.drive.addShortcut('Shared/Team plans', { driveId: 'b!other-drive', id: '01OTHER' });
+      const { changes } = await collect(await tb.provider());
+      expect(changes).toContainEqual({ kind: 'skip', path: 'Shared/Team plans', reason: expect.stringContaining('drive: { driveId }') });
+      expect(upserts(changes).map((e) => e.path).sort()).toEqual(['Shared', 'mine.txt']);
     });
 
     it('refuses hostile names as errors and goes on', async () => {

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import {
-  InteractionRequiredAuthError,
   LogLevel,
   PublicClientApplication,
   type AccountInfo,
@@ -14,7 +13,7 @@ import {
 import type { OnedriveAccountConfig } from '../../config/schema.js';
 import { SyncguardError, abortError, throwIfAborted } from '../../errors.js';
 import { expandHome } from '../local.js';
-import { isNetworkError } from './classify.js';
+import { classify } from './classify.js';
 
 /** The host MSAL knows without discovery (it carries hard-coded metadata for it). */
 const LOGIN_HOST = 'login.microsoftonline.com';
@@ -162,43 +161,6 @@ export function createMsalApp(account: Pick<OnedriveAccountConfig, 'clientId' | 
   });
 }
 
-const INTERACTION_CODES = new Set(['invalid_grant', 'interaction_required', 'consent_required', 'login_required', 'no_tokens_found', 'bad_token', 'refresh_token_expired', 'native_account_unavailable']);
-
-/**
- * Turns an MSAL error into a SyncguardError. Only MSAL's error code, sub-error and the AADSTS number
- * are quoted: never a token, never the request.
- */
-export function classifyAuthError(err: unknown, account: string, opts: { write?: boolean; what?: string } = {}): SyncguardError {
-  if (err instanceof SyncguardError) return err;
-  const e = (err ?? {}) as { errorCode?: string; subError?: string; errorMessage?: string; message?: string; status?: number; name?: string };
-  // MSAL reports the device code flow's other answers (authorization_declined, expired_token, …)
-  // as post_request_failed, with the server's error code at the end of its message.
-  const polled = e.errorCode === 'post_request_failed' ? /([a-z]+(?:_[a-z]+)+)\s*$/.exec(e.errorMessage ?? '')?.[1] : undefined;
-  const code = polled ?? e.errorCode ?? '';
-  const sub = e.subError ?? '';
-  const aadsts = /AADSTS\d+/.exec(e.errorMessage ?? e.message ?? '')?.[0];
-  const tag = [code, sub, aadsts].filter(Boolean).join(', ') || e.name || 'error';
-  const what = opts.what ?? 'signing in';
-  if (code === 'network_error' || isNetworkError(err)) {
-    return new SyncguardError('PROVIDER_UNAVAILABLE', `the Microsoft sign-in service could not be reached while ${what} (${tag}); it is retried`, { cause: err });
-  }
-  if (e.status === 429) return new SyncguardError('PROVIDER_RATE_LIMITED', `the Microsoft sign-in service is throttling requests (${tag})`, { cause: err });
-  if (code === 'temporarily_unavailable' || code === 'server_error' || (e.status ?? 0) >= 500) {
-    return new SyncguardError('PROVIDER_UNAVAILABLE', `the Microsoft sign-in service failed while ${what} (${tag}); it is retried`, { cause: err });
-  }
-  const consent = sub === 'consent_required' || code === 'consent_required' || aadsts === 'AADSTS65001';
-  if (consent && opts.write) {
-    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" does not allow writing (${tag}): run \`syncguard auth onedrive --account ${account} --write\` to allow restoring into OneDrive`, { cause: err });
-  }
-  if (err instanceof InteractionRequiredAuthError || INTERACTION_CODES.has(code)) {
-    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" has expired or was revoked (${tag}): ${authHint(account)}`, { cause: err });
-  }
-  if (code === 'expired_token' || code === 'authorization_declined' || code === 'bad_verification_code' || code === 'device_code_polling_cancelled') {
-    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" did not finish (${tag}): run \`syncguard auth onedrive --account ${account}\` and complete the sign-in in the browser`, { cause: err });
-  }
-  return new SyncguardError('PROVIDER_AUTH', `signing in to OneDrive for account "${account}" failed (${tag}): check the account's clientId and tenant, and that the app registration allows public client flows (docs/onedrive.md)`, { cause: err });
-}
-
 /**
  * Access tokens for one set of scopes, from the cached sign-in. Keeps the current token in memory,
  * and lets one refresh run at a time: Microsoft rotates refresh tokens, and two refreshes racing with
@@ -244,7 +206,7 @@ export class TokenSource {
         this.token = { value: r.accessToken, expiresOn: r.expiresOn?.getTime() ?? Date.now() + 600_000 };
         return r.accessToken;
       } catch (e) {
-        throw classifyAuthError(e, this.account.name, { write: this.write, what: 'refreshing the access token' });
+        throw classify(e, { account: this.account.name, write: this.write, what: 'refreshing the access token' });
       }
     })();
     this.inFlight = p;
@@ -293,7 +255,7 @@ export async function runOnedriveAuth(opts: OnedriveAuthOptions): Promise<{ cred
     result = await Promise.race([app.acquireTokenByDeviceCode(request), aborted]);
   } catch (e) {
     if (opts.signal?.aborted) throw abortError(opts.signal);
-    throw classifyAuthError(e, account.name, { write: opts.write });
+    throw classify(e, { account: account.name, write: opts.write, what: 'signing in' });
   }
   if (!result?.account) throw new SyncguardError('PROVIDER_AUTH', `the Microsoft sign-in for account "${account.name}" returned no account: try again`);
   return { credentialsPath: path, username: result.account.username || undefined };

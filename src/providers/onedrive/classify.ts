@@ -1,3 +1,4 @@
+import { InteractionRequiredAuthError } from '@azure/msal-node';
 import { SyncguardError } from '../../errors.js';
 
 /** A non-2xx answer from a request made without the Graph client (download and upload URLs, RAW responses). */
@@ -32,6 +33,8 @@ export interface ClassifyContext {
   what: string;
   /** The account's name, for the `syncguard auth` hint. */
   account: string;
+  /** Writing was asked for: a missing consent means signing in with --write. */
+  write?: boolean;
 }
 
 interface StatusLike {
@@ -69,12 +72,49 @@ function isAbort(err: unknown): boolean {
   return e?.name === 'AbortError' || e?.code === 'AbortError' || e?.code === 'ABORT_ERR';
 }
 
+const INTERACTION_CODES = new Set(['invalid_grant', 'interaction_required', 'consent_required', 'login_required', 'no_tokens_found', 'bad_token', 'refresh_token_expired', 'native_account_unavailable']);
+
+/** An MSAL error (it has an errorCode). Only MSAL's error code, sub-error and the AADSTS number are
+ *  quoted: never a token, never the request. */
+function classifyMsal(err: unknown, ctx: ClassifyContext): SyncguardError {
+  const account = ctx.account;
+  const e = (err ?? {}) as { errorCode?: string; subError?: string; errorMessage?: string; message?: string; status?: number; name?: string };
+  // MSAL reports the device code flow's other answers (authorization_declined, expired_token, …)
+  // as post_request_failed, with the server's error code at the end of its message.
+  const polled = e.errorCode === 'post_request_failed' ? /([a-z]+(?:_[a-z]+)+)\s*$/.exec(e.errorMessage ?? '')?.[1] : undefined;
+  const code = polled ?? e.errorCode ?? '';
+  const sub = e.subError ?? '';
+  const aadsts = /AADSTS\d+/.exec(e.errorMessage ?? e.message ?? '')?.[0];
+  const tag = [code, sub, aadsts].filter(Boolean).join(', ') || e.name || 'error';
+  const what = ctx.what;
+  if (code === 'network_error' || isNetworkError(err)) {
+    return new SyncguardError('PROVIDER_UNAVAILABLE', `the Microsoft sign-in service could not be reached while ${what} (${tag}); it is retried`, { cause: err });
+  }
+  if (e.status === 429) return new SyncguardError('PROVIDER_RATE_LIMITED', `the Microsoft sign-in service is throttling requests (${tag})`, { cause: err });
+  if (code === 'temporarily_unavailable' || code === 'server_error' || (e.status ?? 0) >= 500) {
+    return new SyncguardError('PROVIDER_UNAVAILABLE', `the Microsoft sign-in service failed while ${what} (${tag}); it is retried`, { cause: err });
+  }
+  const consent = sub === 'consent_required' || code === 'consent_required' || aadsts === 'AADSTS65001';
+  if (consent && ctx.write) {
+    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" does not allow writing (${tag}): run \`syncguard auth onedrive --account ${account} --write\` to allow restoring into OneDrive`, { cause: err });
+  }
+  if (err instanceof InteractionRequiredAuthError || INTERACTION_CODES.has(code)) {
+    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" has expired or was revoked (${tag}): run \`syncguard auth onedrive --account ${account}\` again`, { cause: err });
+  }
+  if (code === 'expired_token' || code === 'authorization_declined' || code === 'bad_verification_code' || code === 'device_code_polling_cancelled') {
+    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" did not finish (${tag}): run \`syncguard auth onedrive --account ${account}\` and complete the sign-in in the browser`, { cause: err });
+  }
+  return new SyncguardError('PROVIDER_AUTH', `signing in to OneDrive for account "${account}" failed (${tag}): check the account's clientId and tenant, and that the app registration allows public client flows (docs/onedrive.md)`, { cause: err });
+}
+
 /**
- * The one place where Graph's errors (GraphError from the client, HttpError from our own requests,
- * fetch's TypeErrors) become SyncguardErrors. Messages never hold a token or a pre-authenticated URL.
+ * The one place where errors from Graph (GraphError from the client, HttpError from our own requests,
+ * fetch's TypeErrors) and from the sign-in (MSAL's AuthErrors) become SyncguardErrors. Messages never
+ * hold a token or a pre-authenticated URL.
  */
 export function classify(err: unknown, ctx: ClassifyContext): SyncguardError {
   if (err instanceof SyncguardError) return err;
+  if (typeof (err as { errorCode?: unknown })?.errorCode === 'string') return classifyMsal(err, ctx);
   if (isAbort(err)) return new SyncguardError('ABORTED', `OneDrive: ${ctx.what} was aborted`, { cause: err });
   const e = (err ?? {}) as StatusLike;
   const status = typeof e.statusCode === 'number' ? e.statusCode : -1;

@@ -44,7 +44,13 @@ export class OnedriveProvider implements Provider {
 
   constructor(private readonly account: OnedriveAccountConfig, ctx: ProviderContext, opts: OnedriveProviderOptions = {}) {
     this.log = ctx.log;
-    this.folders = [...new Set(account.folders.map((f) => normaliseFolder(f)))];
+    this.folders = [...new Set(account.folders.map((f) => {
+      try {
+        return normaliseFolder(f);
+      } catch (e) {
+        throw new SyncguardError('CONFIG', `account "${account.name}": folders: ${(e as Error).message}`, { cause: e });
+      }
+    }))];
     if (this.folders.includes('')) this.folders = [];
     const cachePath = credentialsPath(account, ctx.configDir);
     const app = createMsalApp(account, { cachePath, fetch: ctx.fetch });
