@@ -62,6 +62,12 @@ export class LocalProvider implements Provider {
         }
       }));
       for (const { rel, st, err } of stats) {
+        // Checked before the stat result: a name decoded with U+FFFD names no file, and its stat fails
+        // with ENOENT, which would pass it off as a file that vanished.
+        if (Buffer.from(rel).toString() !== rel || rel.includes('\uFFFD')) {
+          yield { kind: 'error', path: rel, message: 'the name is not valid UTF-8 and cannot be kept byte for byte' };
+          continue;
+        }
         if (err) {
           // Vanished between readdir and stat: it is simply not part of this snapshot.
           if (err.code !== 'ENOENT') yield { kind: 'error', path: rel, message: `cannot read: ${err.code ?? err.message}` };
@@ -69,10 +75,6 @@ export class LocalProvider implements Provider {
         }
         const reason = unsafeReason(rel);
         if (reason) { yield { kind: 'error', path: rel, message: reason }; continue; }
-        if (Buffer.from(rel).toString() !== rel || rel.includes('\uFFFD')) {
-          yield { kind: 'error', path: rel, message: 'the name is not valid UTF-8 and cannot be kept byte for byte' };
-          continue;
-        }
         if (st!.isDirectory()) {
           yield { kind: 'upsert', entry: { path: rel, type: 'dir', size: 0, modified: st!.mtime } };
           subdirs.push(rel);

@@ -214,6 +214,17 @@ describe('snapshot: take', () => {
     expect((await manifestOf(repo, r.key)).entries.map((e) => e.path)).toEqual(['keep.txt']);
   });
 
+  it('records a file whose name is not UTF-8 as failed (regression: the local provider dropped it without a word)', async () => {
+    const root = await src();
+    const { repo } = engine();
+    await writeFile(root, 'good.txt', 'good');
+    await fsp.mkdir(join(root, 'dir'));
+    await fsp.writeFile(Buffer.concat([Buffer.from(`${root}/dir/bad-`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]), 'bad');
+    const r = await snap(repo, local(root));
+    expect(r.header.failures).toEqual([{ path: 'dir/bad-\uFFFD\uFFFD.txt', error: 'the name is not valid UTF-8 and cannot be kept byte for byte' }]);
+    expect(r.header.counts).toMatchObject({ files: 1, failed: 1 });
+  });
+
   it('records a file that cannot be read as failed, with the reason, and keeps the others', async () => {
     const root = await src();
     const { repo } = engine();
