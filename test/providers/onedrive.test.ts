@@ -495,8 +495,9 @@ describe('provider: onedrive', () => {
         expect(result).toEqual({ credentialsPath: join(dir, 'creds/od.json'), username: 'ada@outlook.com' });
         expect((await stat(result.credentialsPath)).mode & 0o777).toBe(0o600);
         const cache = await readFile(result.credentialsPath, 'utf8');
-        expect(cache).toContain(emu.refreshTokensIssued.at(-1)!);
-        for (const line of printed) for (const s of [...emu.accessTokensIssued, ...emu.refreshTokensIssued]) expect(line).not.toContain(s);
+        // Booleans only: a failing assertion must not print a token.
+        expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the cache holds the refresh token').toBe(true);
+        for (const line of printed) for (const s of [...emu.accessTokensIssued, ...emu.refreshTokensIssued]) expect(line.includes(s), 'a token was printed').toBe(false);
         const expiry = (await tokenExpiry(account, dir))!.getTime();
         expect(expiry).toBeGreaterThan(Date.now() + 89 * 86400_000);
         expect(expiry).toBeLessThan(Date.now() + 91 * 86400_000);
@@ -539,8 +540,8 @@ describe('provider: onedrive', () => {
       expect(tb.emu.refreshTokensIssued).toHaveLength(2);
       const newRt = tb.emu.refreshTokensIssued.at(-1)!;
       const cache = await readFile(path, 'utf8');
-      expect(cache).toContain(newRt);
-      expect(cache).not.toContain(firstRt);
+      expect(cache.includes(newRt), 'the cache holds the new refresh token').toBe(true);
+      expect(cache.includes(firstRt), 'the cache still holds the spent refresh token').toBe(false);
       expect((await stat(path)).mode & 0o777).toBe(0o600);
       // The old refresh token is spent: only the saved new one lets the next run in.
       tb.emu.expireAccessTokens();
