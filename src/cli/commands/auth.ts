@@ -10,7 +10,8 @@ export function registerAuth(program: Command, cli: Cli): void {
     .description('sign in to Dropbox or OneDrive and save a refresh token for an account (mode 0600)')
     .argument('<provider>', 'dropbox or onedrive')
     .requiredOption('--account <name>', 'the account in the config')
-    .action(async (provider: string, o: { account: string }) => {
+    .option('--write', 'OneDrive: also ask for write access, needed to restore back into the drive (default: read only, so a stolen token file cannot wipe the drive); Dropbox grants what the app allows')
+    .action(async (provider: string, o: { account: string; write?: boolean }) => {
       const ctx = cli.context();
       const account = findAccount(ctx.config, o.account);
       if (account.provider !== provider) {
@@ -28,7 +29,7 @@ export function registerAuth(program: Command, cli: Cli): void {
         }
       } else if (account.provider === 'onedrive') {
         const { runOnedriveAuth } = await import('../../providers/onedrive/index.js');
-        const r = await runOnedriveAuth({ account, configDir: ctx.dir, print, signal: cli.abort.signal });
+        const r = await runOnedriveAuth({ account, configDir: ctx.dir, print, signal: cli.abort.signal, write: o.write });
         cli.out.line(`signed in${r.username ? ` as ${r.username}` : ''}; saved the token cache for "${account.name}" to ${r.credentialsPath}`);
       } else {
         throw new SyncguardError('USAGE', `"${account.name}" is a local folder and needs no sign-in`);
