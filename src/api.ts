@@ -2,21 +2,29 @@
  * The library API, one function per command: each takes a loaded config and plain options
  * ({ signal, onProgress }) and returns a plain result. Nothing here prints or exits.
  */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import type { AccountConfig, Config } from './config/schema.js';
 import { SyncguardError, describeError, isSyncguardError } from './errors.js';
-import { acquireRunLock } from './lock.js';
+import { acquireRunLock, type RunLock } from './lock.js';
 import { silentLog, type Log } from './log.js';
 import { expandHome } from './providers/local.js';
 import { createProvider } from './providers/registry.js';
-import type { Provider } from './providers/types.js';
-import { diff, listSnapshots, ls, type DiffResult, type LsResult, type SnapshotSummary } from './snapshot/browse.js';
+import type { Provider, ProviderStats } from './providers/types.js';
+import { diff, ls, type DiffResult, type LsResult, type SnapshotSummary } from './snapshot/browse.js';
 import { Repository } from './snapshot/repository.js';
 import { restore, type RestoreResult } from './snapshot/restore.js';
 import { takeSnapshot, type SnapshotProgress, type SnapshotResult, type TakeOptions } from './snapshot/take.js';
 import { verify, type VerifyOptions, type VerifyResult } from './snapshot/verify.js';
 import { createStore } from './store/index.js';
 import type { PrepareReport, Store } from './store/types.js';
+import { accountRetention, prune, readSnapshotLocks, type PruneResult } from './snapshot/retention.js';
+import { acknowledge, type TripwireState } from './snapshot/tripwire.js';
+import { Daemon } from './schedule/daemon.js';
+import { lastReport, ran, reportsDir, type RunReport, type RunTrigger } from './schedule/reports.js';
+import { policyOf, runAccount, type RunEnv, type RunOutcome } from './schedule/run.js';
+import { accountStatus, type AccountStatus } from './schedule/status.js';
 
 export interface Context extends LoadedConfig {
   log?: Log;
@@ -60,31 +68,41 @@ export async function init(ctx: Context): Promise<PrepareReport & { store: strin
   return { ...report, store: repo.store.description };
 }
 
-export type AccountRun =
-  | { account: string; ok: true; result: SnapshotResult }
-  | { account: string; ok: false; error: SyncguardError };
+/** One account's run: its snapshot, or why there is none; and its run report. */
+export type AccountRun = RunOutcome;
 
 export interface SnapshotRunOptions {
   signal?: AbortSignal;
   onProgress?: (account: string, p: SnapshotProgress) => void;
   inspect?: (account: AccountConfig) => TakeOptions['inspect'];
+  /** Why the run happens, for its report (default "manual"). */
+  trigger?: RunTrigger;
+  /** The scheduled time a daemon run is for. */
+  scheduledFor?: Date;
+  /** Told of each account's run report once it is written. */
+  onReport?: (report: RunReport) => void;
+  /** Filled in by snapshotAccount with the provider's counters. */
+  stats?: ProviderStats;
 }
 
-/** `syncguard snapshot [account…]`: one snapshot per account, one account after the other. An
- *  account that fails does not stop the others. */
+/** `syncguard snapshot [account…]`: one run per account, one account after the other. An account
+ *  that fails does not stop the others. Each run checks the tripwire, extends the locks of the
+ *  snapshots kept, writes a run report and sends the alerts asked for: the daemon runs this too. */
 export async function snapshot(ctx: Context, accounts: string[] = [], opts: SnapshotRunOptions = {}): Promise<AccountRun[]> {
   const chosen = accounts.length ? accounts.map((n) => findAccount(ctx.config, n)) : ctx.config.accounts;
   const repo = openRepository(ctx);
+  const env = runEnv(ctx, repo);
   const runs: AccountRun[] = [];
   for (const account of chosen) {
-    try {
-      runs.push({ account: account.name, ok: true, result: await snapshotAccount(ctx, repo, account, opts) });
-    } catch (e) {
-      if (isSyncguardError(e, 'ABORTED')) throw e;
-      runs.push({ account: account.name, ok: false, error: isSyncguardError(e) ? e : new SyncguardError('INTERNAL', describeError(e), { cause: e }) });
-    }
+    runs.push(await runAccount(env, account, (inspect, stats) => snapshotAccount(ctx, repo, account, { ...opts, inspect: () => inspect, stats }), {
+      trigger: opts.trigger, scheduledFor: opts.scheduledFor, signal: opts.signal, inspect: opts.inspect?.(account), onReport: opts.onReport,
+    }));
   }
   return runs;
+}
+
+function runEnv(ctx: Context, repo: Repository): RunEnv {
+  return { config: ctx.config, configDir: ctx.dir, repo, log: ctx.log ?? silentLog, fetch: ctx.fetch };
 }
 
 export async function snapshotAccount(ctx: Context, repo: Repository, account: AccountConfig, opts: SnapshotRunOptions = {}): Promise<SnapshotResult> {
@@ -100,15 +118,17 @@ export async function snapshotAccount(ctx: Context, repo: Repository, account: A
       inspect: opts.inspect?.(account),
     });
   } finally {
+    if (opts.stats && provider?.stats) Object.assign(opts.stats, provider.stats());
     await provider?.close?.().catch(() => {});
     await lock.release();
   }
 }
 
-/** `syncguard snapshots [account]`. */
-export async function snapshots(ctx: Context, account?: string, signal?: AbortSignal): Promise<SnapshotSummary[]> {
+/** `syncguard snapshots [account]`. `lockedUntil` is the lock now, extensions included (the header's
+ *  is the lock the snapshot was written with). */
+export async function snapshots(ctx: Context, account?: string, signal?: AbortSignal): Promise<Array<SnapshotSummary & { lockedUntil?: string }>> {
   if (account) findAccount(ctx.config, account);
-  return listSnapshots(openRepository(ctx), account, signal);
+  return (await readSnapshotLocks(openRepository(ctx), account, signal)).map((s) => ({ ...s, lockedUntil: s.lockedUntil?.toISOString() }));
 }
 
 /** `syncguard ls <account> [path] --at D`. */
@@ -167,3 +187,106 @@ export async function verifyStore(ctx: Context, opts: VerifyOptions = {}): Promi
   if (opts.account) findAccount(ctx.config, opts.account);
   return verify(openRepository(ctx), opts);
 }
+
+/** `syncguard prune [--dry-run]`: the keep policy applied to every account of the config. On this
+ *  machine it holds every account's run lock, so it never runs beside a snapshot. */
+export async function pruneStore(ctx: Context, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneResult> {
+  const { config } = ctx;
+  const repo = openRepository(ctx);
+  const dir = stateDir(ctx);
+  const locks: RunLock[] = [];
+  try {
+    if (!opts.dryRun) {
+      for (const a of config.accounts) {
+        try {
+          locks.push(await acquireRunLock(dir, a.name));
+        } catch (e) {
+          if (!isSyncguardError(e, 'BUSY')) throw e;
+          throw new SyncguardError('BUSY', `cannot prune now: a run of "${a.name}" holds its lock on this machine; prune again when it has finished`, { cause: e });
+        }
+      }
+    }
+    return await prune(repo, {
+      policies: new Map(config.accounts.map((a) => [a.name, policyOf(config, a)])),
+      graceMs: config.prune.graceHours * 3_600_000,
+      dryRun: opts.dryRun,
+      marksFile: join(dir, 'prune', `${createHash('sha256').update(repo.store.description).digest('hex').slice(0, 16)}.json`),
+      signal: opts.signal,
+    });
+  } finally {
+    for (const l of locks) await l.release();
+  }
+}
+
+/** `syncguard status [account]`. */
+export async function status(ctx: Context, account?: string, signal?: AbortSignal): Promise<{ time: string; store: string; accounts: AccountStatus[] }> {
+  const chosen = account ? [findAccount(ctx.config, account)] : ctx.config.accounts;
+  const repo = openRepository(ctx);
+  const env = { config: ctx.config, configDir: ctx.dir, repo };
+  const accounts = await Promise.all(chosen.map((a) => accountStatus(env, a, signal)));
+  return { time: new Date().toISOString(), store: repo.store.description, accounts };
+}
+
+export interface AckResult {
+  account: string;
+  /** The fired snapshots this acknowledged; empty when nothing was waiting (and nothing was written). */
+  acknowledged: TripwireState['fired'];
+  key?: string;
+  time?: string;
+}
+
+/** `syncguard ack <account>`: acknowledges the account's tripwire alarms, so pruning may resume. */
+export async function ack(ctx: Context, accountName: string, opts: { note?: string; signal?: AbortSignal } = {}): Promise<AckResult> {
+  const account = findAccount(ctx.config, accountName);
+  const repo = openRepository(ctx);
+  const r = await accountRetention(repo, account.name, policyOf(ctx.config, account), opts.signal);
+  const done = await acknowledge(repo, account.name, r.tripwire, opts);
+  return { account: account.name, acknowledged: done ? r.tripwire.fired : [], key: done?.key, time: done?.record.time };
+}
+
+export interface DaemonOptions {
+  /** Stops the daemon. */
+  signal: AbortSignal;
+  /** On stop, running snapshots may finish for this long before they are stopped (default 0). */
+  graceMs?: number;
+  /** Told once the schedules run: the status port, and each account's next run. */
+  onReady?: (info: { port?: number; next: Map<string, Date | undefined> }) => void;
+  /** How often to look for a jump of the clock (tests). */
+  watchMs?: number;
+}
+
+/** `syncguard daemon`: runs the configured schedules until `signal` fires. */
+export async function daemon(ctx: Context, opts: DaemonOptions): Promise<void> {
+  // One store for the daemon's life: its connections are reused from run to run.
+  const dctx: Context = { ...ctx, store: ctx.store ?? createStore(ctx.config.store, { configDir: ctx.dir }) };
+  const repo = openRepository(dctx);
+  const reports = reportsDir(ctx.config, ctx.dir);
+  const d = new Daemon({
+    config: ctx.config,
+    log: ctx.log ?? silentLog,
+    watchMs: opts.watchMs,
+    run: (account, o) => snapshot(dctx, [account], o),
+    prune: (signal) => pruneStore(dctx, { signal }),
+    lastReport: (account) => lastReport(reports, account),
+    lastRun: async (account) => {
+      const report = await lastReport(reports, account, ran);
+      const snaps = await repo.listSnapshots(account).catch(() => []);
+      const times = [report && Date.parse(report.started), snaps[snaps.length - 1]?.time.getTime()].filter((t): t is number => !!t);
+      return times.length ? new Date(Math.max(...times)) : undefined;
+    },
+  });
+  if (opts.signal.aborted) return;
+  const info = await d.start();
+  opts.onReady?.(info);
+  await new Promise<void>((resolve) => {
+    if (opts.signal.aborted) return resolve();
+    opts.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  await d.stop(opts.graceMs ?? 0);
+  if (!ctx.store) (dctx.store as Store & { close?: () => void }).close?.();
+}
+
+export type { RunReport, RunResult, RunTrigger } from './schedule/reports.js';
+export type { PruneResult, PrunedSnapshot, LockExtension } from './snapshot/retention.js';
+export type { TripwireAnalysis, TripwireState } from './snapshot/tripwire.js';
+export type { AccountStatus } from './schedule/status.js';

@@ -14,6 +14,10 @@ import { registerSnapshot } from './commands/snapshot.js';
 import { registerVerify } from './commands/verify.js';
 import { registerConfig } from './commands/config.js';
 import { registerAuth } from './commands/auth.js';
+import { registerPrune } from './commands/prune.js';
+import { registerDaemon } from './commands/daemon.js';
+import { registerStatus } from './commands/status.js';
+import { registerAck } from './commands/ack.js';
 import type { Io } from './output.js';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, partial: 3, tripwire: 4 } as const;
@@ -55,6 +59,10 @@ export function buildProgram(cli: Cli): Command {
   registerRestore(program, cli);
   registerVerify(program, cli);
   registerConfig(program, cli);
+  registerPrune(program, cli);
+  registerDaemon(program, cli);
+  registerStatus(program, cli);
+  registerAck(program, cli);
   for (const c of program.commands) {
     c.exitOverride().addHelpText('after', EXIT_HELP).configureOutput({ writeOut: (s) => cli.io.stdout.write(s), writeErr: (s) => cli.io.stderr.write(s) });
     if (!c.options.some((o) => o.long === '--json')) c.addOption(new Option('--json', 'print one JSON document on stdout').hideHelp());

@@ -18,14 +18,14 @@ export function registerBrowse(program: Command, cli: Cli): void {
       if (cli.out.json) {
         return cli.out.document(list.map((s) => ({
           id: s.id, account: s.account, time: s.time.toISOString(), files: s.header.counts.files, bytes: s.header.bytes,
-          failed: s.header.counts.failed, lockedUntil: s.header.lockedUntil ?? null, skipped: s.header.counts.skipped,
+          failed: s.header.counts.failed, lockedUntil: s.lockedUntil ?? s.header.lockedUntil ?? null, skipped: s.header.counts.skipped,
           tripwire: s.header.tripwire?.fired ?? false,
         })));
       }
       if (list.length === 0) return cli.out.line(account ? `no snapshots of "${account}" yet` : 'no snapshots yet');
       cli.out.table([
         ['ACCOUNT', 'ID', 'TIME (UTC)', 'FILES', 'SIZE', 'FAILED', 'LOCKED UNTIL'],
-        ...list.map((s) => [s.account, s.id, s.time.toISOString().slice(0, 19).replace('T', ' '), count(s.header.counts.files), bytes(s.header.bytes), String(s.header.counts.failed), day(s.header.lockedUntil) + (s.header.tripwire?.fired ? '  TRIPWIRE' : '')]),
+        ...list.map((s) => [s.account, s.id, s.time.toISOString().slice(0, 19).replace('T', ' '), count(s.header.counts.files), bytes(s.header.bytes), String(s.header.counts.failed), day(s.lockedUntil ?? s.header.lockedUntil) + (s.header.tripwire?.fired ? '  TRIPWIRE' : '')]),
       ], ['l', 'l', 'l', 'r', 'r', 'r', 'l']);
     });
 
