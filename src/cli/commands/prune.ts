@@ -17,8 +17,8 @@ export function registerPrune(program: Command, cli: Cli): void {
       if (cli.out.json) return cli.out.document(r);
       const verb = r.dryRun ? 'would remove' : 'removed';
       for (const s of r.snapshots) {
-        const what = s.action === 'keep' ? 'keep  ' : s.action === 'remove' ? (r.dryRun ? 'remove' : 'removed') : 'locked';
-        cli.out.line(`${what}  ${s.account}  ${s.id}  ${s.reasons.join(', ')}${s.action === 'keep' && s.lockedUntil ? ` (locked until ${day(s.lockedUntil)})` : ''}`);
+        const what = s.action === 'keep' ? 'keep' : s.action === 'remove' ? (r.dryRun ? 'remove' : 'removed') : 'locked';
+        cli.out.line(`${what.padEnd(9)}${s.account}  ${s.id}  ${s.reasons.join(', ')}${s.action === 'keep' && s.lockedUntil ? ` (locked until ${day(s.lockedUntil)})` : ''}`);
       }
       const o2 = r.objects;
       const removed = r.snapshots.filter((s) => s.action === 'remove').length;
