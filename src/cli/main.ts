@@ -3,6 +3,7 @@
  * The command line: parses arguments, calls one library function per command, prints, and sets the
  * exit code. This file holds the only process.exit.
  */
+import { setMaxListeners } from 'node:events';
 import { Command, CommanderError, Option } from 'commander';
 import { SyncguardError, describeError, isSyncguardError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -73,6 +74,8 @@ export function buildProgram(cli: Cli): Command {
 /** Runs the CLI; resolves to the exit code. */
 export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promise<number> {
   const cli = new Cli(io, env, {});
+  // Every file read and every request listens to this one signal for a Ctrl-C.
+  setMaxListeners(0, cli.abort.signal);
   const program = buildProgram(cli);
   const onSignal = () => {
     cli.out.note('stopping: the current snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once');
@@ -100,6 +103,10 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
     process.off('SIGTERM', onSignal);
   }
 }
+
+// The AWS SDK warns on Node 20 that its releases after January 2027 need Node 22; syncguard pins a
+// release that runs on 20, so on every run that warning is only noise on stderr.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${(await import('node:fs')).realpathSync(process.argv[1])}`).href;
 if (isMain) {

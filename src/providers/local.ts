@@ -96,7 +96,11 @@ export class LocalProvider implements Provider {
     try {
       const handle = await fsp.open(full, 'r');
       const stream = handle.createReadStream({ highWaterMark: 256 * 1024 });
-      if (signal) signal.addEventListener('abort', () => stream.destroy(signal.reason), { once: true });
+      if (signal) {
+        const onAbort = () => stream.destroy(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+        stream.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
       return stream;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
