@@ -37,7 +37,7 @@ describe('e2e: CLI with the fs store', () => {
     const manifests = await fsp.readdir(join(storeDir(), 'snapshots/laptop'));
     expect(manifests.sort()).toEqual([`${flow.first.id}.ndjson.gz`, `${flow.second.id}.ndjson.gz`]);
     expect((await fsp.stat(join(storeDir(), 'snapshots/laptop', manifests[0]))).mode & 0o777).toBe(0o444);
-  });
+  }, 180_000);
 
   it('lists the exit codes in every command\'s --help', async () => {
     await expectHelpWithExitCodes(flow.cli);
