@@ -159,15 +159,13 @@ export class S3Store implements Store {
       throw e;
     }
     if (Buffer.isBuffer(body)) return this.putSingle(key, body, opts);
-    const partSize = this.partSizeFor(opts.size);
-    const parts = partsOf(chunksOf(body, opts.signal), partSize);
+    const pool = new PartPool(this.partSizeFor(opts.size));
+    const parts = partsOf(chunksOf(body, opts.signal), pool);
     try {
+      // One part, or less, is sent with a single PutObject; more go up as a multipart upload.
       const first = await parts.next();
-      if (first.done) return await this.putSingle(key, Buffer.alloc(0), opts);
-      if (first.value.length < partSize) return await this.putSingle(key, first.value, opts);
-      const second = await parts.next();
-      if (second.done) return await this.putSingle(key, first.value, opts);
-      await this.putMultipart(key, [first.value, second.value], parts, opts);
+      if (first.done || first.value.length < pool.size) return await this.putSingle(key, first.value ?? Buffer.alloc(0), opts);
+      await this.putMultipart(key, first.value, parts, pool, opts);
     } finally {
       await parts.return(undefined);
       discardBody(body);
@@ -303,7 +301,7 @@ export class S3Store implements Store {
     }, opts.signal);
   }
 
-  private async putMultipart(key: string, first: Buffer[], rest: AsyncGenerator<Buffer>, opts: PutOptions): Promise<void> {
+  private async putMultipart(key: string, first: Buffer, rest: AsyncGenerator<Buffer>, pool: PartPool, opts: PutOptions): Promise<void> {
     const signal = opts.signal;
     // Ceph ignores If-None-Match on CompleteMultipartUpload: look before uploading gigabytes.
     if (await this.headRaw(key)) throw this.conflict(key);
@@ -326,7 +324,7 @@ export class S3Store implements Store {
       let size = 0;
       let n = 0;
       const feed = async function* () {
-        yield* first;
+        yield first;
         yield* rest;
       };
       for await (const part of feed()) {
@@ -336,8 +334,9 @@ export class S3Store implements Store {
         hash.update(part);
         size += part.length;
         const num = n;
+        // The buffer is reused only once the server has taken all of it (the part succeeded).
         const p: Promise<void> = this.uploadPart(key, uploadId, num, part, signal)
-          .then((c) => { done[num - 1] = c; }, (e) => { failure ??= e; })
+          .then((c) => { done[num - 1] = c; pool.release(part); }, (e) => { failure ??= e; })
           .finally(() => inflight.delete(p));
         inflight.add(p);
         while (inflight.size >= this.queueSize && failure === undefined) await Promise.race(inflight);
@@ -627,24 +626,38 @@ export class S3Store implements Store {
   }
 }
 
-/** A stream cut into parts of exactly `size` bytes, the last one shorter. Holds at most about two
- *  parts at a time, and reads only when the consumer asks for the next part. */
-async function* partsOf(chunks: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let length = 0;
+/** Buffers of one part size, reused from part to part: an upload holds (queueSize + 1) of them
+ *  whatever its length, instead of allocating a new part for the garbage collector every time. */
+class PartPool {
+  private readonly free: Buffer[] = [];
+  constructor(readonly size: number) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+  release(part: Buffer): void {
+    if (part.length === this.size) this.free.push(part);
+  }
+}
+
+/** A stream cut into parts of exactly pool.size bytes, the last one shorter, copied into buffers
+ *  of the pool. It reads only when the consumer asks for the next part. */
+async function* partsOf(chunks: AsyncIterable<Buffer>, pool: PartPool): AsyncGenerator<Buffer> {
+  let part = pool.take();
+  let filled = 0;
   for await (const c of chunks) {
-    pending.push(c);
-    length += c.length;
-    while (length >= size) {
-      const all = pending.length === 1 ? pending[0] : Buffer.concat(pending, length);
-      // Copied out, so that the part does not keep the whole concatenation alive.
-      yield Buffer.from(all.subarray(0, size));
-      const rest = all.subarray(size);
-      pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-      length = rest.length;
+    for (let at = 0; at < c.length;) {
+      const n = Math.min(pool.size - filled, c.length - at);
+      c.copy(part, filled, at, at + n);
+      filled += n;
+      at += n;
+      if (filled === pool.size) {
+        yield part;
+        part = pool.take();
+        filled = 0;
+      }
     }
   }
-  if (length > 0) yield Buffer.concat(pending, length);
+  if (filled > 0) yield part.subarray(0, filled);
 }
 
 function status(e: unknown): number | undefined {
