@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { LoadedConfig } from './config/load.js';
 import type { AccountConfig, Config } from './config/schema.js';
-import { SyncguardError, describeError, isSyncguardError } from './errors.js';
+import { SyncguardError, isSyncguardError } from './errors.js';
 import { acquireRunLock, type RunLock } from './lock.js';
 import { silentLog, type Log } from './log.js';
 import { expandHome } from './providers/local.js';

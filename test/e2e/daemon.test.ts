@@ -67,7 +67,7 @@ describe('e2e: the daemon', () => {
     expect(d.stderr()).toMatch(/stopped\n$/);
     const st = JSON.parse((await runCli(['status', '--json'], dir)).stdout);
     expect(st.accounts[0].lastRun).toMatchObject({ trigger: 'schedule' });
-  });
+  }, 120_000);
 
   it('catches up at start a run missed while the machine was off', async () => {
     const dir = await folder('daemon-catchup', 'store: { type: fs, path: ./store }', '0 3 * * *');
@@ -91,7 +91,7 @@ describe('e2e: the daemon', () => {
     again.child.kill('SIGTERM');
     expect((await again.exited).code).toBe(0);
     expect(again.stderr()).not.toMatch(/was missed/);
-  });
+  }, 120_000);
 
   it.skipIf(!s3)('stops a run cleanly on SIGTERM in the middle of it: no snapshot, no lock left, a "stopped" report', async () => {
     const { store, bucket } = await s3Bucket(s3!, 'daemon-stop');
@@ -127,5 +127,5 @@ describe('e2e: the daemon', () => {
       await proxy.close();
       store.close();
     }
-  });
+  }, 120_000);
 });

@@ -190,7 +190,7 @@ export function startCli(args: string[], cwd: string, env: Record<string, string
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   return {
     child, stdout: () => out, stderr: () => err, exited,
-    waitFor(re, timeoutMs = 30_000) {
+    waitFor(re, timeoutMs = 60_000) {
       if (re.test(err)) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`stderr never matched ${re} in ${timeoutMs} ms:\n${err}`)), timeoutMs);
