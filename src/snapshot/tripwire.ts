@@ -139,8 +139,9 @@ export async function analyse(input: InspectInput, settings: TripwireConfig, rea
     }
   }
 
+  // On a first snapshot every file is new: there is no change to judge a name by.
   const extra = settings.ransomNotes.length ? picomatch(settings.ransomNotes, { nocase: true, dot: true, basename: true }) : undefined;
-  const notes = added.filter((e) => isRansomNote(e.path) || (extra?.(e.path) ?? false)).map((e) => e.path);
+  const notes = input.previous ? added.filter((e) => isRansomNote(e.path) || (extra?.(e.path) ?? false)).map((e) => e.path) : [];
   if (notes.length > 0) {
     const folders = new Set(notes.map((p) => splitName(p).dir)).size;
     reasons.push(`${notes.length} new file${notes.length > 1 ? 's' : ''} named like a ransom note, such as ${showPath(notes[0])}${folders > 1 ? ` (in ${folders} folders)` : ''}`);

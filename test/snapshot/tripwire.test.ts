@@ -76,9 +76,21 @@ describe('tripwire', () => {
     expect(header.tripwire?.reasons).toEqual([expect.stringMatching(/^30 changed files now look encrypted/)]);
   });
 
-  it('fires on a ransom note alone', async () => {
+  it('fires on a ransom note alone, and on a note name from the config', async () => {
     const { header } = await nightAfter(async (root) => writeFiles(root, { 'Documents/_readme.txt': 'ATTENTION! Your files...' }));
     expect(header.tripwire?.reasons).toEqual(['1 new file named like a ransom note, such as Documents/_readme.txt']);
+    const custom = await nightAfter(async (root) => writeFiles(root, { 'Photos/Taxes/GIVE_US_MONEY.TXT': 'pay' }), { ransomNotes: ['give_us_*.txt'] });
+    expect(custom.header.tripwire?.reasons).toEqual(['1 new file named like a ransom note, such as Photos/Taxes/GIVE_US_MONEY.TXT']);
+  });
+
+  it('does not judge names on a first snapshot, where every file is new', async () => {
+    const m = memoryRepo();
+    const { root } = await household();
+    await writeFiles(root, { 'Documents/DECRYPT_INSTRUCTIONS.txt': 'how to use gpg --decrypt' });
+    const tripwire = createTripwire(defaults, m.store);
+    const first = await snap(m.repo, root, 'docs', { inspect: (input) => tripwire.inspect(input) });
+    expect(first.header.tripwire).toBeUndefined();
+    expect(tripwire.analysis()).toMatchObject({ previousFiles: 0, ransomNotes: [], fired: false });
   });
 
   it('stays quiet through an ordinary day: edits, new files, deletions, a renamed folder, new photos', async () => {
