@@ -22,7 +22,7 @@ import {
   type ObjectLockRetentionMode,
 } from '@aws-sdk/client-s3';
 import type { S3StoreConfig } from '../config/schema.js';
-import { SyncguardError, abortError, isSyncguardError, throwIfAborted } from '../errors.js';
+import { SyncguardError, abortError, isSyncguardError, throwIfAborted, type ErrorCode } from '../errors.js';
 import type { Log } from '../log.js';
 import { silentLog } from '../log.js';
 import { showPath } from '../paths.js';
@@ -35,10 +35,10 @@ const MIN_PART = 5 * MiB;
 const MAX_PARTS = 10_000;
 
 export interface S3StoreOptions {
-  /** Part size of multipart uploads (default 16 MiB, at least 5 MiB). Stream bodies up to one part
-   *  are sent with a single PutObject. */
+  /** Part size of multipart uploads (default 16 MiB, at least 5 MiB). Stream bodies shorter than
+   *  one part are sent with a single PutObject. */
   partSize?: number;
-  /** Parts of one upload in flight at once (default 3): memory ≈ (queueSize + 2) × partSize. */
+  /** Parts of one upload in flight at once (default 3): it holds (queueSize + 1) × partSize. */
   queueSize?: number;
   /** Retrying of transient failures (tests pass a sleep that does not wait). */
   retry?: PacerOptions;
@@ -329,7 +329,8 @@ export class S3Store implements Store {
       };
       for await (const part of feed()) {
         if (++n > MAX_PARTS) {
-          throw new SyncguardError('STORE_ERROR', `put ${this.where(key)}: the body is larger than ${MAX_PARTS} parts of ${this.partSize} bytes; pass its size so the part size can grow`);
+          failure = new SyncguardError('STORE_ERROR', `put ${this.where(key)}: the body is larger than ${MAX_PARTS} parts of ${pool.size} bytes; pass its size so the part size can grow`);
+          break;
         }
         hash.update(part);
         size += part.length;
@@ -499,7 +500,8 @@ export class S3Store implements Store {
       } catch (e) {
         if (status(e) === 404) return false;
         if (status(e) === 403 && !['InvalidAccessKeyId', 'SignatureDoesNotMatch'].includes(nameOf(e))) {
-          throw new SyncguardError('STORE_AUTH', `the bucket ${this.bucket} exists but these credentials may not use it: pick another bucket name, or grant the credentials access`);
+          // A HEAD has no body: a wrong secret, a missing permission and someone else's bucket look alike.
+          throw new SyncguardError('STORE_AUTH', `the bucket ${this.bucket} refused these credentials: check accessKeyId and secretAccessKey, that they may use this bucket, and that the name is not someone else's bucket`);
         }
         throw e;
       }
@@ -564,7 +566,7 @@ export class S3Store implements Store {
     const where = key === undefined ? `s3://${this.bucket}` : this.where(key);
     const message = err.message && err.message !== name && err.message !== 'UnknownError' ? err.message : '';
     const detail = this.scrub(`${name}${http ? ` HTTP ${http}` : ''}${message ? `: ${message}` : ''}`);
-    const say = (code: ConstructorParameters<typeof SyncguardError>[0], text: string, retryable?: boolean) =>
+    const say = (code: ErrorCode, text: string, retryable?: boolean) =>
       new SyncguardError(code, `${op} ${where}: ${text} (${detail})`, retryable === undefined ? {} : { retryable });
 
     if (name === 'AbortError') return new SyncguardError('ABORTED', `${op} ${where} was aborted`);
