@@ -175,7 +175,9 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     try {
       const got = await withRetries(() => ingest.file(entry), signal);
       next.push(fileEntry(entry, got.sha256, got.loc, got.size, got.mtime));
-      if (opts.inspect && got.sample) samples.set(entry.path, got.sample);
+      // Samples serve only to compare with a previous version: a first snapshot keeps none (200,000 files
+      // of under 4 KiB would otherwise all stay in memory until the end of the run).
+      if (opts.inspect && prev && got.sample) samples.set(entry.path, got.sample);
       filesRead++;
       progress.bytesRead += got.size;
     } catch (e) {
