@@ -1,9 +1,9 @@
 import { existsSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectCli, tempDir } from '../helpers/cli.js';
-import { readTree, snapshotOfFolder } from '../helpers/tree.js';
+import { readTree } from '../helpers/tree.js';
 import { endToEnd, expectHelpWithExitCodes, type FlowResult } from './_flow.js';
 
 /** The whole command line against the fs store (a folder, as on an external disk or a NAS). */
@@ -88,7 +88,6 @@ describe('e2e: CLI with the fs store', () => {
   it('refuses the unsafe paths of a forged manifest: exit 3, the rest restored, nothing written outside the target', async () => {
     const { run } = flow;
     const manifest = join(storeDir(), 'snapshots/laptop', `${flow.first.id}.ndjson.gz`);
-    const { gunzipSync } = await import('node:zlib');
     const lines = gunzipSync(readFileSync(manifest)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
     const header = lines[0];
     const good = lines.find((l) => l.type === 'file' && l.offset !== undefined && l.size > 0);
@@ -115,6 +114,24 @@ describe('e2e: CLI with the fs store', () => {
     expect(v.stdout).toContain('names an unsafe path');
   });
 
+  it('refuses a second run of an account while one is running (BUSY), and lets one account\'s failure not stop the others', async () => {
+    const { run, json } = flow;
+    // A live process holds the lock: this test's own.
+    await fsp.mkdir(join(dir, 'state/locks'), { recursive: true });
+    writeFileSync(join(dir, 'state/locks/laptop.lock'), `${process.pid}\n`);
+    const busy = await run(['snapshot', 'laptop'], 1);
+    expect(busy.stderr).toContain(`a snapshot of "laptop" is already running on this machine (pid ${process.pid}); this one was not started`);
+    await fsp.rm(join(dir, 'state/locks/laptop.lock'));
+
+    const both = await fsp.readFile(join(dir, 'syncguard.yaml'), 'utf8');
+    await fsp.writeFile(join(dir, 'two.yaml'), both.replace('  - { name: badnames, provider: local, path: ./badnames }', '  - { name: gone, provider: local, path: ./no-such-folder }'));
+    const before = (await json<unknown[]>(['snapshots', 'laptop'])).length;
+    const runs = await json<Array<{ account: string; ok: boolean; error?: { code: string; message: string } }>>(['-c', 'two.yaml', 'snapshot', 'gone', 'laptop'], 1);
+    expect(runs.map((r) => [r.account, r.ok])).toEqual([['gone', false], ['laptop', true]]);
+    expect(runs[0].error).toEqual({ code: 'NOT_FOUND', message: expect.stringMatching(/no-such-folder cannot be read \(ENOENT\): check the account's path/) });
+    expect((await json<unknown[]>(['snapshots', 'laptop'])).length).toBe(before + 1);
+  });
+
   it('stops with exit 2 on a wrong command line', async () => {
     const { cli } = flow;
     const nope = await expectCli(['snapshot', 'nope'], cli, 2);
@@ -128,12 +145,13 @@ describe('e2e: CLI with the fs store', () => {
 
   it('names a damaged or missing object when verify finds one, and exits 1', async () => {
     const { run, json } = flow;
-    const blobDirs = await fsp.readdir(join(storeDir(), 'blobs/sha256'));
-    const blobDir = join(storeDir(), 'blobs/sha256', blobDirs.sort()[0]);
-    const blobName = (await fsp.readdir(blobDir))[0];
-    const blobKey = `blobs/sha256/${blobDirs.sort()[0]}/${blobName}`;
+    // A blob and a pack the laptop's snapshots need (the other accounts have objects of their own).
+    const manifest = join(storeDir(), 'snapshots/laptop', `${flow.second.id}.ndjson.gz`);
+    const entries = gunzipSync(readFileSync(manifest)).toString('utf8').trim().split('\n').slice(1).map((l) => JSON.parse(l));
+    const blobKey = entries.find((e) => e.type === 'file' && e.offset === undefined).object as string;
+    const pack = entries.find((e) => e.offset !== undefined).object as string;
     // A store file is read-only: damage needs a chmod first, as it would for ransomware running as the user.
-    const file = join(blobDir, blobName);
+    const file = join(storeDir(), blobKey);
     await fsp.chmod(file, 0o644);
     const bytes = readFileSync(file);
     bytes[bytes.length >> 1] ^= 0x01;
@@ -141,8 +159,6 @@ describe('e2e: CLI with the fs store', () => {
     const v = await run(['verify', 'laptop'], 1);
     expect(v.stdout).toContain(`PROBLEM ${blobKey}: content does not match its hash`);
 
-    const packs = (await snapshotOfFolder(join(storeDir(), 'packs'))).filter((x) => x.name.endsWith('.pack'));
-    const pack = `packs/${packs[0].name}`;
     await fsp.rm(join(storeDir(), pack));
     const vj = await json<{ problems: Array<{ object: string; problem: string; path?: string; snapshot?: string }> }>(['verify', 'laptop'], 1);
     expect(vj.problems).toContainEqual(expect.objectContaining({ object: blobKey, problem: 'content does not match its hash' }));
