@@ -82,16 +82,23 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
 
   // 1. What the last snapshot held.
   const snaps = await repo.listSnapshots(account.name, signal);
-  const prevInfo = snaps[snaps.length - 1];
+  let prevInfo: (typeof snaps)[number] | undefined;
   let prevHeader: ManifestHeader | undefined;
   let prev: Map<string, ManifestEntry> | undefined;
   const failures: FailedFile[] = [];
-  if (prevInfo) {
-    const m = await repo.readManifest(prevInfo.key, signal);
-    prevHeader = m.header;
-    prev = new Map();
-    for await (const e of m.entries) prev.set(e.path, e);
-    for (const u of m.unsafe) repo.log('warn', `the previous snapshot ${prevInfo.key} names an unsafe path ${showPath(u.path)}; it is ignored`);
+  // The latest readable snapshot: a damaged manifest (or one rewritten by whoever holds the store's
+  // keys) must not stop every later snapshot. It stays as it is, for verify to report.
+  for (let i = snaps.length - 1; i >= 0 && !prevInfo; i--) {
+    try {
+      const m = await repo.readManifest(snaps[i].key, signal);
+      const entries = new Map<string, ManifestEntry>();
+      for await (const e of m.entries) entries.set(e.path, e);
+      for (const u of m.unsafe) repo.log('warn', `the previous snapshot ${snaps[i].key} names an unsafe path ${showPath(u.path)}; it is ignored`);
+      [prevInfo, prevHeader, prev] = [snaps[i], m.header, entries];
+    } catch (e) {
+      if (!isSyncguardError(e, 'INTEGRITY')) throw e;
+      repo.log('warn', `the snapshot ${snaps[i].key} cannot be read (${e.message}); the next snapshot builds on the one before it. Run \`syncguard verify\``);
+    }
   }
   const index = await repo.loadIndex(signal);
 

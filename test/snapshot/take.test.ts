@@ -5,11 +5,12 @@ import { SyncguardError, isSyncguardError } from '../../src/errors.js';
 import { comparePaths } from '../../src/paths.js';
 import { blobKey, manifestKey, snapshotId } from '../../src/snapshot/layout.js';
 import { MANIFEST_FORMAT, MANIFEST_VERSION } from '../../src/snapshot/manifest.js';
+import { Repository } from '../../src/snapshot/repository.js';
 import { faulty, type FaultyStore } from '../../src/store/faulty.js';
 import { readAll } from '../../src/store/types.js';
 import { KiB, bytesOf, makeTree, writeFile } from '../helpers/tree.js';
 import {
-  ACCOUNT, DAY, FeedProvider, allObjects, counting, engine, failingStream, intercepting, keys, local, manifestOf, sha256, snap, sourceDir,
+  ACCOUNT, DAY, FeedProvider, allObjects, counting, engine, failingStream, gzipLines, intercepting, keys, local, manifestOf, sha256, snap, sourceDir,
 } from './_fixtures.js';
 
 const roots: string[] = [];
@@ -271,6 +272,26 @@ describe('snapshot: take', () => {
         expect(next.header.counts.files).toBe(52);
       }
     }
+  });
+
+  it('builds on the last readable snapshot when the latest manifest is damaged (regression: one damaged manifest stopped every later snapshot)', async () => {
+    const root = await src();
+    const logged: string[] = [];
+    const e = engine();
+    const repo = new Repository({ store: e.store, lockDays: 30, now: e.clock.now, log: (level, m) => logged.push(`${level}: ${m}`) });
+    await makeTree(root, { small: 20, large: [300 * KiB], odd: false });
+    const good = await snap(repo, local(root));
+    // Someone holding the store's keys writes a new, broken manifest (or a store damaged one).
+    e.clock.advance(DAY);
+    const broken = manifestKey('laptop', snapshotId(e.clock.now()));
+    await e.store.put(broken, await gzipLines([{ ...good.header, id: snapshotId(e.clock.now()) }, '{"path": "x", broken']));
+    e.clock.advance(DAY);
+    const { provider, opened } = counting(local(root));
+    const next = await snap(repo, provider);
+    expect(next.header.previous).toBe(good.key);
+    expect(opened).toEqual([]);
+    expect(next.bytesAdded).toBe(0);
+    expect(logged).toContainEqual(expect.stringMatching(new RegExp(`^warn: the snapshot ${broken.replace(/[.]/g, '\\.')} cannot be read .*damaged at line 2.*; the next snapshot builds on the one before it`)));
   });
 
   it('extends the lock of reused objects that would end before the new horizon, and records the horizon', async () => {
