@@ -6,11 +6,13 @@
  *
  *   node bench/phases.mjs <dist dir> <config file>
  *
- * Prints one JSON document: { run (as `snapshot --json` prints it), phases, store }.
+ * Prints one JSON document: { run (as `snapshot --json` prints it), phases (seconds), store (calls),
+ * memoryMB (per phase, the highest rss / heapUsed / external / arrayBuffers sampled) }.
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { writeHeapSnapshot } from 'node:v8';
 
 const [dist, config] = process.argv.slice(2);
 if (!dist || !config) {
@@ -27,8 +29,22 @@ const t0 = performance.now();
 const phases = {};
 let phase = 'start';
 let since = t0;
+// Memory: the highest of each figure per phase, sampled every 100 ms (MB = 10^6 bytes).
+const memory = {};
+const sample = () => {
+  const m = process.memoryUsage();
+  const p = (memory[phase] ??= { rss: 0, heapUsed: 0, external: 0, arrayBuffers: 0 });
+  for (const k of Object.keys(p)) p[k] = Math.max(p[k], Math.round(m[k] / 1e6));
+};
+const sampler = setInterval(sample, 100);
+// BENCH_HEAP_SNAPSHOT=<dir>: a heap snapshot as the engine enters that phase (BENCH_HEAP_PHASE, default
+// "finishing": everything listed and read is still in memory), for bench/heap-summary.mjs.
+const heapDir = process.env.BENCH_HEAP_SNAPSHOT;
+const heapPhase = process.env.BENCH_HEAP_PHASE ?? 'finishing';
 const mark = (next) => {
   if (next === phase) return;
+  if (heapDir && next === heapPhase) process.stderr.write(`heap snapshot: ${writeHeapSnapshot(join(heapDir, `phases-${process.pid}-${next}.heapsnapshot`))}\n`);
+  sample();
   const now = performance.now();
   phases[phase] = (phases[phase] ?? 0) + (now - since) / 1000;
   phase = next;
@@ -36,6 +52,7 @@ const mark = (next) => {
 };
 const runs = await lib.snapshot({ ...loaded, store: store.wrapped }, ['bench'], { onProgress: (_account, p) => mark(p.phase) });
 mark('done');
+clearInterval(sampler);
 const r = runs[0];
 if (!r.ok) {
   console.error(`syncguard: ${r.error.message}`);
@@ -53,6 +70,7 @@ process.stdout.write(JSON.stringify({
     total: round((performance.now() - t0) / 1000),
   },
   store: store.stats,
+  memoryMB: Object.fromEntries(Object.entries(memory).filter(([k]) => k !== 'done').map(([k, v]) => [k === 'start' ? 'index+first listing' : k, v])),
 }));
 store.wrapped.close?.();
 

@@ -31,11 +31,13 @@ const KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB, MB = 1e6;
 // ---------------------------------------------------------------------------------------------
 // Options
 
-const USAGE = `usage: node bench/run.mjs [--quick] [--only a,b] [--all-tools] [--own-s3] [--keep] [--profile]
+const USAGE = `usage: node bench/run.mjs [--quick] [--only a,b] [--tools a,b] [--all-tools] [--own-s3] [--keep] [--profile]
 
   --quick       a smaller tree (1,000 small files, 256 MiB instead of 2 GiB, 20,000 instead of 200,000)
   --only LIST   scenarios to run, comma-separated; the ones they need run too:
                 ${'first, second, changed, restore, big, many'}
+  --tools LIST  the tools to run in every scenario, comma-separated: syncguard, rclone, restic
+                (default: all three, and syncguard alone in "big" and "many")
   --all-tools   run rclone and restic in the "big" and "many" scenarios too (default: syncguard only;
                 they hold memory targets for syncguard alone, and rclone's 200,000 PUTs take long)
   --own-s3      start a server of the benchmark's own even when S3_ENDPOINT is set
@@ -54,6 +56,7 @@ try {
     options: {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
+      tools: { type: 'string' },
       'all-tools': { type: 'boolean', default: false },
       'own-s3': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
@@ -86,6 +89,15 @@ const SCENARIOS = {
   big: { needs: [], run: scenarioBig },
   many: { needs: [], run: scenarioMany },
 };
+
+const chosenTools = (opts.tools ?? 'syncguard,rclone,restic').split(',').map((s) => s.trim()).filter(Boolean);
+{
+  const unknown = chosenTools.filter((t) => !['syncguard', 'rclone', 'restic'].includes(t));
+  if (unknown.length > 0 || chosenTools.length === 0) {
+    console.error(`bench: unknown tool(s) ${unknown.join(', ') || '(none given)'}; the tools are: syncguard, rclone, restic`);
+    process.exit(2);
+  }
+}
 
 function chosenScenarios() {
   const all = Object.keys(SCENARIOS);
@@ -246,7 +258,8 @@ async function forEachLimit(items, limit, fn) {
 const TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 let runCounter = 0;
 
-/** Runs one command; resolves to { wall, rssBytes, code, stdout (file), log (file) }. Never rejects
+/** Runs one command; resolves to { wall, rssBytes, cpu (user+sys seconds, with GNU time), code,
+ *  outFile (stdout), logFile (stderr) }. Never rejects
  *  for a failing command: the caller decides. */
 function measure(name, cmd, args, { cwd = WORK, env = process.env } = {}) {
   const n = String(++runCounter).padStart(2, '0');
@@ -255,7 +268,7 @@ function measure(name, cmd, args, { cwd = WORK, env = process.env } = {}) {
   const outFile = `${base}.out`, logFile = `${base}.log`, timeFile = `${base}.time`;
   const out = openSync(outFile, 'w'), log = openSync(logFile, 'w');
   writeSync(log, `$ ${[cmd, ...args].join(' ')}\n`);
-  const argv = TIME ? [TIME, ['-f', '%e %M', '-o', timeFile, cmd, ...args]] : [cmd, args];
+  const argv = TIME ? [TIME, ['-f', '%e %M %U %S', '-o', timeFile, cmd, ...args]] : [cmd, args];
   return new Promise((res) => {
     const t0 = performance.now();
     const child = spawn(argv[0], argv[1], { cwd, env, stdio: ['ignore', out, log] });
@@ -275,13 +288,13 @@ function measure(name, cmd, args, { cwd = WORK, env = process.env } = {}) {
       const wall = (performance.now() - t0) / 1000;
       if (poll) clearInterval(poll);
       closeSync(out); closeSync(log);
-      let rssBytes = hwm;
+      let rssBytes = hwm, cpu;
       if (TIME) {
         const lines = readFileSync(timeFile, 'utf8').trim().split('\n');
-        const m = /^([\d.]+) (\d+)$/.exec(lines[lines.length - 1] ?? '');
-        if (m) rssBytes = Number(m[2]) * 1024;
+        const m = /^([\d.]+) (\d+) ([\d.]+) ([\d.]+)$/.exec(lines[lines.length - 1] ?? '');
+        if (m) { rssBytes = Number(m[2]) * 1024; cpu = Number(m[3]) + Number(m[4]); }
       }
-      res({ name, wall, rssBytes, code: code ?? (signal ? 128 : -1), outFile, logFile });
+      res({ name, wall, rssBytes, cpu, code: code ?? (signal ? 128 : -1), outFile, logFile });
     });
   });
 }
@@ -336,8 +349,9 @@ const syncguard = {
   env() {
     return { ...process.env, SGBENCH_S3_ENDPOINT: S3.endpoint, SGBENCH_S3_KEY_ID: S3.accessKeyId, SGBENCH_S3_SECRET: S3.secretAccessKey };
   },
-  cli(name, config, args) {
-    return measure(name, process.execPath, [join(DIST, 'cli', 'main.js'), '-c', config, '--json', ...args], { env: this.env() });
+  cli(name, config, args, { profile = false } = {}) {
+    const node = profile ? ['--cpu-prof', `--cpu-prof-dir=${join(WORK, 'profiles')}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+    return measure(name, process.execPath, [...node, join(DIST, 'cli', 'main.js'), '-c', config, '--json', ...args], { env: this.env() });
   },
   async backup(name, setup) {
     let r, run;
@@ -354,15 +368,16 @@ const syncguard = {
     return { ...r, bytesSent: run.bytesAdded, detail: `${run.files} files, read ${run.filesRead}` };
   },
   async restore(name, setup, target) {
-    const r = await this.cli(name, setup.config, ['restore', 'bench', '--at', setup.last, '--to', target]);
+    const r = await this.cli(name, setup.config, ['restore', 'bench', '--at', setup.last, '--to', target], { profile: opts.profile });
     if (r.code !== 0) throw failure(r, 'syncguard restore');
+    const prof = join(WORK, 'profiles', `${name}.cpuprofile`);
+    if (opts.profile && existsSync(prof)) r.hot = hottest(prof);
     return r;
   },
 };
 
 const rclone = {
   name: 'rclone',
-  available: () => has('rclone'),
   env() {
     const env = { ...process.env };
     // Debian's rclone 1.60 fails on AWS_CA_BUNDLE with an http endpoint ("LoadCustomCABundleError").
@@ -401,7 +416,6 @@ const rclone = {
 
 const restic = {
   name: 'restic',
-  available: () => has('restic'),
   env() {
     return {
       ...process.env,
@@ -460,10 +474,11 @@ async function runTool(scenario, tool, fn) {
   process.stderr.write(`  ${scenario}: ${tool.name}… `);
   try {
     const r = await fn();
-    const rec = { scenario, tool: tool.name, wall: round(r.wall, 2), rssBytes: r.rssBytes, bytesSent: r.bytesSent, detail: r.detail, log: r.logFile };
-    if (r.phases) Object.assign(rec, { phases: r.phases, store: r.store, hot: r.hot });
+    const rec = { scenario, tool: tool.name, wall: round(r.wall, 2), cpu: r.cpu, rssBytes: r.rssBytes, bytesSent: r.bytesSent, detail: r.detail, log: r.logFile };
+    if (r.phases) Object.assign(rec, { phases: r.phases, store: r.store, memoryMB: r.memoryMB });
+    if (r.hot) rec.hot = r.hot;
     results.push(rec);
-    process.stderr.write(`${r.wall.toFixed(1)} s, ${mb(r.rssBytes)} RSS${r.bytesSent !== undefined ? `, ${mib(r.bytesSent)} sent` : ''}\n`);
+    process.stderr.write(`${r.wall.toFixed(1)} s${r.cpu !== undefined ? ` (CPU ${r.cpu.toFixed(1)} s)` : ''}, ${mb(r.rssBytes)} RSS${r.bytesSent !== undefined ? `, ${mib(r.bytesSent)} sent` : ''}\n`);
     return rec;
   } catch (e) {
     const rec = { scenario, tool: tool.name, error: e.message };
@@ -522,17 +537,28 @@ function printLines() {
     const parts = results.filter((r) => r.scenario === s).map((r) => `${r.tool} ${r.error ? 'failed' : mb(r.rssBytes)}`);
     console.log(`  ${s.padEnd(18)} ${parts.join(', ')}`);
   }
+  if (results.some((r) => r.cpu !== undefined)) {
+    console.log('\nCPU seconds (user+sys) of every run (less sensitive to other load than wall time):');
+    for (const s of [...new Set(results.map((r) => r.scenario))]) {
+      const parts = results.filter((r) => r.scenario === s).map((r) => `${r.tool} ${r.error || r.cpu === undefined ? '-' : `${r.cpu.toFixed(1)} s`}`);
+      console.log(`  ${s.padEnd(18)} ${parts.join(', ')}`);
+    }
+  }
   console.log('\nBytes sent (syncguard: bytesAdded of `snapshot --json`; rclone: its stats "bytes"; restic: "data_added"):');
   for (const s of [...new Set(results.filter((r) => r.bytesSent !== undefined).map((r) => r.scenario))]) {
     const parts = results.filter((r) => r.scenario === s && !r.error).map((r) => `${r.tool} ${mib(r.bytesSent)}${r.detail ? ` (${r.detail})` : ''}`);
     console.log(`  ${s.padEnd(18)} ${parts.join('; ')}`);
   }
-  const profiled = results.filter((r) => r.phases);
+  const profiled = results.filter((r) => r.phases || r.hot);
   if (profiled.length > 0) {
-    console.log('\nsyncguard under --profile (bench/phases.mjs with --cpu-prof; its times include the profiler):');
+    console.log('\nsyncguard under --profile (snapshots through bench/phases.mjs, restores through the CLI, with --cpu-prof; times include the profiler):');
     for (const r of profiled) {
-      console.log(`  ${r.scenario}: ${Object.entries(r.phases).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}`);
-      console.log(`    store calls (seconds summed over concurrent calls): ${Object.entries(r.store).map(([k, v]) => `${k} ${v.calls}× ${v.seconds.toFixed(2)} s`).join(', ')}`);
+      if (!r.phases) console.log(`  ${r.scenario}:`);
+      else {
+        console.log(`  ${r.scenario}: ${Object.entries(r.phases).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}`);
+        console.log(`    store calls (seconds summed over concurrent calls): ${Object.entries(r.store).map(([k, v]) => `${k} ${v.calls}× ${v.seconds.toFixed(2)} s`).join(', ')}`);
+        console.log(`    memory per phase, MB (rss/heap/external): ${Object.entries(r.memoryMB ?? {}).map(([k, v]) => `${k} ${v.rss}/${v.heapUsed}/${v.external}`).join(', ')}`);
+      }
       if (r.hot) {
         console.log(`    CPU ${r.hot.seconds} s by area: ${r.hot.areas.slice(0, 8).map((a) => `${a.what} ${(a.share * 100).toFixed(0)}%`).join(', ')}`);
         console.log(`    hottest: ${r.hot.functions.slice(0, 6).map((f) => `${f.what} ${(f.share * 100).toFixed(0)}%`).join('; ')}`);
@@ -552,6 +578,7 @@ const state = {}; // shared between the main-tree scenarios: the tree, expected 
 
 function toolsFor(scenario) {
   const all = [syncguard, rclone, restic];
+  if (opts.tools) return all.filter((t) => chosenTools.includes(t.name));
   if ((scenario === 'big' || scenario === 'many') && !opts['all-tools']) return [syncguard];
   return all;
 }
@@ -693,7 +720,7 @@ async function profiledBackup(name, setup) {
   if (r.code !== 0) throw failure(r, 'syncguard snapshot (bench/phases.mjs)');
   const doc = JSON.parse(readFileSync(r.outFile, 'utf8'));
   const prof = join(dir, `${name}.cpuprofile`);
-  return { ...r, run: doc.run, phases: doc.phases, store: doc.store, hot: existsSync(prof) ? hottest(prof) : undefined };
+  return { ...r, run: doc.run, phases: doc.phases, store: doc.store, memoryMB: doc.memoryMB, hot: existsSync(prof) ? hottest(prof) : undefined };
 }
 
 /** Self time by function and by area (syncguard's own files, the AWS SDK, node internals, GC). */
@@ -801,8 +828,8 @@ async function dropBucket(name) {
 
 function preflight() {
   const missing = [];
-  if (!has('rclone')) missing.push('rclone');
-  if (!has('restic')) missing.push('restic');
+  if (chosenTools.includes('rclone') && !has('rclone')) missing.push('rclone');
+  if (chosenTools.includes('restic') && !has('restic')) missing.push('restic');
   if (missing.length > 0) {
     console.error(`bench: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed; the benchmark compares syncguard with both, from Debian's packages:\n  apt-get install -y rclone restic`);
     process.exit(2);
