@@ -30,6 +30,10 @@ import { Pacer, type PacerOptions } from '../providers/_pacer.js';
 import { checkDigest, checkKey, checkListPrefix, checkPutOptions, chunksOf, discardBody, emptyStream, isFuture, normalisePrefix, rangeWithin, sha256Hex } from './_util.js';
 import type { GetOptions, ObjectInfo, PrepareOptions, PrepareReport, PutOptions, Store, StoreFeatures } from './types.js';
 
+// On Node 20 the AWS SDK warns, on every client it makes, that its releases after January 2027 need
+// Node 22. syncguard pins a release that runs on Node 20, so the warning would only be noise on stderr.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 const MiB = 1024 * 1024;
 const MIN_PART = 5 * MiB;
 const MAX_PARTS = 10_000;
