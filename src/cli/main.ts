@@ -64,7 +64,8 @@ export function buildProgram(cli: Cli): Command {
   registerDaemon(program, cli);
   registerStatus(program, cli);
   registerAck(program, cli);
-  for (const c of program.commands) {
+  const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
+  for (const c of all(program.commands)) {
     c.exitOverride().addHelpText('after', EXIT_HELP).configureOutput({ writeOut: (s) => cli.io.stdout.write(s), writeErr: (s) => cli.io.stderr.write(s) });
     if (!c.options.some((o) => o.long === '--json')) c.addOption(new Option('--json', 'print one JSON document on stdout').hideHelp());
   }
@@ -103,10 +104,6 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
     process.off('SIGTERM', onSignal);
   }
 }
-
-// The AWS SDK warns on Node 20 that its releases after January 2027 need Node 22; syncguard pins a
-// release that runs on 20, so on every run that warning is only noise on stderr.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const isMain = process.argv[1] && import.meta.url === new URL(`file://${(await import('node:fs')).realpathSync(process.argv[1])}`).href;
 if (isMain) {
