@@ -11,7 +11,9 @@ export function unsafeReason(path: string): string | undefined {
   if (typeof path !== 'string' || path.length === 0) return 'the path is empty';
   if (path.includes('\0')) return 'the path holds a NUL character';
   if (path.startsWith('/')) return 'the path is absolute';
-  if (/^[A-Za-z]:[\\/]/.test(path) || path.startsWith('\\\\')) return 'the path is absolute';
+  // A drive letter or a backslash is an ordinary character in a name on Linux and macOS, but leads
+  // elsewhere on Windows: refused only there.
+  if (process.platform === 'win32' && (/^[A-Za-z]:/.test(path) || path.includes('\\'))) return 'the path is absolute or holds a backslash';
   for (const seg of path.split('/')) {
     if (seg === '') return 'the path has an empty segment';
     if (seg === '.' || seg === '..') return `the path has a "${seg}" segment`;
