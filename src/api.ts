@@ -128,7 +128,7 @@ export async function snapshotAccount(ctx: Context, repo: Repository, account: A
  *  is the lock the snapshot was written with). */
 export async function snapshots(ctx: Context, account?: string, signal?: AbortSignal): Promise<Array<SnapshotSummary & { lockedUntil?: string }>> {
   if (account) findAccount(ctx.config, account);
-  return (await readSnapshotLocks(openRepository(ctx), account, signal)).map((s) => ({ ...s, lockedUntil: s.lockedUntil?.toISOString() }));
+  return (await readSnapshotLocks(openRepository(ctx), account, signal, { skipDamaged: true })).map((s) => ({ ...s, lockedUntil: s.lockedUntil?.toISOString() }));
 }
 
 /** `syncguard ls <account> [path] --at D`. */

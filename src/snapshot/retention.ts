@@ -33,14 +33,21 @@ export interface SnapshotLock extends SnapshotInfo {
 }
 
 /** The snapshots of an account (or of all), oldest first, with headers and lock horizons. */
-export async function readSnapshotLocks(repo: Repository, account?: string, signal?: AbortSignal): Promise<SnapshotLock[]> {
+export async function readSnapshotLocks(repo: Repository, account?: string, signal?: AbortSignal, opts: { skipDamaged?: boolean } = {}): Promise<SnapshotLock[]> {
   const infos = await repo.listSnapshots(account, signal);
-  const out: SnapshotLock[] = new Array(infos.length);
+  const out: Array<SnapshotLock | undefined> = new Array(infos.length);
   await forEachLimit(infos.map((s, i) => [s, i] as const), 8, async ([s, i]) => {
-    const [header, info] = await Promise.all([repo.readHeader(s.key, signal), repo.store.head(s.key)]);
-    out[i] = { ...s, header, lockedUntil: info?.retainUntil ?? (header.lockedUntil ? new Date(header.lockedUntil) : undefined) };
+    try {
+      const [header, info] = await Promise.all([repo.readHeader(s.key, signal), repo.store.head(s.key)]);
+      out[i] = { ...s, header, lockedUntil: info?.retainUntil ?? (header.lockedUntil ? new Date(header.lockedUntil) : undefined) };
+    } catch (e) {
+      // Listing goes on past a damaged manifest (and says so); prune does not: it cannot know what
+      // the damaged snapshot needs, so it deletes nothing.
+      if (!opts.skipDamaged || !isSyncguardError(e, 'INTEGRITY')) throw e;
+      repo.log('warn', `${e.message}: the snapshot ${s.id} of "${s.account}" is not listed; run \`syncguard verify\``);
+    }
   });
-  return out;
+  return out.filter((s): s is SnapshotLock => s !== undefined);
 }
 
 // ---- the keep policy ----
