@@ -204,9 +204,10 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     if (dir) await fsp.rm(dir, { recursive: true, force: true });
   });
 
-  it('auth dropbox: PKCE sign-in with the code typed in, saved to a 0600 file and never printed', async () => {
+  it('init; without a sign-in, snapshot says to run `auth dropbox`, which signs in through PKCE with the code typed in', async () => {
+    expect((await run(['init'], 0)).stdout).toMatch(/^created s3:\/\//);
     const before = await run(['snapshot', ACCOUNT], 1);
-    expect(before.stderr).toContain(`run \`syncguard auth dropbox --account ${ACCOUNT}\``);
+    expect(before.stderr).toContain(`syncguard: ${ACCOUNT}: no Dropbox authorization saved for account "${ACCOUNT}" (${credsFile()} does not exist): run \`syncguard auth dropbox --account ${ACCOUNT}\``);
 
     const r = await authDropbox();
     expect(r.stderr).toContain('Linked to the Dropbox account of Ada Lovelace <ada@example.com>.');
@@ -217,8 +218,7 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     expect(emu.count('oauth2/token')).toBe(1);
   });
 
-  it('init, then a first snapshot that lists everything once and reads every file once', async () => {
-    expect((await run(['init'], 0)).stdout).toMatch(/^created s3:\/\//);
+  it('a first snapshot lists everything once and reads every file once', async () => {
     fill(emu.home);
     state1 = picture(emu.home);
     const files = state1.filter((i) => i.type === 'file');
