@@ -17,8 +17,9 @@
  * Store: S3_ENDPOINT (+ AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), e.g. `source /tmp/ceph-s3/s3.env`;
  * a bucket per provider and run, Object Lock GOVERNANCE 1 day (--no-lock: off), removed at the end.
  *
- * Also a module: `runCloudBench(options)` runs the scenarios and returns the results (bench/run.mjs
- * can call it).
+ * Also a module: `runCloudBench(options)` runs the scenarios and returns the results;
+ * `benchCloud({ quick, keep, profile, s3 })` does that, writes the JSON and returns the report as text
+ * (what bench/run.mjs calls, so that `npm run bench` runs these scenarios too).
  */
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -249,7 +250,7 @@ async function scenario(provider, ctx) {
   const bucket = `sgcloud-${ctx.runId}-${provider}`;
   const emu = await startEmulator(provider, ctx.build);
   const env = {
-    PATH: process.env.PATH, HOME: dir, TZ: 'UTC', LANG: 'C.UTF-8', NODE_NO_WARNINGS: '1',
+    PATH: process.env.PATH, HOME: dir, TZ: 'UTC', LANG: 'C.UTF-8',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     AWS_ACCESS_KEY_ID: ctx.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: ctx.s3.secretAccessKey,
     ...(ctx.nodeOptions ? { NODE_OPTIONS: ctx.nodeOptions } : {}),
@@ -449,6 +450,34 @@ async function dropBucket(s3, name) {
   }
 }
 
+/**
+ * For bench/run.mjs: runs the scenarios (`quick`: 10,000 files), writes bench/.work/cloud-results.json
+ * and returns the report as text. Never throws for a failed run (the text says FAILED).
+ * @param {{ quick?: boolean, keep?: boolean, profile?: boolean, s3?: S3Access }} o
+ */
+export async function benchCloud(o = {}) {
+  try {
+    const result = await runCloudBench({ files: o.quick ? 10_000 : 100_000, keep: o.keep, profile: o.profile, s3: o.s3 && { endpoint: o.s3.endpoint, accessKeyId: o.s3.accessKeyId, secretAccessKey: o.s3.secretAccessKey } });
+    const out = writeResults(result);
+    return `${header(result)}\n\n${formatTable(result)}\n\nresults: ${out}`;
+  } catch (e) {
+    return `FAILED: ${e.message}`;
+  }
+}
+
+function header(result) {
+  return [
+    `syncguard cloud benchmark, ${result.started}, ${result.files.toLocaleString('en-US')} files, store ${result.s3}${result.lock ? ' (Object Lock GOVERNANCE, 1 day)' : ' (no Object Lock)'}`,
+    `node ${result.env.node}, ${result.env.cpus}, ${result.env.memory}; load average at start ${result.env.loadavgAtStart.join(' ')}, at end ${result.loadavgAtEnd.join(' ')}`,
+  ].join('\n');
+}
+
+function writeResults(result) {
+  const out = join(ROOT, 'bench', '.work', 'cloud-results.json');
+  writeFileSync(out, JSON.stringify(result, null, 2));
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // As a script
 
@@ -483,12 +512,9 @@ async function main() {
     console.error(`bench/cloud.mjs: ${e.message}`);
     process.exit(2);
   }
-  console.log(`\nsyncguard cloud benchmark, ${result.started}, ${files.toLocaleString('en-US')} files, store ${result.s3}${result.lock ? ' (Object Lock GOVERNANCE, 1 day)' : ' (no Object Lock)'}`);
-  console.log(`node ${result.env.node}, ${result.env.cpus}, ${result.env.memory}; load average at start ${result.env.loadavgAtStart.join(' ')}, at end ${result.loadavgAtEnd.join(' ')}\n`);
+  console.log(`\n${header(result)}\n`);
   console.log(formatTable(result));
-  const out = join(ROOT, 'bench', '.work', 'cloud-results.json');
-  writeFileSync(out, JSON.stringify(result, null, 2));
-  console.log(`\nresults: ${out}`);
+  console.log(`\nresults: ${writeResults(result)}`);
   if (result.runs.some((r) => r.error)) process.exitCode = 1;
 }
 
