@@ -880,6 +880,7 @@ async function main() {
       process.stderr.write(`[${name}] (load average ${loadavg()[0].toFixed(2)})\n`);
       await SCENARIOS[name].run();
     }
+    if (!opts.only) notes.push(`cloud scenarios (bench/cloud.mjs, also runnable on its own):\n${await (await import('./cloud.mjs')).benchCloud({ quick: opts.quick, keep: opts.keep, profile: opts.profile, s3: S3 })}`);
   } finally {
     if (!opts.keep) {
       for (const b of buckets) await dropBucket(b.name);
