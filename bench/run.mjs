@@ -878,7 +878,13 @@ async function main() {
     process.stderr.write(`bench ${opts.quick ? '--quick ' : ''}scenarios: ${scenarios.join(', ')}; S3 ${S3.describe}; work dir ${WORK}\n`);
     for (const name of scenarios) {
       process.stderr.write(`[${name}] (load average ${loadavg()[0].toFixed(2)})\n`);
-      await SCENARIOS[name].run();
+      try {
+        await SCENARIOS[name].run();
+      } catch (e) {
+        // A setup that failed (init, the server, the disk): the other scenarios still run.
+        process.stderr.write(`  ${name}: FAILED\n    ${e.message}\n`);
+        results.push({ scenario: name, tool: '-', error: e.message });
+      }
     }
     if (!opts.only) notes.push(`cloud scenarios (bench/cloud.mjs, also runnable on its own):\n${await (await import('./cloud.mjs')).benchCloud({ quick: opts.quick, keep: opts.keep, profile: opts.profile, s3: S3 })}`);
   } finally {
