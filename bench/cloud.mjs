@@ -13,7 +13,8 @@
  *
  * The emulators (test/emulators/*.ts) are compiled with bench/tsconfig.cloud.json into
  * bench/.work/cloud-build and run in a child process (bench/cloud/emulator-server.mjs), so the CLI's
- * peak RSS and CPU are its own. The CLI is a copy of dist/ taken at the start (bench/.work/cloud/dist).
+ * peak RSS and CPU are its own. The CLI is a copy of dist/ taken at the start. Each run works in
+ * bench/.work/cloud/<run id>/ (its logs and profiles stay there; the copy of dist/ and the configs go).
  * Store: S3_ENDPOINT (+ AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), e.g. `source /tmp/ceph-s3/s3.env`;
  * a bucket per provider and run, Object Lock GOVERNANCE 1 day (--no-lock: off), removed at the end.
  *
@@ -40,10 +41,10 @@ const USAGE = `usage: node bench/cloud.mjs [--quick] [--files N] [--only dropbox
   --files N     the number of files (at least 1,000)
   --only LIST   providers to run, comma-separated: dropbox, onedrive
   --no-lock     buckets without Object Lock (objectLock: off) instead of GOVERNANCE, 1 day
-  --keep        keep the buckets and bench/.work/cloud
+  --keep        keep the buckets, and everything in bench/.work/cloud/<run id>
   --profile     run each snapshot under --cpu-prof, with its memory sampled every second
                 (bench/cloud/memwatch.mjs): the hottest functions and the memory peaks (RSS, heap,
-                Buffers) go into the results (bench/.work/cloud/profiles); times include the overhead
+                Buffers) go into the results (bench/.work/cloud/<run id>/profiles); times include the overhead
   --node-options "FLAGS"  NODE_OPTIONS for the measured CLI (experiments: --max-old-space-size=…)
 
 Store: S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (e.g. \`source /tmp/ceph-s3/s3.env\`).
@@ -67,8 +68,10 @@ export async function runCloudBench(o = {}) {
   for (const p of providers) if (!['dropbox', 'onedrive'].includes(p)) throw new Error(`unknown provider "${p}": expected dropbox or onedrive`);
   const s3 = o.s3 ?? s3FromEnv();
   const log = o.log ?? ((line) => process.stderr.write(line + '\n'));
-  const work = resolve(o.work ?? join(ROOT, 'bench', '.work', 'cloud'));
-  const ctx = { files, changes: o.changes ?? 10, nodeOptions: o.nodeOptions, lock: o.lock ?? true, keep: !!o.keep, profile: !!o.profile, s3, log, work, runId: randomBytes(3).toString('hex') };
+  const runId = randomBytes(3).toString('hex');
+  // A folder per run: two runs at once (this script and `npm run bench`, say) must not share one.
+  const work = resolve(o.work ?? join(ROOT, 'bench', '.work', 'cloud', runId));
+  const ctx = { files, changes: o.changes ?? 10, nodeOptions: o.nodeOptions, lock: o.lock ?? true, keep: !!o.keep, profile: !!o.profile, s3, log, work, runId };
 
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
@@ -76,7 +79,7 @@ export async function runCloudBench(o = {}) {
   ctx.build = build;
   ctx.cli = freezeDist(work);
 
-  const result = { started: new Date().toISOString(), files, changes: ctx.changes, lock: ctx.lock, s3: s3.endpoint, runs: [], rows: [], targets: [], notes: [] };
+  const result = { started: new Date().toISOString(), files, changes: ctx.changes, lock: ctx.lock, s3: s3.endpoint, work, runs: [], rows: [], targets: [], notes: [] };
   result.env = { node: process.version, cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`, memory: `${Math.round(totalmem() / 2 ** 30)} GiB`, loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100) };
   if (!TIME) result.notes.push('/usr/bin/time is missing: peak RSS was sampled from /proc/<pid>/status VmHWM every 20 ms');
   for (const provider of providers) {
@@ -472,9 +475,12 @@ function header(result) {
   ].join('\n');
 }
 
+/** The results in the run's folder, and as the latest ones in bench/.work/cloud-results.json. */
 function writeResults(result) {
+  const text = JSON.stringify(result, null, 2);
+  if (existsSync(result.work)) writeFileSync(join(result.work, 'results.json'), text);
   const out = join(ROOT, 'bench', '.work', 'cloud-results.json');
-  writeFileSync(out, JSON.stringify(result, null, 2));
+  writeFileSync(out, text);
   return out;
 }
 
