@@ -221,14 +221,13 @@ async function toProvider(
   result.target = base;
   const where = (e: ManifestEntry) => (base ? `${base}/${e.path}` : e.path);
   const conflicts: string[] = [];
-  if (!opts.overwrite || opts.dryRun) {
-    // Under a fresh "Restored <date>" folder nothing can exist yet: one call says so.
-    const baseExists = base === '' ? true : await provider.exists(base, signal);
-    if (baseExists) {
-      await forEachLimit(entries.filter((e) => e.type === 'file'), opts.concurrency ?? 4, async (e) => {
-        if (await provider.exists!(where(e), signal)) conflicts.push(where(e));
-      });
-    }
+  // Checked with --overwrite too, so that the result says how many files were replaced. Under a
+  // fresh "Restored <date>" folder nothing can exist yet: one call says so.
+  const baseExists = base === '' ? true : await provider.exists(base, signal);
+  if (baseExists) {
+    await forEachLimit(entries.filter((e) => e.type === 'file'), opts.concurrency ?? 4, async (e) => {
+      if (await provider.exists!(where(e), signal)) conflicts.push(where(e));
+    });
   }
   if (conflicts.length > 0 && !opts.overwrite) {
     const list = conflicts.slice(0, 5).map(showPath).join(', ');

@@ -294,6 +294,9 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
 
     const back = await json<RestoreJson>(['restore', ACCOUNT, '--at', first.id, '--to', 'dropbox', '--into', '', '--overwrite']);
     expect(back).toMatchObject({ target: '', files: first.files, failed: [] });
+    // Regression: with --overwrite the replaced files were not counted (overwritten: 0).
+    expect(back.overwritten).toBeGreaterThan(0);
+    expect(back.overwritten).toBeLessThanOrEqual(first.files);
     const names = new Set(state1.map((i) => i.name));
     expect(picture(emu.home).filter((i) => names.has(i.name))).toEqual(state1);
   });
