@@ -31,7 +31,7 @@ const KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB, MB = 1e6;
 // ---------------------------------------------------------------------------------------------
 // Options
 
-const USAGE = `usage: node bench/run.mjs [--quick] [--only a,b] [--tools a,b] [--all-tools] [--own-s3] [--keep] [--profile]
+const USAGE = `usage: node bench/run.mjs [--quick] [--only a,b] [--tools a,b] [--all-tools] [--repeat N] [--own-s3] [--keep] [--profile]
 
   --quick       a smaller tree (1,000 small files, 256 MiB instead of 2 GiB, 20,000 instead of 200,000)
   --only LIST   scenarios to run, comma-separated; the ones they need run too:
@@ -40,6 +40,8 @@ const USAGE = `usage: node bench/run.mjs [--quick] [--only a,b] [--tools a,b] [-
                 (default: all three, and syncguard alone in "big" and "many")
   --all-tools   run rclone and restic in the "big" and "many" scenarios too (default: syncguard only;
                 they hold memory targets for syncguard alone, and rclone's 200,000 PUTs take long)
+  --repeat N    run "second" and "restore" N times, the tools taking turns, and report the median
+                wall time (they take seconds, so the machine's load moves them most)
   --own-s3      start a server of the benchmark's own even when S3_ENDPOINT is set
   --keep        keep the buckets and the generated trees
   --profile     run syncguard's snapshots through bench/phases.mjs (the library call the CLI makes) under
@@ -61,6 +63,7 @@ try {
       'own-s3': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      repeat: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     allowPositionals: false,
@@ -72,6 +75,12 @@ try {
 if (opts.help) {
   console.log(USAGE);
   process.exit(0);
+}
+
+const REPEAT = Number(opts.repeat);
+if (!Number.isInteger(REPEAT) || REPEAT < 1 || REPEAT > 20) {
+  console.error(`bench: --repeat takes a whole number from 1 to 20, got "${opts.repeat}"`);
+  process.exit(2);
 }
 
 const SIZES = opts.quick
@@ -209,7 +218,9 @@ function cachedTree(dir, spec, generate) {
   const want = JSON.stringify(spec);
   if (existsSync(stamp)) {
     const got = JSON.parse(readFileSync(stamp, 'utf8'));
-    if (JSON.stringify(got.spec) === want) return new Map(got.expected);
+    // Kept only when every file is still there with its size (the folder may have been cleaned meanwhile).
+    const intact = (path, f) => { try { return statSync(join(dir, path)).size === f.size; } catch { return false; } };
+    if (JSON.stringify(got.spec) === want && got.expected.every(([path, f]) => intact(path, f))) return new Map(got.expected);
   }
   rmSync(dir, { recursive: true, force: true });
   rmSync(stamp, { force: true });
@@ -470,22 +481,54 @@ const results = []; // one per tool run: { scenario, tool, wall, rssBytes, bytes
 const rows = []; // the table
 const notes = [];
 
-async function runTool(scenario, tool, fn) {
+async function runTool(scenario, tool, fn, { push = true } = {}) {
   process.stderr.write(`  ${scenario}: ${tool.name}… `);
   try {
     const r = await fn();
     const rec = { scenario, tool: tool.name, wall: round(r.wall, 2), cpu: r.cpu, rssBytes: r.rssBytes, bytesSent: r.bytesSent, detail: r.detail, log: r.logFile };
     if (r.phases) Object.assign(rec, { phases: r.phases, store: r.store, memoryMB: r.memoryMB });
     if (r.hot) rec.hot = r.hot;
-    results.push(rec);
+    if (push) results.push(rec);
     process.stderr.write(`${r.wall.toFixed(1)} s${r.cpu !== undefined ? ` (CPU ${r.cpu.toFixed(1)} s)` : ''}, ${mb(r.rssBytes)} RSS${r.bytesSent !== undefined ? `, ${mib(r.bytesSent)} sent` : ''}\n`);
     return rec;
   } catch (e) {
     const rec = { scenario, tool: tool.name, error: e.message };
-    results.push(rec);
+    if (push) results.push(rec);
     process.stderr.write(`FAILED\n    ${e.message}\n`);
     return rec;
   }
+}
+
+/** Runs each tool `--repeat` times, the tools taking turns (so a change in the machine's load falls on
+ *  all of them), and records one result per tool: the median wall and CPU time, the highest RSS, and
+ *  every wall time. `fn(tool, i)` does run i. */
+async function repeated(scenario, tools, fn) {
+  const runs = new Map(tools.map((t) => [t.name, []]));
+  for (let i = 0; i < REPEAT; i++) {
+    for (const tool of tools) {
+      if (runs.get(tool.name).some((r) => r.error)) continue;
+      runs.get(tool.name).push(await runTool(REPEAT > 1 ? `${scenario} #${i + 1}` : scenario, tool, () => fn(tool, i), { push: false }));
+    }
+  }
+  const merged = new Map();
+  for (const [name, rs] of runs) {
+    const failed = rs.find((r) => r.error);
+    const rec = failed ? { ...failed, scenario } : {
+      ...rs[0], scenario,
+      wall: median(rs.map((r) => r.wall)),
+      cpu: rs.every((r) => r.cpu !== undefined) ? round(median(rs.map((r) => r.cpu)), 2) : undefined,
+      rssBytes: Math.max(...rs.map((r) => r.rssBytes)),
+      ...(rs.length > 1 ? { walls: rs.map((r) => r.wall), logs: rs.map((r) => r.log) } : {}),
+    };
+    results.push(rec);
+    merged.set(name, rec);
+  }
+  return merged;
+}
+
+function median(xs) {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
 }
 
 /** A row comparing the three tools on one number. `target`: { text, met(sg, rc, rs) }. */
@@ -608,7 +651,7 @@ async function scenarioFirst() {
 
 async function scenarioSecond() {
   const s = await mainTree();
-  for (const tool of toolsFor('second')) await runTool('second', tool, () => tool.backup(`second-${tool.name}`, s.setups[tool.name]));
+  await repeated('second', toolsFor('second'), (tool, i) => tool.backup(`second-${tool.name}${REPEAT > 1 ? `-${i + 1}` : ''}`, s.setups[tool.name]));
   row('second, nothing changed', 's', triple('second', 'wall'), { text: '≤1.0× restic', need: [0, 2], met: (sg, _rc, rs) => sg <= rs });
   row('second: bytes sent', 'MiB', triple('second', 'bytesSent'));
 }
@@ -627,20 +670,25 @@ async function scenarioChanged() {
 
 async function scenarioRestore() {
   const s = await mainTree();
-  for (const tool of toolsFor('restore')) {
+  // Each run restores into an empty folder; the first run of each tool is then checked file by file.
+  const checks = new Map();
+  const merged = await repeated('restore', toolsFor('restore'), async (tool, i) => {
     const target = join(WORK, 'restore', tool.name);
     rmSync(target, { recursive: true, force: true });
     mkdirSync(dirname(target), { recursive: true });
-    const rec = await runTool('restore', tool, () => tool.restore(`restore-${tool.name}`, s.setups[tool.name], target));
-    if (rec.error) continue;
-    const v = await verifyTree(target, s.expected);
+    const r = await tool.restore(`restore-${tool.name}${REPEAT > 1 ? `-${i + 1}` : ''}`, s.setups[tool.name], target);
+    if (i === 0) checks.set(tool.name, await verifyTree(target, s.expected));
+    if (!opts.keep || i < REPEAT - 1) rmSync(target, { recursive: true, force: true });
+    return r;
+  });
+  for (const [name, v] of checks) {
+    const rec = merged.get(name);
     rec.verified = v.ok;
     if (!v.ok) {
       rec.error = `restored tree differs: ${v.missing.length} missing, ${v.extra.length} extra, ${v.wrong.length} with other content (e.g. ${[...v.missing, ...v.extra, ...v.wrong].slice(0, 3).join(', ')})`;
-      process.stderr.write(`    ${tool.name}: ${rec.error}\n`);
+      process.stderr.write(`    ${name}: ${rec.error}\n`);
     }
-    notes.push(`restore (${tool.name}): ${v.ok ? `verified, ${v.files} files match by SHA-256` : rec.error}`);
-    if (!opts.keep) rmSync(target, { recursive: true, force: true });
+    notes.push(`restore (${name}): ${v.ok ? `verified, ${v.files} files match by SHA-256` : rec.error}`);
   }
   const walls = ['syncguard', 'rclone', 'restic'].map((t) => {
     const r = results.find((x) => x.scenario === 'restore' && x.tool === t);
