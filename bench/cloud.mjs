@@ -30,6 +30,7 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { hottest as hottestOf } from './cpu-profile.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MiB = 1024 * 1024;
@@ -313,7 +314,7 @@ async function scenario(provider, ctx) {
 
     const hot = (name) => {
       const file = join(ctx.work, 'profiles', `${provider}-${name}.cpuprofile`);
-      return ctx.profile && existsSync(file) ? hottest(file) : undefined;
+      return ctx.profile && existsSync(file) ? hottestOf(file, 10) : undefined;
     };
     return {
       provider, bucket, tree, night,
@@ -366,31 +367,6 @@ function addRows(result, r) {
   target('first snapshot peak RSS under 300 MB', r.first.rssBytes < 300 * MB, `${(r.first.rssBytes / MB).toFixed(0)} MB`);
   const expectedFiles = r.tree.files + Math.floor(r.night.changed * 0.4);
   target('second snapshot holds every file, none failed', r.second.run.files === expectedFiles && r.second.run.failed === 0 && r.first.run.failed === 0, `${r.second.run.files.toLocaleString('en-US')} files (expected ${expectedFiles.toLocaleString('en-US')}), ${r.second.run.failed} failed`);
-}
-
-/** Self time by function and by area, from a .cpuprofile. */
-function hottest(file, top = 10) {
-  const p = JSON.parse(readFileSync(file, 'utf8'));
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const self = new Map();
-  for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + (p.timeDeltas[i] ?? 0));
-  const fns = new Map();
-  const areas = new Map();
-  let all = 0;
-  for (const [id, us] of self) {
-    const { functionName, url, lineNumber } = byId.get(id).callFrame;
-    const where = url.replace(/^file:\/\//, '');
-    const area = !url ? (functionName.startsWith('(') ? functionName : 'native')
-      : where.includes('/node_modules/') ? where.replace(/^.*\/node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1')
-        : where.startsWith('node:') ? 'node internals'
-          : where.includes('/dist/') ? `syncguard ${where.replace(/^.*\/dist\//, '')}` : where;
-    const fn = `${functionName || '(anonymous)'} ${where ? `${where.replace(/^.*\/(dist|node_modules)\//, '')}:${lineNumber + 1}` : ''}`.trim();
-    fns.set(fn, (fns.get(fn) ?? 0) + us);
-    areas.set(area, (areas.get(area) ?? 0) + us);
-    all += us;
-  }
-  const list = (m) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([what, us]) => ({ what, seconds: Math.round(us / 1e4) / 100, share: Math.round((us / all) * 1000) / 1000 }));
-  return { seconds: Math.round(all / 1e4) / 100, areas: list(areas), functions: list(fns) };
 }
 
 /** The results as text: one table of runs, then the targets. */

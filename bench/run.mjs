@@ -22,6 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { hottest as hottestOf } from './cpu-profile.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORK = resolve(process.env.BENCH_DIR ?? join(ROOT, 'bench', '.work'));
@@ -382,7 +383,7 @@ const syncguard = {
     const r = await this.cli(name, setup.config, ['restore', 'bench', '--at', setup.last, '--to', target], { profile: opts.profile });
     if (r.code !== 0) throw failure(r, 'syncguard restore');
     const prof = join(WORK, 'profiles', `${name}.cpuprofile`);
-    if (opts.profile && existsSync(prof)) r.hot = hottest(prof);
+    if (opts.profile && existsSync(prof)) r.hot = hottestOf(prof, 12);
     return r;
   },
 };
@@ -768,31 +769,7 @@ async function profiledBackup(name, setup) {
   if (r.code !== 0) throw failure(r, 'syncguard snapshot (bench/phases.mjs)');
   const doc = JSON.parse(readFileSync(r.outFile, 'utf8'));
   const prof = join(dir, `${name}.cpuprofile`);
-  return { ...r, run: doc.run, phases: doc.phases, store: doc.store, memoryMB: doc.memoryMB, hot: existsSync(prof) ? hottest(prof) : undefined };
-}
-
-/** Self time by function and by area (syncguard's own files, the AWS SDK, node internals, GC). */
-function hottest(file, top = 12) {
-  const p = JSON.parse(readFileSync(file, 'utf8'));
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const self = new Map();
-  for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i], (self.get(p.samples[i]) ?? 0) + (p.timeDeltas[i] ?? 0));
-  const fns = new Map(), areas = new Map();
-  let total = 0;
-  for (const [id, us] of self) {
-    const { functionName, url, lineNumber } = byId.get(id).callFrame;
-    const where = url.replace(/^file:\/\//, '');
-    const area = !url ? (functionName.startsWith('(') ? functionName : 'native')
-      : where.includes('/node_modules/') ? where.replace(/^.*\/node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1')
-      : where.startsWith('node:') ? 'node internals'
-      : where.includes('/dist/') ? `syncguard ${where.replace(/^.*\/dist\//, '')}` : where;
-    const fn = `${functionName || '(anonymous)'} ${where ? `${where.replace(/^.*\/(dist|node_modules)\//, '')}:${lineNumber + 1}` : ''}`.trim();
-    fns.set(fn, (fns.get(fn) ?? 0) + us);
-    areas.set(area, (areas.get(area) ?? 0) + us);
-    total += us;
-  }
-  const list = (m) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, us]) => ({ what: k, seconds: round(us / 1e6, 2), share: round(us / total, 3) }));
-  return { seconds: round(total / 1e6, 2), areas: list(areas), functions: list(fns) };
+  return { ...r, run: doc.run, phases: doc.phases, store: doc.store, memoryMB: doc.memoryMB, hot: existsSync(prof) ? hottestOf(prof, 12) : undefined };
 }
 
 // ---------------------------------------------------------------------------------------------
