@@ -102,9 +102,9 @@ async function toDisk(
     if (!st) continue;
     if (e.type === 'dir' ? !st.isDirectory() : true) conflicts.push(e.path);
   }
-  const realRoot = await fsp.realpath(root).catch(() => undefined);
-  if (realRoot !== undefined && realRoot !== root && !(await fsp.lstat(root)).isDirectory()) {
-    throw new SyncguardError('EXISTS', `${root} exists and is not a folder`);
+  const rootStat = await fsp.stat(root).catch(() => undefined);
+  if (rootStat && !rootStat.isDirectory()) {
+    throw new SyncguardError('EXISTS', `${root} exists and is not a folder; nothing was written`);
   }
   if (conflicts.length > 0 && !opts.overwrite) {
     const list = conflicts.slice(0, 5).map(showPath).join(', ');

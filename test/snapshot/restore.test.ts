@@ -156,6 +156,18 @@ describe('snapshot: restore', () => {
     expect(tree.find((x) => x.name === 'safe-big.bin')!.sha256).toBe(sha256(bytesOf('safe-big', 300 * KiB)));
   });
 
+  it('refuses a target that is a file, not a folder, and leaves the file as it was (even with --overwrite)', async () => {
+    const { repo } = await snapshotted();
+    const parent = await temp('out');
+    const target = join(parent, 'not-a-folder');
+    await writeFile(parent, 'not-a-folder', 'a file');
+    for (const overwrite of [false, true]) {
+      const err = await rejection(toDir(repo, target, { overwrite }), 'EXISTS');
+      expect(err.message).toMatch(/exists and is not a folder; nothing was written/);
+      expect(readFileSync(target, 'utf8')).toBe('a file');
+    }
+  });
+
   it('refuses with EXISTS and writes nothing when files of the snapshot exist in the target; --overwrite replaces them', async () => {
     const { repo } = await snapshotted();
     const target = await temp('out');
