@@ -15,11 +15,17 @@ export async function acquireRunLock(stateDir: string, account: string): Promise
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, `${account}.lock`);
   for (let attempt = 0; attempt < 3; attempt++) {
+    // The lock appears whole or not at all: written beside it, then linked into place (link fails when
+    // it exists), so a crash can never leave an empty lock file naming nobody.
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fsp.writeFile(tmp, `${process.pid}\n`, { mode: 0o600 });
     try {
-      await fsp.writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      await fsp.link(tmp, file);
       return { release: async () => { await fsp.rm(file, { force: true }); } };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      await fsp.rm(tmp, { force: true });
     }
     const pid = Number((await fsp.readFile(file, 'utf8').catch(() => '')).trim());
     if (pid > 0 && pid !== process.pid && alive(pid)) {
