@@ -24,7 +24,18 @@
  */
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -64,15 +75,29 @@ Run \`npm run build\` first: the CLI measured is dist/cli/main.js.`;
  */
 export async function runCloudBench(o = {}) {
   const files = o.files ?? 100_000;
-  if (!Number.isInteger(files) || files < 1000) throw new Error(`--files must be a whole number of at least 1,000, got ${o.files}`);
+  if (!Number.isInteger(files) || files < 1000)
+    throw new Error(`--files must be a whole number of at least 1,000, got ${o.files}`);
   const providers = o.providers ?? ['dropbox', 'onedrive'];
-  for (const p of providers) if (!['dropbox', 'onedrive'].includes(p)) throw new Error(`unknown provider "${p}": expected dropbox or onedrive`);
+  for (const p of providers)
+    if (!['dropbox', 'onedrive'].includes(p))
+      throw new Error(`unknown provider "${p}": expected dropbox or onedrive`);
   const s3 = o.s3 ?? s3FromEnv();
   const log = o.log ?? ((line) => process.stderr.write(line + '\n'));
   const runId = randomBytes(3).toString('hex');
   // A folder per run: two runs at once (this script and `npm run bench`, say) must not share one.
   const work = resolve(o.work ?? join(ROOT, 'bench', '.work', 'cloud', runId));
-  const ctx = { files, changes: o.changes ?? 10, nodeOptions: o.nodeOptions, lock: o.lock ?? true, keep: !!o.keep, profile: !!o.profile, s3, log, work, runId };
+  const ctx = {
+    files,
+    changes: o.changes ?? 10,
+    nodeOptions: o.nodeOptions,
+    lock: o.lock ?? true,
+    keep: !!o.keep,
+    profile: !!o.profile,
+    s3,
+    log,
+    work,
+    runId,
+  };
 
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
@@ -80,11 +105,32 @@ export async function runCloudBench(o = {}) {
   ctx.build = build;
   ctx.cli = freezeDist(work);
 
-  const result = { started: new Date().toISOString(), files, changes: ctx.changes, lock: ctx.lock, s3: s3.endpoint, work, runs: [], rows: [], targets: [], notes: [] };
-  result.env = { node: process.version, cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`, memory: `${Math.round(totalmem() / 2 ** 30)} GiB`, loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100) };
-  if (!TIME) result.notes.push('/usr/bin/time is missing: peak RSS was sampled from /proc/<pid>/status VmHWM every 20 ms');
+  const result = {
+    started: new Date().toISOString(),
+    files,
+    changes: ctx.changes,
+    lock: ctx.lock,
+    s3: s3.endpoint,
+    work,
+    runs: [],
+    rows: [],
+    targets: [],
+    notes: [],
+  };
+  result.env = {
+    node: process.version,
+    cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`,
+    memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+    loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+  if (!TIME)
+    result.notes.push(
+      '/usr/bin/time is missing: peak RSS was sampled from /proc/<pid>/status VmHWM every 20 ms',
+    );
   for (const provider of providers) {
-    log(`[cloud: ${provider}] ${files.toLocaleString('en-US')} files (load average ${loadavg()[0].toFixed(2)})`);
+    log(
+      `[cloud: ${provider}] ${files.toLocaleString('en-US')} files (load average ${loadavg()[0].toFixed(2)})`,
+    );
     try {
       const r = await scenario(provider, ctx);
       result.runs.push(r);
@@ -101,8 +147,15 @@ export async function runCloudBench(o = {}) {
 
 function s3FromEnv() {
   const endpoint = process.env.S3_ENDPOINT;
-  if (!endpoint) throw new Error('S3_ENDPOINT is not set: point it at an S3 server with Object Lock (for the development server: `source /tmp/ceph-s3/s3.env`)');
-  return { endpoint, accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'test', secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'testsecret' };
+  if (!endpoint)
+    throw new Error(
+      'S3_ENDPOINT is not set: point it at an S3 server with Object Lock (for the development server: `source /tmp/ceph-s3/s3.env`)',
+    );
+  return {
+    endpoint,
+    accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? 'test',
+    secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? 'testsecret',
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -117,10 +170,21 @@ function compileEmulators(log) {
     ['test/emulators/graph.ts', 'test/emulators/graph.js'],
     ['src/providers/dropbox/content-hash.ts', 'src/providers/dropbox/content-hash.js'],
   ];
-  const stale = pairs.some(([src, js]) => !existsSync(join(out, js)) || statSync(join(ROOT, src)).mtimeMs > statSync(join(out, js)).mtimeMs);
+  const stale = pairs.some(
+    ([src, js]) =>
+      !existsSync(join(out, js)) || statSync(join(ROOT, src)).mtimeMs > statSync(join(out, js)).mtimeMs,
+  );
   if (stale) {
     log('compiling the emulators (bench/tsconfig.cloud.json → bench/.work/cloud-build)');
-    execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'bench', 'tsconfig.cloud.json')], { stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync(
+      process.execPath,
+      [
+        join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+        '-p',
+        join(ROOT, 'bench', 'tsconfig.cloud.json'),
+      ],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    );
   }
   return out;
 }
@@ -146,7 +210,9 @@ async function startEmulator(provider, build) {
   let next = 0;
   const ready = new Promise((res, rej) => {
     child.once('error', rej);
-    child.once('exit', (code) => rej(new Error(`the ${provider} emulator exited with ${code} before it was ready`)));
+    child.once('exit', (code) =>
+      rej(new Error(`the ${provider} emulator exited with ${code} before it was ready`)),
+    );
     child.on('message', (m) => {
       if (m.ready) return res(m);
       const p = pending.get(m.id);
@@ -158,19 +224,27 @@ async function startEmulator(provider, build) {
   });
   const info = await ready;
   child.removeAllListeners('exit');
-  child.on('exit', () => { for (const p of pending.values()) p.rej(new Error(`the ${provider} emulator exited`)); pending.clear(); });
+  child.on('exit', () => {
+    for (const p of pending.values()) p.rej(new Error(`the ${provider} emulator exited`));
+    pending.clear();
+  });
   return {
     url: info.url,
     child,
-    call: (cmd, args) => new Promise((res, rej) => {
-      const id = ++next;
-      pending.set(id, { res, rej });
-      child.send({ id, cmd, args });
-    }),
+    call: (cmd, args) =>
+      new Promise((res, rej) => {
+        const id = ++next;
+        pending.set(id, { res, rej });
+        child.send({ id, cmd, args });
+      }),
     async stop() {
       if (child.exitCode !== null) return;
       const gone = new Promise((r) => child.once('exit', r));
-      try { child.send({ id: 0, cmd: 'close' }); } catch { child.kill(); }
+      try {
+        child.send({ id: 0, cmd: 'close' });
+      } catch {
+        child.kill();
+      }
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await gone;
       clearTimeout(t);
@@ -190,7 +264,16 @@ function measure(ctx, name, args, { cwd, env, profileDir }) {
   const outFile = `${base}.out`;
   const logFile = `${base}.log`;
   const timeFile = `${base}.time`;
-  const nodeArgs = profileDir ? ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`, '--import', pathToFileURL(join(ROOT, 'bench', 'cloud', 'memwatch.mjs')).href] : [];
+  const nodeArgs = profileDir
+    ? [
+        '--expose-gc',
+        '--cpu-prof',
+        `--cpu-prof-dir=${profileDir}`,
+        `--cpu-prof-name=${name}.cpuprofile`,
+        '--import',
+        pathToFileURL(join(ROOT, 'bench', 'cloud', 'memwatch.mjs')).href,
+      ]
+    : [];
   const cmd = [process.execPath, ...nodeArgs, ctx.cli, ...args];
   const out = openSync(outFile, 'w');
   const errFd = openSync(logFile, 'w');
@@ -200,12 +283,16 @@ function measure(ctx, name, args, { cwd, env, profileDir }) {
     const t0 = performance.now();
     const child = spawn(argv[0], argv[1], { cwd, env, stdio: ['ignore', out, errFd] });
     let hwm = 0;
-    const poll = TIME ? undefined : setInterval(() => {
-      try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) hwm = Math.max(hwm, Number(m[1]) * 1024);
-      } catch { /* gone */ }
-    }, 20);
+    const poll = TIME
+      ? undefined
+      : setInterval(() => {
+          try {
+            const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+            if (m) hwm = Math.max(hwm, Number(m[1]) * 1024);
+          } catch {
+            /* gone */
+          }
+        }, 20);
     const done = (code, error) => {
       const wall = (performance.now() - t0) / 1000;
       if (poll) clearInterval(poll);
@@ -228,11 +315,24 @@ function measure(ctx, name, args, { cwd, env, profileDir }) {
 }
 
 function failure(r, what) {
-  const tail = readFileSync(r.logFile, 'utf8').split('\n').filter((l) => l && !l.startsWith('memwatch')).slice(-6).join('\n    ');
+  const tail = readFileSync(r.logFile, 'utf8')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('memwatch'))
+    .slice(-6)
+    .join('\n    ');
   // With --json the CLI says why on stdout.
   let said = '';
-  try { said = JSON.parse(r.stdout).map((x) => x.error?.message).filter(Boolean).join('; '); } catch { /* not JSON */ }
-  return new Error(`${what} exited ${r.code}${r.error ? ` (${r.error})` : ''}${said ? `: ${said}` : ''}; log ${r.logFile}:\n    ${tail}`);
+  try {
+    said = JSON.parse(r.stdout)
+      .map((x) => x.error?.message)
+      .filter(Boolean)
+      .join('; ');
+  } catch {
+    /* not JSON */
+  }
+  return new Error(
+    `${what} exited ${r.code}${r.error ? ` (${r.error})` : ''}${said ? `: ${said}` : ''}; log ${r.logFile}:\n    ${tail}`,
+  );
 }
 
 /** The peaks of what bench/cloud/memwatch.mjs wrote to a log (MB), under --profile. */
@@ -240,7 +340,8 @@ function memoryPeaks(logFile) {
   const peaks = {};
   for (const line of readFileSync(logFile, 'utf8').split('\n')) {
     if (!line.startsWith('memwatch ')) continue;
-    for (const [, k, v] of line.matchAll(/(\w+)=([\d.]+)(?!s)/g)) if (k !== 't') peaks[k] = Math.max(peaks[k] ?? 0, Number(v));
+    for (const [, k, v] of line.matchAll(/(\w+)=([\d.]+)(?!s)/g))
+      if (k !== 't') peaks[k] = Math.max(peaks[k] ?? 0, Number(v));
   }
   return Object.keys(peaks).length ? peaks : undefined;
 }
@@ -254,39 +355,59 @@ async function scenario(provider, ctx) {
   const bucket = `sgcloud-${ctx.runId}-${provider}`;
   const emu = await startEmulator(provider, ctx.build);
   const env = {
-    PATH: process.env.PATH, HOME: dir, TZ: 'UTC', LANG: 'C.UTF-8',
+    PATH: process.env.PATH,
+    HOME: dir,
+    TZ: 'UTC',
+    LANG: 'C.UTF-8',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    AWS_ACCESS_KEY_ID: ctx.s3.accessKeyId, AWS_SECRET_ACCESS_KEY: ctx.s3.secretAccessKey,
+    AWS_ACCESS_KEY_ID: ctx.s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: ctx.s3.secretAccessKey,
     ...(ctx.nodeOptions ? { NODE_OPTIONS: ctx.nodeOptions } : {}),
   };
   let created = false;
   try {
     const t0 = performance.now();
     const tree = await emu.call('fill', { files: ctx.files, seed: `cloud-${provider}` });
-    ctx.log(`  emulator filled in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${tree.files.toLocaleString('en-US')} files, ${(tree.bytes / MiB).toFixed(1)} MiB`);
-    const account = provider === 'dropbox'
-      ? ['    provider: dropbox', '    appKey: bench-app-key', '    refreshToken: ${DROPBOX_REFRESH_TOKEN}']
-      : ['    provider: onedrive', '    clientId: 11111111-2222-3333-4444-555555555555', '    credentials: ./onedrive-token-cache.json', `    authority: ${emu.url}`];
+    ctx.log(
+      `  emulator filled in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${tree.files.toLocaleString('en-US')} files, ${(tree.bytes / MiB).toFixed(1)} MiB`,
+    );
+    const account =
+      provider === 'dropbox'
+        ? ['    provider: dropbox', '    appKey: bench-app-key', '    refreshToken: ${DROPBOX_REFRESH_TOKEN}']
+        : [
+            '    provider: onedrive',
+            '    clientId: 11111111-2222-3333-4444-555555555555',
+            '    credentials: ./onedrive-token-cache.json',
+            `    authority: ${emu.url}`,
+          ];
     if (provider === 'dropbox') env.DROPBOX_REFRESH_TOKEN = await emu.call('token');
     const config = join(dir, 'syncguard.yaml');
-    writeFileSync(config, [
-      'store:',
-      '  type: s3',
-      `  bucket: ${bucket}`,
-      `  endpoint: ${ctx.s3.endpoint}`,
-      '  forcePathStyle: true',
-      '  region: us-east-1',
-      '  accessKeyId: ${AWS_ACCESS_KEY_ID}',
-      '  secretAccessKey: ${AWS_SECRET_ACCESS_KEY}',
-      `  objectLock: ${ctx.lock ? '{ mode: GOVERNANCE, days: 1 }' : 'off'}`,
-      'stateDir: ./state',
-      'accounts:',
-      '  - name: bench',
-      ...account,
-      `    endpoint: ${emu.url}`,
-      '',
-    ].join('\n'));
-    const cli = (name, args, profile = false) => measure(ctx, `${provider}-${name}`, ['-c', config, ...args], { cwd: dir, env, profileDir: profile && ctx.profile ? join(ctx.work, 'profiles') : undefined });
+    writeFileSync(
+      config,
+      [
+        'store:',
+        '  type: s3',
+        `  bucket: ${bucket}`,
+        `  endpoint: ${ctx.s3.endpoint}`,
+        '  forcePathStyle: true',
+        '  region: us-east-1',
+        '  accessKeyId: ${AWS_ACCESS_KEY_ID}',
+        '  secretAccessKey: ${AWS_SECRET_ACCESS_KEY}',
+        `  objectLock: ${ctx.lock ? '{ mode: GOVERNANCE, days: 1 }' : 'off'}`,
+        'stateDir: ./state',
+        'accounts:',
+        '  - name: bench',
+        ...account,
+        `    endpoint: ${emu.url}`,
+        '',
+      ].join('\n'),
+    );
+    const cli = (name, args, profile = false) =>
+      measure(ctx, `${provider}-${name}`, ['-c', config, ...args], {
+        cwd: dir,
+        env,
+        profileDir: profile && ctx.profile ? join(ctx.work, 'profiles') : undefined,
+      });
 
     const init = await cli('init', ['init']);
     if (init.code !== 0) throw failure(init, 'syncguard init');
@@ -302,7 +423,9 @@ async function scenario(provider, ctx) {
     if (first.code !== 0) throw failure(first, 'the first snapshot');
     const firstCalls = await emu.call('counts');
     const [firstRun] = JSON.parse(first.stdout);
-    ctx.log(`  first snapshot: ${first.wall.toFixed(1)} s, ${(first.rssBytes / MiB).toFixed(0)} MiB peak RSS`);
+    ctx.log(
+      `  first snapshot: ${first.wall.toFixed(1)} s, ${(first.rssBytes / MiB).toFixed(0)} MiB peak RSS`,
+    );
 
     const night = await emu.call('night', { changes: ctx.changes, rename: provider === 'onedrive' });
     await emu.call('reset');
@@ -310,33 +433,70 @@ async function scenario(provider, ctx) {
     if (second.code !== 0) throw failure(second, 'the second snapshot');
     const secondCalls = await emu.call('counts');
     const [secondRun] = JSON.parse(second.stdout);
-    ctx.log(`  second snapshot: ${second.wall.toFixed(2)} s, ${(second.rssBytes / MiB).toFixed(0)} MiB peak RSS`);
+    ctx.log(
+      `  second snapshot: ${second.wall.toFixed(2)} s, ${(second.rssBytes / MiB).toFixed(0)} MiB peak RSS`,
+    );
 
     const hot = (name) => {
       const file = join(ctx.work, 'profiles', `${provider}-${name}.cpuprofile`);
       return ctx.profile && existsSync(file) ? hottestOf(file, 10) : undefined;
     };
     return {
-      provider, bucket, tree, night,
-      first: { wall: first.wall, cpu: first.cpu, rssBytes: first.rssBytes, calls: firstCalls.calls, downloadedBytes: firstCalls.downloadedBytes, run: summary(firstRun), profile: hot('first'), memory: ctx.profile ? memoryPeaks(first.logFile) : undefined },
-      second: { wall: second.wall, cpu: second.cpu, rssBytes: second.rssBytes, calls: secondCalls.calls, downloadedBytes: secondCalls.downloadedBytes, run: summary(secondRun), profile: hot('second'), memory: ctx.profile ? memoryPeaks(second.logFile) : undefined },
+      provider,
+      bucket,
+      tree,
+      night,
+      first: {
+        wall: first.wall,
+        cpu: first.cpu,
+        rssBytes: first.rssBytes,
+        calls: firstCalls.calls,
+        downloadedBytes: firstCalls.downloadedBytes,
+        run: summary(firstRun),
+        profile: hot('first'),
+        memory: ctx.profile ? memoryPeaks(first.logFile) : undefined,
+      },
+      second: {
+        wall: second.wall,
+        cpu: second.cpu,
+        rssBytes: second.rssBytes,
+        calls: secondCalls.calls,
+        downloadedBytes: secondCalls.downloadedBytes,
+        run: summary(secondRun),
+        profile: hot('second'),
+        memory: ctx.profile ? memoryPeaks(second.logFile) : undefined,
+      },
     };
   } finally {
     await emu.stop();
-    if (created && !ctx.keep) await dropBucket(ctx.s3, bucket).catch((e) => ctx.log(`  could not remove the bucket ${bucket}: ${e.message}`));
+    if (created && !ctx.keep)
+      await dropBucket(ctx.s3, bucket).catch((e) =>
+        ctx.log(`  could not remove the bucket ${bucket}: ${e.message}`),
+      );
     if (!ctx.keep) rmSync(dir, { recursive: true, force: true });
   }
 }
 
 function summary(run) {
   if (!run?.ok) throw new Error(`the snapshot failed: ${run?.error?.message ?? 'no result'}`);
-  return { id: run.id, files: run.files, dirs: run.dirs, bytes: run.bytes, filesRead: run.filesRead, bytesAdded: run.bytesAdded, failed: run.failed.length };
+  return {
+    id: run.id,
+    files: run.files,
+    dirs: run.dirs,
+    bytes: run.bytes,
+    filesRead: run.filesRead,
+    bytesAdded: run.bytesAdded,
+    failed: run.failed.length,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Rows and targets
 
-const LISTING = { dropbox: ['files/list_folder', 'files/list_folder/continue', 'files/get_metadata'], onedrive: ['delta', 'children', 'item'] };
+const LISTING = {
+  dropbox: ['files/list_folder', 'files/list_folder/continue', 'files/get_metadata'],
+  onedrive: ['delta', 'children', 'item'],
+};
 const DOWNLOADS = { dropbox: ['files/download'], onedrive: ['download'] };
 const sum = (calls, routes) => routes.reduce((n, r) => n + (calls[r] ?? 0), 0);
 const total = (calls) => Object.values(calls).reduce((n, v) => n + v, 0);
@@ -346,9 +506,18 @@ function addRows(result, r) {
   for (const which of ['first', 'second']) {
     const s = r[which];
     result.rows.push({
-      scenario: `${p}: ${which} snapshot`, files: s.run.files, filesRead: s.run.filesRead, wall: s.wall, cpu: s.cpu, rssBytes: s.rssBytes,
-      calls: total(s.calls), listing: sum(s.calls, LISTING[p]), downloads: sum(s.calls, DOWNLOADS[p]), other: total(s.calls) - sum(s.calls, LISTING[p]) - sum(s.calls, DOWNLOADS[p]),
-      downloadedBytes: s.downloadedBytes, byRoute: s.calls,
+      scenario: `${p}: ${which} snapshot`,
+      files: s.run.files,
+      filesRead: s.run.filesRead,
+      wall: s.wall,
+      cpu: s.cpu,
+      rssBytes: s.rssBytes,
+      calls: total(s.calls),
+      listing: sum(s.calls, LISTING[p]),
+      downloads: sum(s.calls, DOWNLOADS[p]),
+      other: total(s.calls) - sum(s.calls, LISTING[p]) - sum(s.calls, DOWNLOADS[p]),
+      downloadedBytes: s.downloadedBytes,
+      byRoute: s.calls,
     });
   }
   const target = (what, met, value) => result.targets.push({ provider: p, what, met, value });
@@ -358,39 +527,111 @@ function addRows(result, r) {
   if (p === 'dropbox') {
     target('second snapshot: at most 10 listing calls', listing2 <= 10, `${listing2} listing calls`);
   }
-  target(`second snapshot: one download per changed file (${r.night.changed})`, downloads2 === r.night.changed && r.second.run.filesRead === r.night.changed, `${downloads2} downloads, ${r.second.run.filesRead} files read`);
+  target(
+    `second snapshot: one download per changed file (${r.night.changed})`,
+    downloads2 === r.night.changed && r.second.run.filesRead === r.night.changed,
+    `${downloads2} downloads, ${r.second.run.filesRead} files read`,
+  );
   if (p === 'onedrive') {
-    target(`second snapshot: downloads only the changed files' ${r.night.changedBytes.toLocaleString('en-US')} bytes (renamed folder: ${r.night.renamed.files.toLocaleString('en-US')} files, none read)`, r.second.downloadedBytes === r.night.changedBytes, `${r.second.downloadedBytes.toLocaleString('en-US')} bytes`);
+    target(
+      `second snapshot: downloads only the changed files' ${r.night.changedBytes.toLocaleString('en-US')} bytes (renamed folder: ${r.night.renamed.files.toLocaleString('en-US')} files, none read)`,
+      r.second.downloadedBytes === r.night.changedBytes,
+      `${r.second.downloadedBytes.toLocaleString('en-US')} bytes`,
+    );
   }
-  const cpuRatio = r.first.cpu && r.second.cpu !== undefined ? `; CPU ${(r.second.cpu / r.first.cpu * 100).toFixed(2)}% (${r.second.cpu.toFixed(2)} s of ${r.first.cpu.toFixed(1)} s)` : '';
-  target('second snapshot under 5% of the first\'s wall time', ratio < 0.05, `${(ratio * 100).toFixed(2)}% (${r.second.wall.toFixed(2)} s of ${r.first.wall.toFixed(1)} s)${cpuRatio}`);
-  target('first snapshot peak RSS under 300 MB', r.first.rssBytes < 300 * MB, `${(r.first.rssBytes / MB).toFixed(0)} MB`);
+  const cpuRatio =
+    r.first.cpu && r.second.cpu !== undefined
+      ? `; CPU ${((r.second.cpu / r.first.cpu) * 100).toFixed(2)}% (${r.second.cpu.toFixed(2)} s of ${r.first.cpu.toFixed(1)} s)`
+      : '';
+  target(
+    "second snapshot under 5% of the first's wall time",
+    ratio < 0.05,
+    `${(ratio * 100).toFixed(2)}% (${r.second.wall.toFixed(2)} s of ${r.first.wall.toFixed(1)} s)${cpuRatio}`,
+  );
+  target(
+    'first snapshot peak RSS under 300 MB',
+    r.first.rssBytes < 300 * MB,
+    `${(r.first.rssBytes / MB).toFixed(0)} MB`,
+  );
   const expectedFiles = r.tree.files + Math.floor(r.night.changed * 0.4);
-  target('second snapshot holds every file, none failed', r.second.run.files === expectedFiles && r.second.run.failed === 0 && r.first.run.failed === 0, `${r.second.run.files.toLocaleString('en-US')} files (expected ${expectedFiles.toLocaleString('en-US')}), ${r.second.run.failed} failed`);
+  target(
+    'second snapshot holds every file, none failed',
+    r.second.run.files === expectedFiles && r.second.run.failed === 0 && r.first.run.failed === 0,
+    `${r.second.run.files.toLocaleString('en-US')} files (expected ${expectedFiles.toLocaleString('en-US')}), ${r.second.run.failed} failed`,
+  );
 }
 
 /** The results as text: one table of runs, then the targets. */
 export function formatTable(result) {
   const n = (v) => v.toLocaleString('en-US');
   const secs = (v) => (v < 10 ? v.toFixed(2) : v.toFixed(1));
-  const head = ['scenario', 'files', 'read', 'wall s', 'CPU s', 'peak RSS', 'API calls', 'listing', 'downloads', 'other', 'downloaded'];
-  const body = result.rows.map((r) => [r.scenario, n(r.files), n(r.filesRead), secs(r.wall), r.cpu === undefined ? '-' : secs(r.cpu), `${(r.rssBytes / MB).toFixed(0)} MB`, n(r.calls), n(r.listing), n(r.downloads), n(r.other), r.downloadedBytes >= MiB ? `${(r.downloadedBytes / MiB).toFixed(1)} MiB` : `${n(r.downloadedBytes)} B`]);
+  const head = [
+    'scenario',
+    'files',
+    'read',
+    'wall s',
+    'CPU s',
+    'peak RSS',
+    'API calls',
+    'listing',
+    'downloads',
+    'other',
+    'downloaded',
+  ];
+  const body = result.rows.map((r) => [
+    r.scenario,
+    n(r.files),
+    n(r.filesRead),
+    secs(r.wall),
+    r.cpu === undefined ? '-' : secs(r.cpu),
+    `${(r.rssBytes / MB).toFixed(0)} MB`,
+    n(r.calls),
+    n(r.listing),
+    n(r.downloads),
+    n(r.other),
+    r.downloadedBytes >= MiB ? `${(r.downloadedBytes / MiB).toFixed(1)} MiB` : `${n(r.downloadedBytes)} B`,
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const line = (cells) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line), ''];
-  for (const r of result.rows) out.push(`${r.scenario}: ${Object.entries(r.byRoute).sort().map(([k, v]) => `${k} ${n(v)}`).join(', ')}`);
+  for (const r of result.rows)
+    out.push(
+      `${r.scenario}: ${Object.entries(r.byRoute)
+        .sort()
+        .map(([k, v]) => `${k} ${n(v)}`)
+        .join(', ')}`,
+    );
   for (const run of result.runs.filter((x) => !x.error)) {
     for (const which of ['first', 'second']) {
       const s = run[which];
-      if (s.memory) out.push(`${run.provider}: ${which} snapshot, memory peaks (MB, sampled each second): ${Object.entries(s.memory).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      if (s.memory)
+        out.push(
+          `${run.provider}: ${which} snapshot, memory peaks (MB, sampled each second): ${Object.entries(
+            s.memory,
+          )
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`,
+        );
       if (s.profile) {
-        out.push(`${run.provider}: ${which} snapshot, CPU ${s.profile.seconds} s by area: ${s.profile.areas.slice(0, 8).map((a) => `${a.what} ${(a.share * 100).toFixed(0)}%`).join(', ')}`);
-        out.push(`  hottest: ${s.profile.functions.slice(0, 6).map((f) => `${f.what} ${(f.share * 100).toFixed(0)}%`).join('; ')}`);
+        out.push(
+          `${run.provider}: ${which} snapshot, CPU ${s.profile.seconds} s by area: ${s.profile.areas
+            .slice(0, 8)
+            .map((a) => `${a.what} ${(a.share * 100).toFixed(0)}%`)
+            .join(', ')}`,
+        );
+        out.push(
+          `  hottest: ${s.profile.functions
+            .slice(0, 6)
+            .map((f) => `${f.what} ${(f.share * 100).toFixed(0)}%`)
+            .join('; ')}`,
+        );
       }
     }
   }
   out.push('');
-  for (const t of result.targets) out.push(`${t.met ? 'met   ' : 'MISSED'}  ${t.provider}: ${t.what}: ${t.value}`);
+  for (const t of result.targets)
+    out.push(`${t.met ? 'met   ' : 'MISSED'}  ${t.provider}: ${t.what}: ${t.value}`);
   for (const run of result.runs.filter((x) => x.error)) out.push(`FAILED  ${run.provider}: ${run.error}`);
   for (const note of result.notes) out.push(`note: ${note}`);
   return out.join('\n');
@@ -403,26 +644,45 @@ async function dropBucket(s3, name) {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const sdk = await import('@aws-sdk/client-s3');
   const c = new sdk.S3Client({
-    endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true,
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
   });
   try {
     let KeyMarker;
     let VersionIdMarker;
     for (;;) {
-      const page = await c.send(new sdk.ListObjectVersionsCommand({ Bucket: name, KeyMarker, VersionIdMarker }));
+      const page = await c.send(
+        new sdk.ListObjectVersionsCommand({ Bucket: name, KeyMarker, VersionIdMarker }),
+      );
       const versions = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])];
       for (let i = 0; i < versions.length; i += 16) {
         // GOVERNANCE locks give way to the bucket's owner when asked explicitly.
-        await Promise.all(versions.slice(i, i + 16).map((v) => c.send(new sdk.DeleteObjectCommand({ Bucket: name, Key: v.Key, VersionId: v.VersionId, BypassGovernanceRetention: true }))));
+        await Promise.all(
+          versions
+            .slice(i, i + 16)
+            .map((v) =>
+              c.send(
+                new sdk.DeleteObjectCommand({
+                  Bucket: name,
+                  Key: v.Key,
+                  VersionId: v.VersionId,
+                  BypassGovernanceRetention: true,
+                }),
+              ),
+            ),
+        );
       }
       if (!page.IsTruncated) break;
       KeyMarker = page.NextKeyMarker;
       VersionIdMarker = page.NextVersionIdMarker;
     }
     const ups = await c.send(new sdk.ListMultipartUploadsCommand({ Bucket: name }));
-    for (const u of ups.Uploads ?? []) await c.send(new sdk.AbortMultipartUploadCommand({ Bucket: name, Key: u.Key, UploadId: u.UploadId }));
+    for (const u of ups.Uploads ?? [])
+      await c.send(new sdk.AbortMultipartUploadCommand({ Bucket: name, Key: u.Key, UploadId: u.UploadId }));
     await c.send(new sdk.DeleteBucketCommand({ Bucket: name }));
   } finally {
     c.destroy();
@@ -436,7 +696,16 @@ async function dropBucket(s3, name) {
  */
 export async function benchCloud(o = {}) {
   try {
-    const result = await runCloudBench({ files: o.quick ? 10_000 : 100_000, keep: o.keep, profile: o.profile, s3: o.s3 && { endpoint: o.s3.endpoint, accessKeyId: o.s3.accessKeyId, secretAccessKey: o.s3.secretAccessKey } });
+    const result = await runCloudBench({
+      files: o.quick ? 10_000 : 100_000,
+      keep: o.keep,
+      profile: o.profile,
+      s3: o.s3 && {
+        endpoint: o.s3.endpoint,
+        accessKeyId: o.s3.accessKeyId,
+        secretAccessKey: o.s3.secretAccessKey,
+      },
+    });
     const out = writeResults(result);
     return `${header(result)}\n\n${formatTable(result)}\n\nresults: ${out}`;
   } catch (e) {
@@ -489,7 +758,17 @@ async function main() {
   const files = opts.files !== undefined ? Number(opts.files) : opts.quick ? 10_000 : 100_000;
   let result;
   try {
-    result = await runCloudBench({ files, providers: opts.only?.split(',').map((s) => s.trim()).filter(Boolean), lock: !opts['no-lock'], keep: opts.keep, profile: opts.profile, nodeOptions: opts['node-options'] });
+    result = await runCloudBench({
+      files,
+      providers: opts.only
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+      lock: !opts['no-lock'],
+      keep: opts.keep,
+      profile: opts.profile,
+      nodeOptions: opts['node-options'],
+    });
   } catch (e) {
     console.error(`bench/cloud.mjs: ${e.message}`);
     process.exit(2);

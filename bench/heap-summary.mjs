@@ -21,7 +21,8 @@ const groups = new Map();
 let total = 0;
 for (let i = 0; i < snap.nodes.length; i += width) {
   const type = types[snap.nodes[i + iType]];
-  const name = type === 'object' || type === 'native' || type === 'closure' ? snap.strings[snap.nodes[i + iName]] : '';
+  const name =
+    type === 'object' || type === 'native' || type === 'closure' ? snap.strings[snap.nodes[i + iName]] : '';
   const key = name ? `${type} ${name}` : type;
   const size = snap.nodes[i + iSize];
   const g = groups.get(key) ?? { count: 0, bytes: 0 };
@@ -32,5 +33,7 @@ for (let i = 0; i < snap.nodes.length; i += width) {
 }
 console.log(`${(total / 1e6).toFixed(1)} MB in ${(snap.nodes.length / width).toLocaleString('en-US')} nodes`);
 for (const [key, g] of [...groups].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, Number(topArg ?? 25))) {
-  console.log(`${(g.bytes / 1e6).toFixed(1).padStart(8)} MB ${g.count.toLocaleString('en-US').padStart(10)}  ${key.slice(0, 100)}`);
+  console.log(
+    `${(g.bytes / 1e6).toFixed(1).padStart(8)} MB ${g.count.toLocaleString('en-US').padStart(10)}  ${key.slice(0, 100)}`,
+  );
 }

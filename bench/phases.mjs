@@ -43,14 +43,19 @@ const heapDir = process.env.BENCH_HEAP_SNAPSHOT;
 const heapPhase = process.env.BENCH_HEAP_PHASE ?? 'finishing';
 const mark = (next) => {
   if (next === phase) return;
-  if (heapDir && next === heapPhase) process.stderr.write(`heap snapshot: ${writeHeapSnapshot(join(heapDir, `phases-${process.pid}-${next}.heapsnapshot`))}\n`);
+  if (heapDir && next === heapPhase)
+    process.stderr.write(
+      `heap snapshot: ${writeHeapSnapshot(join(heapDir, `phases-${process.pid}-${next}.heapsnapshot`))}\n`,
+    );
   sample();
   const now = performance.now();
   phases[phase] = (phases[phase] ?? 0) + (now - since) / 1000;
   phase = next;
   since = now;
 };
-const runs = await lib.snapshot({ ...loaded, store: store.wrapped }, ['bench'], { onProgress: (_account, p) => mark(p.phase) });
+const runs = await lib.snapshot({ ...loaded, store: store.wrapped }, ['bench'], {
+  onProgress: (_account, p) => mark(p.phase),
+});
 mark('done');
 clearInterval(sampler);
 const r = runs[0];
@@ -59,19 +64,33 @@ if (!r.ok) {
   process.exit(1);
 }
 const h = r.result.header;
-process.stdout.write(JSON.stringify({
-  run: { account: r.account, ok: true, id: r.result.id, files: h.counts.files, bytes: h.bytes, bytesAdded: r.result.bytesAdded, filesRead: r.result.filesRead },
-  // "start": the previous manifest and the content index, plus listing up to the first progress report.
-  phases: {
-    'index+first listing': round(phases.start ?? 0),
-    listing: round(phases.listing ?? 0),
-    'reading+upload': round(phases.reading ?? 0),
-    'locks+manifest': round(phases.finishing ?? 0),
-    total: round((performance.now() - t0) / 1000),
-  },
-  store: store.stats,
-  memoryMB: Object.fromEntries(Object.entries(memory).filter(([k]) => k !== 'done').map(([k, v]) => [k === 'start' ? 'index+first listing' : k, v])),
-}));
+process.stdout.write(
+  JSON.stringify({
+    run: {
+      account: r.account,
+      ok: true,
+      id: r.result.id,
+      files: h.counts.files,
+      bytes: h.bytes,
+      bytesAdded: r.result.bytesAdded,
+      filesRead: r.result.filesRead,
+    },
+    // "start": the previous manifest and the content index, plus listing up to the first progress report.
+    phases: {
+      'index+first listing': round(phases.start ?? 0),
+      listing: round(phases.listing ?? 0),
+      'reading+upload': round(phases.reading ?? 0),
+      'locks+manifest': round(phases.finishing ?? 0),
+      total: round((performance.now() - t0) / 1000),
+    },
+    store: store.stats,
+    memoryMB: Object.fromEntries(
+      Object.entries(memory)
+        .filter(([k]) => k !== 'done')
+        .map(([k, v]) => [k === 'start' ? 'index+first listing' : k, v]),
+    ),
+  }),
+);
 store.wrapped.close?.();
 
 function round(s) {
@@ -94,7 +113,18 @@ function timed(inner) {
     }
   };
   const wrapped = Object.create(inner);
-  wrapped.put = (key, body, o) => time(key.startsWith('packs/') ? (key.endsWith('.idx') ? 'put idx' : 'put pack') : key.startsWith('blobs/') ? 'put blob' : 'put manifest', () => inner.put(key, body, o), o?.size ?? body.length ?? 0);
+  wrapped.put = (key, body, o) =>
+    time(
+      key.startsWith('packs/')
+        ? key.endsWith('.idx')
+          ? 'put idx'
+          : 'put pack'
+        : key.startsWith('blobs/')
+          ? 'put blob'
+          : 'put manifest',
+      () => inner.put(key, body, o),
+      o?.size ?? body.length ?? 0,
+    );
   wrapped.get = (key, o) => time('get', () => inner.get(key, o));
   wrapped.head = (key) => time('head', () => inner.head(key));
   wrapped.extendRetention = (key, until) => time('extendRetention', () => inner.extendRetention(key, until));
@@ -105,7 +135,10 @@ function timed(inner) {
       const t = performance.now();
       let n = 0;
       try {
-        for await (const o of inner.list(prefix, signal)) { n++; yield o; }
+        for await (const o of inner.list(prefix, signal)) {
+          n++;
+          yield o;
+        }
       } finally {
         s.seconds = round(s.seconds + (performance.now() - t) / 1000);
         s.items = (s.items ?? 0) + n;

@@ -14,8 +14,18 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import {
-  closeSync, createReadStream, cpSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync,
-  statSync, writeFileSync, writeSync,
+  closeSync,
+  createReadStream,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -27,7 +37,10 @@ import { hottest as hottestOf } from './cpu-profile.mjs';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORK = resolve(process.env.BENCH_DIR ?? join(ROOT, 'bench', '.work'));
 const SEED = 'syncguard-bench-1';
-const KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB, MB = 1e6;
+const KiB = 1024,
+  MiB = 1024 * KiB,
+  GiB = 1024 * MiB,
+  MB = 1e6;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -85,10 +98,36 @@ if (!Number.isInteger(REPEAT) || REPEAT < 1 || REPEAT > 20) {
 }
 
 const SIZES = opts.quick
-  ? { small: 1000, smallMin: 1 * KiB, smallMax: 60 * KiB, medium: 4, mediumMin: 1 * MiB, mediumMax: 8 * MiB, huge: 32 * MiB,
-      changeSmall: 10, changeMedium: 1, bigFile: 256 * MiB, many: 20_000, manyMin: 100, manyMax: 2 * KiB }
-  : { small: 10_000, smallMin: 1 * KiB, smallMax: 60 * KiB, medium: 40, mediumMin: 1 * MiB, mediumMax: 8 * MiB, huge: 256 * MiB,
-      changeSmall: 100, changeMedium: 1, bigFile: 2 * GiB, many: 200_000, manyMin: 100, manyMax: 2 * KiB };
+  ? {
+      small: 1000,
+      smallMin: 1 * KiB,
+      smallMax: 60 * KiB,
+      medium: 4,
+      mediumMin: 1 * MiB,
+      mediumMax: 8 * MiB,
+      huge: 32 * MiB,
+      changeSmall: 10,
+      changeMedium: 1,
+      bigFile: 256 * MiB,
+      many: 20_000,
+      manyMin: 100,
+      manyMax: 2 * KiB,
+    }
+  : {
+      small: 10_000,
+      smallMin: 1 * KiB,
+      smallMax: 60 * KiB,
+      medium: 40,
+      mediumMin: 1 * MiB,
+      mediumMax: 8 * MiB,
+      huge: 256 * MiB,
+      changeSmall: 100,
+      changeMedium: 1,
+      bigFile: 2 * GiB,
+      many: 200_000,
+      manyMin: 100,
+      manyMax: 2 * KiB,
+    };
 
 /** Each scenario: what it needs to have run before it, which tools take part, and the function. */
 const SCENARIOS = {
@@ -100,11 +139,16 @@ const SCENARIOS = {
   many: { needs: [], run: scenarioMany },
 };
 
-const chosenTools = (opts.tools ?? 'syncguard,rclone,restic').split(',').map((s) => s.trim()).filter(Boolean);
+const chosenTools = (opts.tools ?? 'syncguard,rclone,restic')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 {
   const unknown = chosenTools.filter((t) => !['syncguard', 'rclone', 'restic'].includes(t));
   if (unknown.length > 0 || chosenTools.length === 0) {
-    console.error(`bench: unknown tool(s) ${unknown.join(', ') || '(none given)'}; the tools are: syncguard, rclone, restic`);
+    console.error(
+      `bench: unknown tool(s) ${unknown.join(', ') || '(none given)'}; the tools are: syncguard, rclone, restic`,
+    );
     process.exit(2);
   }
 }
@@ -112,14 +156,20 @@ const chosenTools = (opts.tools ?? 'syncguard,rclone,restic').split(',').map((s)
 function chosenScenarios() {
   const all = Object.keys(SCENARIOS);
   if (!opts.only) return all;
-  const asked = opts.only.split(',').map((s) => s.trim()).filter(Boolean);
+  const asked = opts.only
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const unknown = asked.filter((s) => !SCENARIOS[s]);
   if (unknown.length > 0) {
     console.error(`bench: unknown scenario(s) ${unknown.join(', ')}; the scenarios are: ${all.join(', ')}`);
     process.exit(2);
   }
   const want = new Set();
-  const add = (s) => { for (const n of SCENARIOS[s].needs) add(n); want.add(s); };
+  const add = (s) => {
+    for (const n of SCENARIOS[s].needs) add(n);
+    want.add(s);
+  };
   asked.forEach(add);
   return all.filter((s) => want.has(s));
 }
@@ -131,13 +181,16 @@ function chosenScenarios() {
 function prng(seed) {
   let a = createHash('sha256').update(seed).digest().readUInt32LE(0);
   return {
-    next() { // mulberry32
+    next() {
+      // mulberry32
       a = (a + 0x6d2b79f5) | 0;
       let t = Math.imul(a ^ (a >>> 15), 1 | a);
       t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
       return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
     },
-    int(min, max) { return min + Math.floor(this.next() * (max - min + 1)); },
+    int(min, max) {
+      return min + Math.floor(this.next() * (max - min + 1));
+    },
   };
 }
 
@@ -186,7 +239,8 @@ function generateTree(dir) {
   }
   files.set('archive/disk-image.bin', { size: SIZES.huge, label: 'archive/disk-image.bin:0' });
   const expected = new Map();
-  for (const [path, f] of files) expected.set(path, { size: f.size, sha256: writeContent(join(dir, path), f.size, f.label) });
+  for (const [path, f] of files)
+    expected.set(path, { size: f.size, sha256: writeContent(join(dir, path), f.size, f.label) });
   return expected;
 }
 
@@ -220,8 +274,15 @@ function cachedTree(dir, spec, generate) {
   if (existsSync(stamp)) {
     const got = JSON.parse(readFileSync(stamp, 'utf8'));
     // Kept only when every file is still there with its size (the folder may have been cleaned meanwhile).
-    const intact = (path, f) => { try { return statSync(join(dir, path)).size === f.size; } catch { return false; } };
-    if (JSON.stringify(got.spec) === want && got.expected.every(([path, f]) => intact(path, f))) return new Map(got.expected);
+    const intact = (path, f) => {
+      try {
+        return statSync(join(dir, path)).size === f.size;
+      } catch {
+        return false;
+      }
+    };
+    if (JSON.stringify(got.spec) === want && got.expected.every(([path, f]) => intact(path, f)))
+      return new Map(got.expected);
   }
   rmSync(dir, { recursive: true, force: true });
   rmSync(stamp, { force: true });
@@ -249,19 +310,32 @@ async function verifyTree(dir, expected) {
     const sha = await hashFile(join(dir, p));
     if (sha !== expected.get(p).sha256) wrong.push(p);
   });
-  return { ok: missing.length === 0 && extra.length === 0 && wrong.length === 0, files: found.size, missing, extra, wrong };
+  return {
+    ok: missing.length === 0 && extra.length === 0 && wrong.length === 0,
+    files: found.size,
+    missing,
+    extra,
+    wrong,
+  };
 }
 
 function hashFile(file) {
   return new Promise((res, rej) => {
     const h = createHash('sha256');
-    createReadStream(file, { highWaterMark: MiB }).on('data', (c) => h.update(c)).on('error', rej).on('end', () => res(h.digest('hex')));
+    createReadStream(file, { highWaterMark: MiB })
+      .on('data', (c) => h.update(c))
+      .on('error', rej)
+      .on('end', () => res(h.digest('hex')));
   });
 }
 
 async function forEachLimit(items, limit, fn) {
   let i = 0;
-  await Promise.all(Array.from({ length: limit }, async () => { while (i < items.length) await fn(items[i++]); }));
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (i < items.length) await fn(items[i++]);
+    }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,34 +351,47 @@ function measure(name, cmd, args, { cwd = WORK, env = process.env } = {}) {
   const n = String(++runCounter).padStart(2, '0');
   const base = join(WORK, 'logs', `${n}-${name}`);
   mkdirSync(dirname(base), { recursive: true });
-  const outFile = `${base}.out`, logFile = `${base}.log`, timeFile = `${base}.time`;
-  const out = openSync(outFile, 'w'), log = openSync(logFile, 'w');
+  const outFile = `${base}.out`,
+    logFile = `${base}.log`,
+    timeFile = `${base}.time`;
+  const out = openSync(outFile, 'w'),
+    log = openSync(logFile, 'w');
   writeSync(log, `$ ${[cmd, ...args].join(' ')}\n`);
   const argv = TIME ? [TIME, ['-f', '%e %M %U %S', '-o', timeFile, cmd, ...args]] : [cmd, args];
   return new Promise((res) => {
     const t0 = performance.now();
     const child = spawn(argv[0], argv[1], { cwd, env, stdio: ['ignore', out, log] });
     let hwm = 0;
-    const poll = TIME ? undefined : setInterval(() => {
-      try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-        if (m) hwm = Math.max(hwm, Number(m[1]) * 1024);
-      } catch { /* gone */ }
-    }, 20);
+    const poll = TIME
+      ? undefined
+      : setInterval(() => {
+          try {
+            const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+            if (m) hwm = Math.max(hwm, Number(m[1]) * 1024);
+          } catch {
+            /* gone */
+          }
+        }, 20);
     child.on('error', (e) => {
       if (poll) clearInterval(poll);
-      closeSync(out); closeSync(log);
+      closeSync(out);
+      closeSync(log);
       res({ name, wall: 0, rssBytes: 0, code: -1, error: e.message, outFile, logFile });
     });
     child.on('exit', (code, signal) => {
       const wall = (performance.now() - t0) / 1000;
       if (poll) clearInterval(poll);
-      closeSync(out); closeSync(log);
-      let rssBytes = hwm, cpu;
+      closeSync(out);
+      closeSync(log);
+      let rssBytes = hwm,
+        cpu;
       if (TIME) {
         const lines = readFileSync(timeFile, 'utf8').trim().split('\n');
         const m = /^([\d.]+) (\d+) ([\d.]+) ([\d.]+)$/.exec(lines[lines.length - 1] ?? '');
-        if (m) { rssBytes = Number(m[2]) * 1024; cpu = Number(m[3]) + Number(m[4]); }
+        if (m) {
+          rssBytes = Number(m[2]) * 1024;
+          cpu = Number(m[3]) + Number(m[4]);
+        }
       }
       res({ name, wall, rssBytes, cpu, code: code ?? (signal ? 128 : -1), outFile, logFile });
     });
@@ -313,7 +400,9 @@ function measure(name, cmd, args, { cwd = WORK, env = process.env } = {}) {
 
 function failure(r, what) {
   const tail = readFileSync(r.logFile, 'utf8').trim().split('\n').slice(-6).join('\n    ');
-  return new Error(`${what} failed (exit ${r.code}${r.error ? `, ${r.error}` : ''}); log ${r.logFile}:\n    ${tail}`);
+  return new Error(
+    `${what} failed (exit ${r.code}${r.error ? `, ${r.error}` : ''}); log ${r.logFile}:\n    ${tail}`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,33 +426,48 @@ const syncguard = {
     const config = join(WORK, 'config', `${tag}.yaml`);
     mkdirSync(dirname(config), { recursive: true });
     // The keys stay in the environment: the file names the variables, as users are told to.
-    writeFileSync(config, [
-      'store:',
-      '  type: s3',
-      `  bucket: ${bucket}`,
-      '  endpoint: ${SGBENCH_S3_ENDPOINT}',
-      '  forcePathStyle: true',
-      '  accessKeyId: ${SGBENCH_S3_KEY_ID}',
-      '  secretAccessKey: ${SGBENCH_S3_SECRET}',
-      `  objectLock: ${lock ? '{ mode: GOVERNANCE, days: 1 }' : 'off'}`,
-      `stateDir: ${JSON.stringify(join(WORK, 'state'))}`,
-      'accounts:',
-      '  - name: bench',
-      '    provider: local',
-      `    path: ${JSON.stringify(tree)}`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      config,
+      [
+        'store:',
+        '  type: s3',
+        `  bucket: ${bucket}`,
+        '  endpoint: ${SGBENCH_S3_ENDPOINT}',
+        '  forcePathStyle: true',
+        '  accessKeyId: ${SGBENCH_S3_KEY_ID}',
+        '  secretAccessKey: ${SGBENCH_S3_SECRET}',
+        `  objectLock: ${lock ? '{ mode: GOVERNANCE, days: 1 }' : 'off'}`,
+        `stateDir: ${JSON.stringify(join(WORK, 'state'))}`,
+        'accounts:',
+        '  - name: bench',
+        '    provider: local',
+        `    path: ${JSON.stringify(tree)}`,
+        '',
+      ].join('\n'),
+    );
     buckets.push({ name: bucket, locked: lock });
     const r = await this.cli(`${tag}-syncguard-init`, config, ['init']);
     if (r.code !== 0) throw failure(r, 'syncguard init');
     return { config, bucket };
   },
   env() {
-    return { ...process.env, SGBENCH_S3_ENDPOINT: S3.endpoint, SGBENCH_S3_KEY_ID: S3.accessKeyId, SGBENCH_S3_SECRET: S3.secretAccessKey };
+    return {
+      ...process.env,
+      SGBENCH_S3_ENDPOINT: S3.endpoint,
+      SGBENCH_S3_KEY_ID: S3.accessKeyId,
+      SGBENCH_S3_SECRET: S3.secretAccessKey,
+    };
   },
   cli(name, config, args, { profile = false } = {}) {
-    const node = profile ? ['--cpu-prof', `--cpu-prof-dir=${join(WORK, 'profiles')}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-    return measure(name, process.execPath, [...node, join(DIST, 'cli', 'main.js'), '-c', config, '--json', ...args], { env: this.env() });
+    const node = profile
+      ? ['--cpu-prof', `--cpu-prof-dir=${join(WORK, 'profiles')}`, `--cpu-prof-name=${name}.cpuprofile`]
+      : [];
+    return measure(
+      name,
+      process.execPath,
+      [...node, join(DIST, 'cli', 'main.js'), '-c', config, '--json', ...args],
+      { env: this.env() },
+    );
   },
   async backup(name, setup) {
     let r, run;
@@ -380,7 +484,9 @@ const syncguard = {
     return { ...r, bytesSent: run.bytesAdded, detail: `${run.files} files, read ${run.filesRead}` };
   },
   async restore(name, setup, target) {
-    const r = await this.cli(name, setup.config, ['restore', 'bench', '--at', setup.last, '--to', target], { profile: opts.profile });
+    const r = await this.cli(name, setup.config, ['restore', 'bench', '--at', setup.last, '--to', target], {
+      profile: opts.profile,
+    });
     if (r.code !== 0) throw failure(r, 'syncguard restore');
     const prof = join(WORK, 'profiles', `${name}.cpuprofile`);
     if (opts.profile && existsSync(prof)) r.hot = hottestOf(prof, 12);
@@ -414,13 +520,45 @@ const rclone = {
   },
   async backup(name, setup) {
     // The final stats come as one JSON log line (--stats 1h: only the one at the end).
-    const r = await measure(name, 'rclone', ['copy', setup.tree, `bench:${setup.bucket}`, '--use-json-log', '--stats-log-level', 'NOTICE', '--stats', '1h'], { env: this.env() });
+    const r = await measure(
+      name,
+      'rclone',
+      [
+        'copy',
+        setup.tree,
+        `bench:${setup.bucket}`,
+        '--use-json-log',
+        '--stats-log-level',
+        'NOTICE',
+        '--stats',
+        '1h',
+      ],
+      { env: this.env() },
+    );
     if (r.code !== 0) throw failure(r, 'rclone copy');
     const stats = lastJson(r.logFile, (j) => j.stats)?.stats;
-    return { ...r, bytesSent: stats?.bytes, detail: stats ? `${stats.transfers} transferred, ${stats.checks} checked` : undefined };
+    return {
+      ...r,
+      bytesSent: stats?.bytes,
+      detail: stats ? `${stats.transfers} transferred, ${stats.checks} checked` : undefined,
+    };
   },
   async restore(name, setup, target) {
-    const r = await measure(name, 'rclone', ['copy', `bench:${setup.bucket}`, target, '--use-json-log', '--stats-log-level', 'NOTICE', '--stats', '1h'], { env: this.env() });
+    const r = await measure(
+      name,
+      'rclone',
+      [
+        'copy',
+        `bench:${setup.bucket}`,
+        target,
+        '--use-json-log',
+        '--stats-log-level',
+        'NOTICE',
+        '--stats',
+        '1h',
+      ],
+      { env: this.env() },
+    );
     if (r.code !== 0) throw failure(r, 'rclone copy (back)');
     return r;
   },
@@ -447,13 +585,24 @@ const restic = {
   },
   async backup(name, setup) {
     // "." from inside the tree: the snapshot holds the files at its root, as the others do.
-    const r = await measure(name, 'restic', ['-r', setup.repo, 'backup', '--json', '.'], { cwd: setup.tree, env: this.env() });
+    const r = await measure(name, 'restic', ['-r', setup.repo, 'backup', '--json', '.'], {
+      cwd: setup.tree,
+      env: this.env(),
+    });
     if (r.code !== 0 && r.code !== 3) throw failure(r, 'restic backup');
     const s = lastJson(r.outFile, (j) => j.message_type === 'summary');
-    return { ...r, bytesSent: s?.data_added, detail: s ? `${s.files_new} new, ${s.files_changed} changed, ${s.files_unmodified} unmodified` : undefined };
+    return {
+      ...r,
+      bytesSent: s?.data_added,
+      detail: s
+        ? `${s.files_new} new, ${s.files_changed} changed, ${s.files_unmodified} unmodified`
+        : undefined,
+    };
   },
   async restore(name, setup, target) {
-    const r = await measure(name, 'restic', ['-r', setup.repo, 'restore', 'latest', '--target', target], { env: this.env() });
+    const r = await measure(name, 'restic', ['-r', setup.repo, 'restore', 'latest', '--target', target], {
+      env: this.env(),
+    });
     if (r.code !== 0) throw failure(r, 'restic restore');
     return r;
   },
@@ -470,7 +619,9 @@ function lastJson(file, want) {
     try {
       const j = JSON.parse(lines[i]);
       if (want(j)) return j;
-    } catch { /* not JSON */ }
+    } catch {
+      /* not JSON */
+    }
   }
   return undefined;
 }
@@ -486,11 +637,22 @@ async function runTool(scenario, tool, fn, { push = true } = {}) {
   process.stderr.write(`  ${scenario}: ${tool.name}… `);
   try {
     const r = await fn();
-    const rec = { scenario, tool: tool.name, wall: round(r.wall, 2), cpu: r.cpu, rssBytes: r.rssBytes, bytesSent: r.bytesSent, detail: r.detail, log: r.logFile };
+    const rec = {
+      scenario,
+      tool: tool.name,
+      wall: round(r.wall, 2),
+      cpu: r.cpu,
+      rssBytes: r.rssBytes,
+      bytesSent: r.bytesSent,
+      detail: r.detail,
+      log: r.logFile,
+    };
     if (r.phases) Object.assign(rec, { phases: r.phases, store: r.store, memoryMB: r.memoryMB });
     if (r.hot) rec.hot = r.hot;
     if (push) results.push(rec);
-    process.stderr.write(`${r.wall.toFixed(1)} s${r.cpu !== undefined ? ` (CPU ${r.cpu.toFixed(1)} s)` : ''}, ${mb(r.rssBytes)} RSS${r.bytesSent !== undefined ? `, ${mib(r.bytesSent)} sent` : ''}\n`);
+    process.stderr.write(
+      `${r.wall.toFixed(1)} s${r.cpu !== undefined ? ` (CPU ${r.cpu.toFixed(1)} s)` : ''}, ${mb(r.rssBytes)} RSS${r.bytesSent !== undefined ? `, ${mib(r.bytesSent)} sent` : ''}\n`,
+    );
     return rec;
   } catch (e) {
     const rec = { scenario, tool: tool.name, error: e.message };
@@ -508,19 +670,28 @@ async function repeated(scenario, tools, fn) {
   for (let i = 0; i < REPEAT; i++) {
     for (const tool of tools) {
       if (runs.get(tool.name).some((r) => r.error)) continue;
-      runs.get(tool.name).push(await runTool(REPEAT > 1 ? `${scenario} #${i + 1}` : scenario, tool, () => fn(tool, i), { push: false }));
+      runs
+        .get(tool.name)
+        .push(
+          await runTool(REPEAT > 1 ? `${scenario} #${i + 1}` : scenario, tool, () => fn(tool, i), {
+            push: false,
+          }),
+        );
     }
   }
   const merged = new Map();
   for (const [name, rs] of runs) {
     const failed = rs.find((r) => r.error);
-    const rec = failed ? { ...failed, scenario } : {
-      ...rs[0], scenario,
-      wall: median(rs.map((r) => r.wall)),
-      cpu: rs.every((r) => r.cpu !== undefined) ? round(median(rs.map((r) => r.cpu)), 2) : undefined,
-      rssBytes: Math.max(...rs.map((r) => r.rssBytes)),
-      ...(rs.length > 1 ? { walls: rs.map((r) => r.wall), logs: rs.map((r) => r.log) } : {}),
-    };
+    const rec = failed
+      ? { ...failed, scenario }
+      : {
+          ...rs[0],
+          scenario,
+          wall: median(rs.map((r) => r.wall)),
+          cpu: rs.every((r) => r.cpu !== undefined) ? round(median(rs.map((r) => r.cpu)), 2) : undefined,
+          rssBytes: Math.max(...rs.map((r) => r.rssBytes)),
+          ...(rs.length > 1 ? { walls: rs.map((r) => r.wall), logs: rs.map((r) => r.log) } : {}),
+        };
     results.push(rec);
     merged.set(name, rec);
   }
@@ -537,12 +708,18 @@ function row(scenario, unit, values, target) {
   const [sg, rc, rs] = values;
   const ok = (v) => typeof v === 'number' && Number.isFinite(v);
   let met = '';
-  if (target?.met) met = target.need.every((i) => ok(values[i])) ? (target.met(sg, rc, rs) ? 'yes' : 'NO') : '?';
+  if (target?.met)
+    met = target.need.every((i) => ok(values[i])) ? (target.met(sg, rc, rs) ? 'yes' : 'NO') : '?';
   rows.push({
-    scenario, unit, syncguard: sg, rclone: rc, restic: rs,
+    scenario,
+    unit,
+    syncguard: sg,
+    rclone: rc,
+    restic: rs,
     vsRclone: ok(sg) && ok(rc) && rc > 0 ? sg / rc : undefined,
     vsRestic: ok(sg) && ok(rs) && rs > 0 ? sg / rs : undefined,
-    target: target?.text ?? '', met,
+    target: target?.text ?? '',
+    met,
   });
 }
 
@@ -561,51 +738,100 @@ function fmt(unit, v) {
 }
 
 function printTable() {
-  const head = ['scenario', 'syncguard', 'rclone', 'restic', 'ratio vs rclone', 'ratio vs restic', 'target', 'met?'];
+  const head = [
+    'scenario',
+    'syncguard',
+    'rclone',
+    'restic',
+    'ratio vs rclone',
+    'ratio vs restic',
+    'target',
+    'met?',
+  ];
   const body = rows.map((r) => [
-    r.scenario, fmt(r.unit, r.syncguard), fmt(r.unit, r.rclone), fmt(r.unit, r.restic),
-    r.vsRclone === undefined ? '-' : `${r.vsRclone.toFixed(2)}×`, r.vsRestic === undefined ? '-' : `${r.vsRestic.toFixed(2)}×`,
-    r.target, r.met,
+    r.scenario,
+    fmt(r.unit, r.syncguard),
+    fmt(r.unit, r.rclone),
+    fmt(r.unit, r.restic),
+    r.vsRclone === undefined ? '-' : `${r.vsRclone.toFixed(2)}×`,
+    r.vsRestic === undefined ? '-' : `${r.vsRestic.toFixed(2)}×`,
+    r.target,
+    r.met,
   ]);
   const all = [head, ...body];
   const w = head.map((_, i) => Math.max(...all.map((r) => [...r[i]].length)));
-  const line = (r) => `| ${r.map((c, i) => (i >= 1 && i <= 5 ? c.padStart(w[i]) : c.padEnd(w[i]))).join(' | ')} |`;
+  const line = (r) =>
+    `| ${r.map((c, i) => (i >= 1 && i <= 5 ? c.padStart(w[i]) : c.padEnd(w[i]))).join(' | ')} |`;
   console.log(line(head));
-  console.log(`|${w.map((n, i) => (i >= 1 && i <= 5 ? '-'.repeat(n + 1) + ':' : '-'.repeat(n + 2))).join('|')}|`);
+  console.log(
+    `|${w.map((n, i) => (i >= 1 && i <= 5 ? '-'.repeat(n + 1) + ':' : '-'.repeat(n + 2))).join('|')}|`,
+  );
   for (const r of body) console.log(line(r));
 }
 
 function printLines() {
   console.log('\nPeak RSS of every run:');
   for (const s of [...new Set(results.map((r) => r.scenario))]) {
-    const parts = results.filter((r) => r.scenario === s).map((r) => `${r.tool} ${r.error ? 'failed' : mb(r.rssBytes)}`);
+    const parts = results
+      .filter((r) => r.scenario === s)
+      .map((r) => `${r.tool} ${r.error ? 'failed' : mb(r.rssBytes)}`);
     console.log(`  ${s.padEnd(18)} ${parts.join(', ')}`);
   }
   if (results.some((r) => r.cpu !== undefined)) {
     console.log('\nCPU seconds (user+sys) of every run (less sensitive to other load than wall time):');
     for (const s of [...new Set(results.map((r) => r.scenario))]) {
-      const parts = results.filter((r) => r.scenario === s).map((r) => `${r.tool} ${r.error || r.cpu === undefined ? '-' : `${r.cpu.toFixed(1)} s`}`);
+      const parts = results
+        .filter((r) => r.scenario === s)
+        .map((r) => `${r.tool} ${r.error || r.cpu === undefined ? '-' : `${r.cpu.toFixed(1)} s`}`);
       console.log(`  ${s.padEnd(18)} ${parts.join(', ')}`);
     }
   }
-  console.log('\nBytes sent (syncguard: bytesAdded of `snapshot --json`; rclone: its stats "bytes"; restic: "data_added"):');
+  console.log(
+    '\nBytes sent (syncguard: bytesAdded of `snapshot --json`; rclone: its stats "bytes"; restic: "data_added"):',
+  );
   for (const s of [...new Set(results.filter((r) => r.bytesSent !== undefined).map((r) => r.scenario))]) {
-    const parts = results.filter((r) => r.scenario === s && !r.error).map((r) => `${r.tool} ${mib(r.bytesSent)}${r.detail ? ` (${r.detail})` : ''}`);
+    const parts = results
+      .filter((r) => r.scenario === s && !r.error)
+      .map((r) => `${r.tool} ${mib(r.bytesSent)}${r.detail ? ` (${r.detail})` : ''}`);
     console.log(`  ${s.padEnd(18)} ${parts.join('; ')}`);
   }
   const profiled = results.filter((r) => r.phases || r.hot);
   if (profiled.length > 0) {
-    console.log('\nsyncguard under --profile (snapshots through bench/phases.mjs, restores through the CLI, with --cpu-prof; times include the profiler):');
+    console.log(
+      '\nsyncguard under --profile (snapshots through bench/phases.mjs, restores through the CLI, with --cpu-prof; times include the profiler):',
+    );
     for (const r of profiled) {
       if (!r.phases) console.log(`  ${r.scenario}:`);
       else {
-        console.log(`  ${r.scenario}: ${Object.entries(r.phases).map(([k, v]) => `${k} ${v.toFixed(2)} s`).join(', ')}`);
-        console.log(`    store calls (seconds summed over concurrent calls): ${Object.entries(r.store).map(([k, v]) => `${k} ${v.calls}× ${v.seconds.toFixed(2)} s`).join(', ')}`);
-        console.log(`    memory per phase, MB (rss/heap/external): ${Object.entries(r.memoryMB ?? {}).map(([k, v]) => `${k} ${v.rss}/${v.heapUsed}/${v.external}`).join(', ')}`);
+        console.log(
+          `  ${r.scenario}: ${Object.entries(r.phases)
+            .map(([k, v]) => `${k} ${v.toFixed(2)} s`)
+            .join(', ')}`,
+        );
+        console.log(
+          `    store calls (seconds summed over concurrent calls): ${Object.entries(r.store)
+            .map(([k, v]) => `${k} ${v.calls}× ${v.seconds.toFixed(2)} s`)
+            .join(', ')}`,
+        );
+        console.log(
+          `    memory per phase, MB (rss/heap/external): ${Object.entries(r.memoryMB ?? {})
+            .map(([k, v]) => `${k} ${v.rss}/${v.heapUsed}/${v.external}`)
+            .join(', ')}`,
+        );
       }
       if (r.hot) {
-        console.log(`    CPU ${r.hot.seconds} s by area: ${r.hot.areas.slice(0, 8).map((a) => `${a.what} ${(a.share * 100).toFixed(0)}%`).join(', ')}`);
-        console.log(`    hottest: ${r.hot.functions.slice(0, 6).map((f) => `${f.what} ${(f.share * 100).toFixed(0)}%`).join('; ')}`);
+        console.log(
+          `    CPU ${r.hot.seconds} s by area: ${r.hot.areas
+            .slice(0, 8)
+            .map((a) => `${a.what} ${(a.share * 100).toFixed(0)}%`)
+            .join(', ')}`,
+        );
+        console.log(
+          `    hottest: ${r.hot.functions
+            .slice(0, 6)
+            .map((f) => `${f.what} ${(f.share * 100).toFixed(0)}%`)
+            .join('; ')}`,
+        );
       }
     }
   }
@@ -635,7 +861,9 @@ async function mainTree() {
   state.expected = generateTree(state.tree);
   const bytes = [...state.expected.values()].reduce((n, f) => n + f.size, 0);
   state.bytes = bytes;
-  process.stderr.write(`${state.expected.size} files, ${mib(bytes)} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `${state.expected.size} files, ${mib(bytes)} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+  );
   state.setups = {};
   for (const tool of toolsFor('first')) state.setups[tool.name] = await tool.setup('main', state.tree);
   return state;
@@ -643,17 +871,30 @@ async function mainTree() {
 
 async function scenarioFirst() {
   const s = await mainTree();
-  for (const tool of toolsFor('first')) await runTool('first', tool, () => tool.backup(`first-${tool.name}`, s.setups[tool.name]));
+  for (const tool of toolsFor('first'))
+    await runTool('first', tool, () => tool.backup(`first-${tool.name}`, s.setups[tool.name]));
   row('first snapshot', 's', triple('first', 'wall'), {
-    text: '≤0.5× rclone, ≤1.0× restic', need: [0, 1, 2], met: (sg, rc, rs) => sg <= 0.5 * rc && sg <= rs,
+    text: '≤0.5× rclone, ≤1.0× restic',
+    need: [0, 1, 2],
+    met: (sg, rc, rs) => sg <= 0.5 * rc && sg <= rs,
   });
-  row('first snapshot RSS', 'MB', triple('first', 'rssBytes'), { text: '< 250 MB', need: [0], met: (sg) => sg < 250 * MB });
+  row('first snapshot RSS', 'MB', triple('first', 'rssBytes'), {
+    text: '< 250 MB',
+    need: [0],
+    met: (sg) => sg < 250 * MB,
+  });
 }
 
 async function scenarioSecond() {
   const s = await mainTree();
-  await repeated('second', toolsFor('second'), (tool, i) => tool.backup(`second-${tool.name}${REPEAT > 1 ? `-${i + 1}` : ''}`, s.setups[tool.name]));
-  row('second, nothing changed', 's', triple('second', 'wall'), { text: '≤1.0× restic', need: [0, 2], met: (sg, _rc, rs) => sg <= rs });
+  await repeated('second', toolsFor('second'), (tool, i) =>
+    tool.backup(`second-${tool.name}${REPEAT > 1 ? `-${i + 1}` : ''}`, s.setups[tool.name]),
+  );
+  row('second, nothing changed', 's', triple('second', 'wall'), {
+    text: '≤1.0× restic',
+    need: [0, 2],
+    met: (sg, _rc, rs) => sg <= rs,
+  });
   row('second: bytes sent', 'MiB', triple('second', 'bytesSent'));
 }
 
@@ -661,11 +902,16 @@ async function scenarioChanged() {
   const s = await mainTree();
   const changed = changeTree(s.tree, s.expected);
   s.changedBytes = changed.bytes;
-  notes.push(`1% change: ${changed.files} files rewritten (${SIZES.changeSmall} small + ${SIZES.changeMedium} medium), ${changed.bytes} bytes (${mib(changed.bytes)})`);
-  for (const tool of toolsFor('changed')) await runTool('changed', tool, () => tool.backup(`changed-${tool.name}`, s.setups[tool.name]));
+  notes.push(
+    `1% change: ${changed.files} files rewritten (${SIZES.changeSmall} small + ${SIZES.changeMedium} medium), ${changed.bytes} bytes (${mib(changed.bytes)})`,
+  );
+  for (const tool of toolsFor('changed'))
+    await runTool('changed', tool, () => tool.backup(`changed-${tool.name}`, s.setups[tool.name]));
   row('1% changed', 's', triple('changed', 'wall'));
   row('1% changed: bytes sent', 'MiB', triple('changed', 'bytesSent'), {
-    text: `≈ changed (${mib(changed.bytes)}), ≤ +5%`, need: [0], met: (sg) => sg >= changed.bytes * 0.999 && sg <= changed.bytes * 1.05,
+    text: `≈ changed (${mib(changed.bytes)}), ≤ +5%`,
+    need: [0],
+    met: (sg) => sg >= changed.bytes * 0.999 && sg <= changed.bytes * 1.05,
   });
 }
 
@@ -677,7 +923,11 @@ async function scenarioRestore() {
     const target = join(WORK, 'restore', tool.name);
     rmSync(target, { recursive: true, force: true });
     mkdirSync(dirname(target), { recursive: true });
-    const r = await tool.restore(`restore-${tool.name}${REPEAT > 1 ? `-${i + 1}` : ''}`, s.setups[tool.name], target);
+    const r = await tool.restore(
+      `restore-${tool.name}${REPEAT > 1 ? `-${i + 1}` : ''}`,
+      s.setups[tool.name],
+      target,
+    );
     if (i === 0) checks.set(tool.name, await verifyTree(target, s.expected));
     if (!opts.keep || i < REPEAT - 1) rmSync(target, { recursive: true, force: true });
     return r;
@@ -695,7 +945,11 @@ async function scenarioRestore() {
     const r = results.find((x) => x.scenario === 'restore' && x.tool === t);
     return r && !r.error ? r.wall : undefined;
   });
-  row('restore, whole snapshot', 's', walls, { text: '≤1.0× restic', need: [0, 2], met: (sg, _rc, rs) => sg <= rs });
+  row('restore, whole snapshot', 's', walls, {
+    text: '≤1.0× restic',
+    need: [0, 2],
+    met: (sg, _rc, rs) => sg <= rs,
+  });
   row('restore RSS', 'MB', triple('restore', 'rssBytes'));
 }
 
@@ -705,7 +959,10 @@ async function scenarioBig() {
   const t0 = performance.now();
   const expected = cachedTree(dir, { bigFile: SIZES.bigFile, seed: SEED }, () => {
     const m = new Map();
-    m.set('big.bin', { size: SIZES.bigFile, sha256: writeContent(join(dir, 'big.bin'), SIZES.bigFile, 'big.bin:0') });
+    m.set('big.bin', {
+      size: SIZES.bigFile,
+      sha256: writeContent(join(dir, 'big.bin'), SIZES.bigFile, 'big.bin:0'),
+    });
     return m;
   });
   process.stderr.write(`ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
@@ -716,7 +973,9 @@ async function scenarioBig() {
     const target = join(WORK, 'restore', `big-${tool.name}`);
     rmSync(target, { recursive: true, force: true });
     mkdirSync(dirname(target), { recursive: true });
-    const rec = await runTool('big: restore', tool, () => tool.restore(`big-restore-${tool.name}`, setup, target));
+    const rec = await runTool('big: restore', tool, () =>
+      tool.restore(`big-restore-${tool.name}`, setup, target),
+    );
     if (!rec.error) {
       const v = await verifyTree(target, expected);
       if (!v.ok) rec.error = 'the restored file differs';
@@ -726,9 +985,17 @@ async function scenarioBig() {
     if (!opts.keep) await dropBucket(setup.bucket);
   }
   row(`${label}: snapshot`, 's', triple('big: snapshot', 'wall'));
-  row(`${label}: snapshot RSS`, 'MB', triple('big: snapshot', 'rssBytes'), { text: '< 200 MB', need: [0], met: (sg) => sg < 200 * MB });
+  row(`${label}: snapshot RSS`, 'MB', triple('big: snapshot', 'rssBytes'), {
+    text: '< 200 MB',
+    need: [0],
+    met: (sg) => sg < 200 * MB,
+  });
   row(`${label}: restore`, 's', triple('big: restore', 'wall'));
-  row(`${label}: restore RSS`, 'MB', triple('big: restore', 'rssBytes'), { text: '< 200 MB', need: [0], met: (sg) => sg < 200 * MB });
+  row(`${label}: restore RSS`, 'MB', triple('big: restore', 'rssBytes'), {
+    text: '< 200 MB',
+    need: [0],
+    met: (sg) => sg < 200 * MB,
+  });
 }
 
 async function scenarioMany() {
@@ -754,7 +1021,11 @@ async function scenarioMany() {
     if (!opts.keep) await dropBucket(setup.bucket);
   }
   row(`${label}: snapshot`, 's', triple('many: snapshot', 'wall'));
-  row(`${label}: snapshot RSS`, 'MB', triple('many: snapshot', 'rssBytes'), { text: '< 300 MB', need: [0], met: (sg) => sg < 300 * MB });
+  row(`${label}: snapshot RSS`, 'MB', triple('many: snapshot', 'rssBytes'), {
+    text: '< 300 MB',
+    need: [0],
+    met: (sg) => sg < 300 * MB,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -764,12 +1035,30 @@ async function scenarioMany() {
 async function profiledBackup(name, setup) {
   const dir = join(WORK, 'profiles');
   mkdirSync(dir, { recursive: true });
-  const r = await measure(name, process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`,
-    join(ROOT, 'bench', 'phases.mjs'), DIST, setup.config], { env: syncguard.env() });
+  const r = await measure(
+    name,
+    process.execPath,
+    [
+      '--cpu-prof',
+      `--cpu-prof-dir=${dir}`,
+      `--cpu-prof-name=${name}.cpuprofile`,
+      join(ROOT, 'bench', 'phases.mjs'),
+      DIST,
+      setup.config,
+    ],
+    { env: syncguard.env() },
+  );
   if (r.code !== 0) throw failure(r, 'syncguard snapshot (bench/phases.mjs)');
   const doc = JSON.parse(readFileSync(r.outFile, 'utf8'));
   const prof = join(dir, `${name}.cpuprofile`);
-  return { ...r, run: doc.run, phases: doc.phases, store: doc.store, memoryMB: doc.memoryMB, hot: existsSync(prof) ? hottestOf(prof, 12) : undefined };
+  return {
+    ...r,
+    run: doc.run,
+    phases: doc.phases,
+    store: doc.store,
+    memoryMB: doc.memoryMB,
+    hot: existsSync(prof) ? hottestOf(prof, 12) : undefined,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -793,7 +1082,9 @@ function startServer() {
       describe: `${process.env.S3_ENDPOINT} (S3_ENDPOINT)`,
     };
   }
-  process.stderr.write(`starting an S3 server of the benchmark's own (Ceph RGW, ${OWN.CEPH_OBJECTSTORE}, port ${OWN.S3_PORT}, ${OWN.CEPH_DIR})\n`);
+  process.stderr.write(
+    `starting an S3 server of the benchmark's own (Ceph RGW, ${OWN.CEPH_OBJECTSTORE}, port ${OWN.S3_PORT}, ${OWN.CEPH_DIR})\n`,
+  );
   const env = { ...process.env, ...OWN };
   execFileSync('bash', [SERVER_SCRIPT, 'start'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
   const file = readFileSync(join(OWN.CEPH_DIR, 's3.env'), 'utf8');
@@ -804,7 +1095,8 @@ function startServer() {
     secretAccessKey: val('AWS_SECRET_ACCESS_KEY'),
     own: true,
     describe: `${val('S3_ENDPOINT')} (started by the benchmark, Ceph RGW ${OWN.CEPH_OBJECTSTORE})`,
-    stop: () => execFileSync('bash', [SERVER_SCRIPT, 'purge'], { env, stdio: ['ignore', 'inherit', 'inherit'] }),
+    stop: () =>
+      execFileSync('bash', [SERVER_SCRIPT, 'purge'], { env, stdio: ['ignore', 'inherit', 'inherit'] }),
   };
 }
 
@@ -815,9 +1107,12 @@ async function client() {
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
     const { S3Client } = await import('@aws-sdk/client-s3');
     s3client = new S3Client({
-      endpoint: S3.endpoint, region: 'us-east-1', forcePathStyle: true,
+      endpoint: S3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
       credentials: { accessKeyId: S3.accessKeyId, secretAccessKey: S3.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
     });
   }
   return s3client;
@@ -831,16 +1126,28 @@ async function dropBucket(name) {
   try {
     let KeyMarker, VersionIdMarker;
     for (;;) {
-      const page = await c.send(new s3.ListObjectVersionsCommand({ Bucket: name, KeyMarker, VersionIdMarker }));
-      const objects = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].map((v) => ({ Key: v.Key, VersionId: v.VersionId }));
+      const page = await c.send(
+        new s3.ListObjectVersionsCommand({ Bucket: name, KeyMarker, VersionIdMarker }),
+      );
+      const objects = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].map((v) => ({
+        Key: v.Key,
+        VersionId: v.VersionId,
+      }));
       for (let i = 0; i < objects.length; i += 1000) {
-        await c.send(new s3.DeleteObjectsCommand({ Bucket: name, BypassGovernanceRetention: true, Delete: { Objects: objects.slice(i, i + 1000), Quiet: true } }));
+        await c.send(
+          new s3.DeleteObjectsCommand({
+            Bucket: name,
+            BypassGovernanceRetention: true,
+            Delete: { Objects: objects.slice(i, i + 1000), Quiet: true },
+          }),
+        );
       }
       if (!page.IsTruncated) break;
       ({ NextKeyMarker: KeyMarker, NextVersionIdMarker: VersionIdMarker } = page);
     }
     const ups = await c.send(new s3.ListMultipartUploadsCommand({ Bucket: name }));
-    for (const u of ups.Uploads ?? []) await c.send(new s3.AbortMultipartUploadCommand({ Bucket: name, Key: u.Key, UploadId: u.UploadId }));
+    for (const u of ups.Uploads ?? [])
+      await c.send(new s3.AbortMultipartUploadCommand({ Bucket: name, Key: u.Key, UploadId: u.UploadId }));
     await c.send(new s3.DeleteBucketCommand({ Bucket: name }));
   } catch (e) {
     if (e?.name === 'NoSuchBucket') return;
@@ -856,14 +1163,19 @@ function preflight() {
   if (chosenTools.includes('rclone') && !has('rclone')) missing.push('rclone');
   if (chosenTools.includes('restic') && !has('restic')) missing.push('restic');
   if (missing.length > 0) {
-    console.error(`bench: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed; the benchmark compares syncguard with both, from Debian's packages:\n  apt-get install -y rclone restic`);
+    console.error(
+      `bench: ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed; the benchmark compares syncguard with both, from Debian's packages:\n  apt-get install -y rclone restic`,
+    );
     process.exit(2);
   }
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
     console.error('bench: dist/cli/main.js is missing: run `npm run build` first (`npm run bench` does)');
     process.exit(2);
   }
-  if (!TIME) notes.push('/usr/bin/time is missing (Debian package "time"): peak RSS was sampled from /proc/<pid>/status VmHWM every 20 ms, which can miss a last short peak');
+  if (!TIME)
+    notes.push(
+      '/usr/bin/time is missing (Debian package "time"): peak RSS was sampled from /proc/<pid>/status VmHWM every 20 ms, which can miss a last short peak',
+    );
 }
 
 function version(cmd, args) {
@@ -889,18 +1201,34 @@ async function main() {
   freezeBuild();
   const started = new Date();
   const env = {
-    node: process.version, rclone: version('rclone', ['version']), restic: version('restic', ['version']),
-    cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`, memory: `${(totalmem() / GiB).toFixed(0)} GiB`,
+    node: process.version,
+    rclone: version('rclone', ['version']),
+    restic: version('restic', ['version']),
+    cpus: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`,
+    memory: `${(totalmem() / GiB).toFixed(0)} GiB`,
     loadavgAtStart: loadavg().map((x) => round(x, 2)),
   };
   S3 = startServer();
   const stop = () => {
-    if (S3?.own && S3.stop) { try { S3.stop(); } catch { /* reported by the script */ } S3.stop = undefined; }
+    if (S3?.own && S3.stop) {
+      try {
+        S3.stop();
+      } catch {
+        /* reported by the script */
+      }
+      S3.stop = undefined;
+    }
   };
-  for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { stop(); process.exit(130); });
+  for (const sig of ['SIGINT', 'SIGTERM'])
+    process.once(sig, () => {
+      stop();
+      process.exit(130);
+    });
   const t0 = performance.now();
   try {
-    process.stderr.write(`bench ${opts.quick ? '--quick ' : ''}scenarios: ${scenarios.join(', ')}; S3 ${S3.describe}; work dir ${WORK}\n`);
+    process.stderr.write(
+      `bench ${opts.quick ? '--quick ' : ''}scenarios: ${scenarios.join(', ')}; S3 ${S3.describe}; work dir ${WORK}\n`,
+    );
     for (const name of scenarios) {
       process.stderr.write(`[${name}] (load average ${loadavg()[0].toFixed(2)})\n`);
       try {
@@ -911,7 +1239,10 @@ async function main() {
         results.push({ scenario: name, tool: '-', error: e.message });
       }
     }
-    if (!opts.only) notes.push(`cloud scenarios (bench/cloud.mjs, also runnable on its own):\n${await (await import('./cloud.mjs')).benchCloud({ quick: opts.quick, keep: opts.keep, profile: opts.profile, s3: S3 })}`);
+    if (!opts.only)
+      notes.push(
+        `cloud scenarios (bench/cloud.mjs, also runnable on its own):\n${await (await import('./cloud.mjs')).benchCloud({ quick: opts.quick, keep: opts.keep, profile: opts.profile, s3: S3 })}`,
+      );
   } finally {
     if (!opts.keep) {
       for (const b of buckets) await dropBucket(b.name);
@@ -922,13 +1253,28 @@ async function main() {
   }
   const seconds = (performance.now() - t0) / 1000;
   const dataset = {
-    main: state.expected ? { files: state.expected.size, bytes: state.bytes, small: SIZES.small, medium: SIZES.medium, huge: SIZES.huge } : undefined,
+    main: state.expected
+      ? {
+          files: state.expected.size,
+          bytes: state.bytes,
+          small: SIZES.small,
+          medium: SIZES.medium,
+          huge: SIZES.huge,
+        }
+      : undefined,
     changedBytes: state.changedBytes,
     bigFile: scenarios.includes('big') ? SIZES.bigFile : undefined,
     manyFiles: scenarios.includes('many') ? SIZES.many : undefined,
   };
-  notes.unshift(`S3: ${S3.describe}; ${env.cpus}, ${env.memory}; load average at start ${env.loadavgAtStart.join(' ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  if (state.expected) notes.unshift(`main tree: ${state.expected.size.toLocaleString('en-US')} files, ${mib(state.bytes)} (${SIZES.small} of ${SIZES.smallMin / KiB}–${SIZES.smallMax / KiB} KiB, ${SIZES.medium} of ${SIZES.mediumMin / MiB}–${SIZES.mediumMax / MiB} MiB, one of ${mib(SIZES.huge)})`);
+  notes.unshift(
+    `S3: ${S3.describe}; ${env.cpus}, ${env.memory}; load average at start ${env.loadavgAtStart.join(' ')}, at end ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
+  if (state.expected)
+    notes.unshift(
+      `main tree: ${state.expected.size.toLocaleString('en-US')} files, ${mib(state.bytes)} (${SIZES.small} of ${SIZES.smallMin / KiB}–${SIZES.smallMax / KiB} KiB, ${SIZES.medium} of ${SIZES.mediumMin / MiB}–${SIZES.mediumMax / MiB} MiB, one of ${mib(SIZES.huge)})`,
+    );
   notes.push(`tools: ${env.rclone}; ${env.restic}; node ${env.node}; total ${seconds.toFixed(0)} s`);
 
   console.log(`\nsyncguard benchmark${opts.quick ? ' (--quick)' : ''}, ${started.toISOString()}\n`);
@@ -936,11 +1282,31 @@ async function main() {
   printLines();
 
   const out = join(WORK, 'results.json');
-  writeFileSync(out, JSON.stringify({ started: started.toISOString(), seconds: round(seconds, 1), options: opts, scenarios, env, s3: S3.describe, dataset, rows, runs: results, notes }, null, 2));
+  writeFileSync(
+    out,
+    JSON.stringify(
+      {
+        started: started.toISOString(),
+        seconds: round(seconds, 1),
+        options: opts,
+        scenarios,
+        env,
+        s3: S3.describe,
+        dataset,
+        rows,
+        runs: results,
+        notes,
+      },
+      null,
+      2,
+    ),
+  );
   console.log(`\nresults: ${out}`);
   const failed = results.filter((r) => r.error);
   if (failed.length > 0) {
-    console.log(`\n${failed.length} run(s) failed: ${failed.map((r) => `${r.scenario}/${r.tool}`).join(', ')}`);
+    console.log(
+      `\n${failed.length} run(s) failed: ${failed.map((r) => `${r.scenario}/${r.tool}`).join(', ')}`,
+    );
     process.exitCode = 1;
   }
 }

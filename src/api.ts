@@ -15,7 +15,12 @@ import type { Provider, ProviderStats } from './providers/types.js';
 import { diff, ls, type DiffResult, type LsResult, type SnapshotSummary } from './snapshot/browse.js';
 import { Repository } from './snapshot/repository.js';
 import { restore, type RestoreResult } from './snapshot/restore.js';
-import { takeSnapshot, type SnapshotProgress, type SnapshotResult, type TakeOptions } from './snapshot/take.js';
+import {
+  takeSnapshot,
+  type SnapshotProgress,
+  type SnapshotResult,
+  type TakeOptions,
+} from './snapshot/take.js';
 import { verify, type VerifyOptions, type VerifyResult } from './snapshot/verify.js';
 import { createStore } from './store/index.js';
 import type { PrepareReport, Store } from './store/types.js';
@@ -53,12 +58,21 @@ export function stateDir(ctx: Pick<Context, 'config' | 'dir'>): string {
 
 export function findAccount(config: Config, name: string): AccountConfig {
   const a = config.accounts.find((x) => x.name === name);
-  if (!a) throw new SyncguardError('USAGE', `no account "${name}" in the config; the accounts are: ${config.accounts.map((x) => x.name).join(', ')}`);
+  if (!a)
+    throw new SyncguardError(
+      'USAGE',
+      `no account "${name}" in the config; the accounts are: ${config.accounts.map((x) => x.name).join(', ')}`,
+    );
   return a;
 }
 
 export async function openProvider(ctx: Context, account: AccountConfig): Promise<Provider> {
-  return createProvider(account, { configDir: ctx.dir, log: ctx.log ?? silentLog, fetch: ctx.fetch, stateDir: stateDir(ctx) });
+  return createProvider(account, {
+    configDir: ctx.dir,
+    log: ctx.log ?? silentLog,
+    fetch: ctx.fetch,
+    stateDir: stateDir(ctx),
+  });
 }
 
 /** `syncguard init`: create the bucket or folder (with Object Lock and versioning), or check it. */
@@ -88,15 +102,30 @@ export interface SnapshotRunOptions {
 /** `syncguard snapshot [account…]`: one run per account, one account after the other. An account
  *  that fails does not stop the others. Each run checks the tripwire, extends the locks of the
  *  snapshots kept, writes a run report and sends the alerts asked for: the daemon runs this too. */
-export async function snapshot(ctx: Context, accounts: string[] = [], opts: SnapshotRunOptions = {}): Promise<AccountRun[]> {
+export async function snapshot(
+  ctx: Context,
+  accounts: string[] = [],
+  opts: SnapshotRunOptions = {},
+): Promise<AccountRun[]> {
   const chosen = accounts.length ? accounts.map((n) => findAccount(ctx.config, n)) : ctx.config.accounts;
   const repo = openRepository(ctx);
   const env = runEnv(ctx, repo);
   const runs: AccountRun[] = [];
   for (const account of chosen) {
-    runs.push(await runAccount(env, account, (inspect, stats) => snapshotAccount(ctx, repo, account, { ...opts, inspect: () => inspect, stats }), {
-      trigger: opts.trigger, scheduledFor: opts.scheduledFor, signal: opts.signal, inspect: opts.inspect?.(account), onReport: opts.onReport,
-    }));
+    runs.push(
+      await runAccount(
+        env,
+        account,
+        (inspect, stats) => snapshotAccount(ctx, repo, account, { ...opts, inspect: () => inspect, stats }),
+        {
+          trigger: opts.trigger,
+          scheduledFor: opts.scheduledFor,
+          signal: opts.signal,
+          inspect: opts.inspect?.(account),
+          onReport: opts.onReport,
+        },
+      ),
+    );
   }
   return runs;
 }
@@ -105,14 +134,26 @@ function runEnv(ctx: Context, repo: Repository): RunEnv {
   return { config: ctx.config, configDir: ctx.dir, repo, log: ctx.log ?? silentLog, fetch: ctx.fetch };
 }
 
-export async function snapshotAccount(ctx: Context, repo: Repository, account: AccountConfig, opts: SnapshotRunOptions = {}): Promise<SnapshotResult> {
+export async function snapshotAccount(
+  ctx: Context,
+  repo: Repository,
+  account: AccountConfig,
+  opts: SnapshotRunOptions = {},
+): Promise<SnapshotResult> {
   const lock = await acquireRunLock(stateDir(ctx), account.name);
   let provider: Provider | undefined;
   try {
     provider = await openProvider(ctx, account);
     return await takeSnapshot({
-      repo, provider, signal: opts.signal,
-      account: { name: account.name, provider: account.provider, include: account.include, exclude: account.exclude },
+      repo,
+      provider,
+      signal: opts.signal,
+      account: {
+        name: account.name,
+        provider: account.provider,
+        include: account.include,
+        exclude: account.exclude,
+      },
       concurrency: account.concurrency ?? ctx.config.concurrency,
       onProgress: opts.onProgress && ((p) => opts.onProgress!(account.name, p)),
       inspect: opts.inspect?.(account),
@@ -126,19 +167,36 @@ export async function snapshotAccount(ctx: Context, repo: Repository, account: A
 
 /** `syncguard snapshots [account]`. `lockedUntil` is the lock now, extensions included (the header's
  *  is the lock the snapshot was written with). */
-export async function snapshots(ctx: Context, account?: string, signal?: AbortSignal): Promise<Array<SnapshotSummary & { lockedUntil?: string }>> {
+export async function snapshots(
+  ctx: Context,
+  account?: string,
+  signal?: AbortSignal,
+): Promise<Array<SnapshotSummary & { lockedUntil?: string }>> {
   if (account) findAccount(ctx.config, account);
-  return (await readSnapshotLocks(openRepository(ctx), account, signal, { skipDamaged: true })).map((s) => ({ ...s, lockedUntil: s.lockedUntil?.toISOString() }));
+  return (await readSnapshotLocks(openRepository(ctx), account, signal, { skipDamaged: true })).map((s) => ({
+    ...s,
+    lockedUntil: s.lockedUntil?.toISOString(),
+  }));
 }
 
 /** `syncguard ls <account> [path] --at D`. */
-export async function list(ctx: Context, account: string, opts: { at?: string; path?: string; recursive?: boolean; signal?: AbortSignal }): Promise<LsResult> {
+export async function list(
+  ctx: Context,
+  account: string,
+  opts: { at?: string; path?: string; recursive?: boolean; signal?: AbortSignal },
+): Promise<LsResult> {
   findAccount(ctx.config, account);
   return ls(openRepository(ctx), account, opts);
 }
 
 /** `syncguard diff <account> <D1> <D2>`. */
-export async function compare(ctx: Context, account: string, at1: string, at2: string, signal?: AbortSignal): Promise<DiffResult> {
+export async function compare(
+  ctx: Context,
+  account: string,
+  at1: string,
+  at2: string,
+  signal?: AbortSignal,
+): Promise<DiffResult> {
   findAccount(ctx.config, account);
   return diff(openRepository(ctx), account, at1, at2, signal);
 }
@@ -157,21 +215,48 @@ export interface RestoreCommandOptions {
 }
 
 /** `syncguard restore <account> --at D [--path P] --to DIR|provider`. */
-export async function restoreAccount(ctx: Context, accountName: string, opts: RestoreCommandOptions): Promise<RestoreResult> {
+export async function restoreAccount(
+  ctx: Context,
+  accountName: string,
+  opts: RestoreCommandOptions,
+): Promise<RestoreResult> {
   const account = findAccount(ctx.config, accountName);
   const repo = openRepository(ctx);
   const back = opts.to === 'provider' || opts.to === account.provider;
   if (!back) {
-    return restore({ repo, account: account.name, at: opts.at, path: opts.path, to: { kind: 'dir', dir: opts.to }, overwrite: opts.overwrite, dryRun: opts.dryRun, signal: opts.signal, onProgress: opts.onProgress });
+    return restore({
+      repo,
+      account: account.name,
+      at: opts.at,
+      path: opts.path,
+      to: { kind: 'dir', dir: opts.to },
+      overwrite: opts.overwrite,
+      dryRun: opts.dryRun,
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+    });
   }
   if (account.provider === 'local') {
-    throw new SyncguardError('USAGE', `"${account.name}" is a local folder: restore it with --to <dir> (a folder on disk), then move the files where you want them`);
+    throw new SyncguardError(
+      'USAGE',
+      `"${account.name}" is a local folder: restore it with --to <dir> (a folder on disk), then move the files where you want them`,
+    );
   }
   const snapshot = await repo.findSnapshot(account.name, opts.at, opts.signal);
   const folder = opts.into ?? `Restored ${localDate(snapshot.time)}`;
   const provider = await openProvider(ctx, account);
   try {
-    return await restore({ repo, account: account.name, at: snapshot.id, path: opts.path, to: { kind: 'provider', provider, folder }, overwrite: opts.overwrite, dryRun: opts.dryRun, signal: opts.signal, onProgress: opts.onProgress });
+    return await restore({
+      repo,
+      account: account.name,
+      at: snapshot.id,
+      path: opts.path,
+      to: { kind: 'provider', provider, folder },
+      overwrite: opts.overwrite,
+      dryRun: opts.dryRun,
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+    });
   } finally {
     await provider.close?.().catch(() => {});
   }
@@ -190,7 +275,10 @@ export async function verifyStore(ctx: Context, opts: VerifyOptions = {}): Promi
 
 /** `syncguard prune [--dry-run]`: the keep policy applied to every account of the config. On this
  *  machine it holds every account's run lock, so it never runs beside a snapshot. */
-export async function pruneStore(ctx: Context, opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneResult> {
+export async function pruneStore(
+  ctx: Context,
+  opts: { dryRun?: boolean; signal?: AbortSignal } = {},
+): Promise<PruneResult> {
   const { config } = ctx;
   const repo = openRepository(ctx);
   const dir = stateDir(ctx);
@@ -202,7 +290,11 @@ export async function pruneStore(ctx: Context, opts: { dryRun?: boolean; signal?
           locks.push(await acquireRunLock(dir, a.name));
         } catch (e) {
           if (!isSyncguardError(e, 'BUSY')) throw e;
-          throw new SyncguardError('BUSY', `cannot prune now: a run of "${a.name}" holds its lock on this machine; prune again when it has finished`, { cause: e });
+          throw new SyncguardError(
+            'BUSY',
+            `cannot prune now: a run of "${a.name}" holds its lock on this machine; prune again when it has finished`,
+            { cause: e },
+          );
         }
       }
     }
@@ -210,7 +302,11 @@ export async function pruneStore(ctx: Context, opts: { dryRun?: boolean; signal?
       policies: new Map(config.accounts.map((a) => [a.name, policyOf(config, a)])),
       graceMs: config.prune.graceHours * 3_600_000,
       dryRun: opts.dryRun,
-      marksFile: join(dir, 'prune', `${createHash('sha256').update(repo.store.description).digest('hex').slice(0, 16)}.json`),
+      marksFile: join(
+        dir,
+        'prune',
+        `${createHash('sha256').update(repo.store.description).digest('hex').slice(0, 16)}.json`,
+      ),
       signal: opts.signal,
     });
   } finally {
@@ -219,7 +315,11 @@ export async function pruneStore(ctx: Context, opts: { dryRun?: boolean; signal?
 }
 
 /** `syncguard status [account]`. */
-export async function status(ctx: Context, account?: string, signal?: AbortSignal): Promise<{ time: string; store: string; accounts: AccountStatus[] }> {
+export async function status(
+  ctx: Context,
+  account?: string,
+  signal?: AbortSignal,
+): Promise<{ time: string; store: string; accounts: AccountStatus[] }> {
   const chosen = account ? [findAccount(ctx.config, account)] : ctx.config.accounts;
   const repo = openRepository(ctx);
   const env = { config: ctx.config, configDir: ctx.dir, repo };
@@ -236,12 +336,21 @@ export interface AckResult {
 }
 
 /** `syncguard ack <account>`: acknowledges the account's tripwire alarms, so pruning may resume. */
-export async function ack(ctx: Context, accountName: string, opts: { note?: string; signal?: AbortSignal } = {}): Promise<AckResult> {
+export async function ack(
+  ctx: Context,
+  accountName: string,
+  opts: { note?: string; signal?: AbortSignal } = {},
+): Promise<AckResult> {
   const account = findAccount(ctx.config, accountName);
   const repo = openRepository(ctx);
   const r = await accountRetention(repo, account.name, policyOf(ctx.config, account), opts.signal);
   const done = await acknowledge(repo, account.name, r.tripwire, opts);
-  return { account: account.name, acknowledged: done ? r.tripwire.fired : [], key: done?.key, time: done?.record.time };
+  return {
+    account: account.name,
+    acknowledged: done ? r.tripwire.fired : [],
+    key: done?.key,
+    time: done?.record.time,
+  };
 }
 
 export interface DaemonOptions {
@@ -271,7 +380,9 @@ export async function daemon(ctx: Context, opts: DaemonOptions): Promise<void> {
     lastRun: async (account) => {
       const report = await lastReport(reports, account, ran);
       const snaps = await repo.listSnapshots(account).catch(() => []);
-      const times = [report && Date.parse(report.started), snaps[snaps.length - 1]?.time.getTime()].filter((t): t is number => !!t);
+      const times = [report && Date.parse(report.started), snaps[snaps.length - 1]?.time.getTime()].filter(
+        (t): t is number => !!t,
+      );
       return times.length ? new Date(Math.max(...times)) : undefined;
     },
   });

@@ -40,7 +40,9 @@ export class SyncguardError extends Error {
     opts: ErrorOptions = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.retryable = opts.retryable ?? (code === 'PROVIDER_RATE_LIMITED' || code === 'PROVIDER_UNAVAILABLE' || code === 'STORE_UNAVAILABLE');
+    this.retryable =
+      opts.retryable ??
+      (code === 'PROVIDER_RATE_LIMITED' || code === 'PROVIDER_UNAVAILABLE' || code === 'STORE_UNAVAILABLE');
     this.retryAfterMs = opts.retryAfterMs;
   }
 }
@@ -52,7 +54,11 @@ export function isSyncguardError(err: unknown, code?: ErrorCode): err is Syncgua
 /** The error an aborted operation rejects with. */
 export function abortError(signal?: AbortSignal): SyncguardError {
   const reason = signal?.reason;
-  return new SyncguardError('ABORTED', reason instanceof Error ? reason.message : 'the operation was aborted', { cause: reason });
+  return new SyncguardError(
+    'ABORTED',
+    reason instanceof Error ? reason.message : 'the operation was aborted',
+    { cause: reason },
+  );
 }
 
 export function throwIfAborted(signal?: AbortSignal): void {

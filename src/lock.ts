@@ -21,7 +21,11 @@ export async function acquireRunLock(stateDir: string, account: string): Promise
     await fsp.writeFile(tmp, `${process.pid}\n`, { mode: 0o600 });
     try {
       await fsp.link(tmp, file);
-      return { release: async () => { await fsp.rm(file, { force: true }); } };
+      return {
+        release: async () => {
+          await fsp.rm(file, { force: true });
+        },
+      };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     } finally {
@@ -29,7 +33,10 @@ export async function acquireRunLock(stateDir: string, account: string): Promise
     }
     const pid = Number((await fsp.readFile(file, 'utf8').catch(() => '')).trim());
     if (pid > 0 && pid !== process.pid && alive(pid)) {
-      throw new SyncguardError('BUSY', `a snapshot of "${account}" is already running on this machine (pid ${pid}); this one was not started`);
+      throw new SyncguardError(
+        'BUSY',
+        `a snapshot of "${account}" is already running on this machine (pid ${pid}); this one was not started`,
+      );
     }
     // The owner is gone: take the lock over (one of two racing takers wins the next exclusive create).
     await fsp.rm(file, { force: true });

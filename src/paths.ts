@@ -13,7 +13,8 @@ export function unsafeReason(path: string): string | undefined {
   if (path.startsWith('/')) return 'the path is absolute';
   // A drive letter or a backslash is an ordinary character in a name on Linux and macOS, but leads
   // elsewhere on Windows: refused only there.
-  if (process.platform === 'win32' && (/^[A-Za-z]:/.test(path) || path.includes('\\'))) return 'the path is absolute or holds a backslash';
+  if (process.platform === 'win32' && (/^[A-Za-z]:/.test(path) || path.includes('\\')))
+    return 'the path is absolute or holds a backslash';
   for (const seg of path.split('/')) {
     if (seg === '') return 'the path has an empty segment';
     if (seg === '.' || seg === '..') return `the path has a "${seg}" segment`;
@@ -40,7 +41,9 @@ export function joinUnder(root: string, rel: string): string {
 /** A path as it is safe to print: control characters, backslashes and quotes escaped, in quotes
  *  when anything was escaped or it has spaces. Never used to name a file. */
 export function showPath(path: string): string {
-  const escaped = JSON.stringify(String(path)).slice(1, -1).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  const escaped = JSON.stringify(String(path))
+    .slice(1, -1)
+    .replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
   return escaped !== path || /\s/.test(path) ? `"${escaped}"` : path;
 }
 

@@ -9,7 +9,19 @@ describe('paths', () => {
   });
 
   it('keeps every other name a Linux file system allows, backslashes and drive-letter look-alikes included', () => {
-    for (const p of ['C:\\Users\\x.txt', '\\\\server\\share', 'a\\b', 'line\nbreak', 'tab\there', 'caf\u00e9', 'cafe\u0301', 'x'.repeat(255), '...', '..a', ' lead']) {
+    for (const p of [
+      'C:\\Users\\x.txt',
+      '\\\\server\\share',
+      'a\\b',
+      'line\nbreak',
+      'tab\there',
+      'caf\u00e9',
+      'cafe\u0301',
+      'x'.repeat(255),
+      '...',
+      '..a',
+      ' lead',
+    ]) {
       if (process.platform === 'win32') continue;
       expect(unsafeReason(p), JSON.stringify(p)).toBeUndefined();
     }

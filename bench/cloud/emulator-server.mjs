@@ -25,7 +25,9 @@ import { pathToFileURL } from 'node:url';
 
 const [provider, build] = process.argv.slice(2);
 if (!['dropbox', 'onedrive'].includes(provider) || !build || !process.send) {
-  console.error('usage (forked with IPC by bench/cloud.mjs): emulator-server.mjs dropbox|onedrive <build dir>');
+  console.error(
+    'usage (forked with IPC by bench/cloud.mjs): emulator-server.mjs dropbox|onedrive <build dir>',
+  );
   process.exit(2);
 }
 
@@ -41,12 +43,19 @@ http.createServer = function (...args) {
   args[i] = (req, res) => {
     if (isDownload(req.url ?? '')) {
       const count = (chunk) => {
-        if (chunk && typeof chunk !== 'function' && (res.statusCode === 200 || res.statusCode === 206)) downloadedBytes += Buffer.byteLength(chunk);
+        if (chunk && typeof chunk !== 'function' && (res.statusCode === 200 || res.statusCode === 206))
+          downloadedBytes += Buffer.byteLength(chunk);
       };
       const write = res.write;
       const end = res.end;
-      res.write = function (chunk, ...rest) { count(chunk); return write.call(this, chunk, ...rest); };
-      res.end = function (chunk, ...rest) { count(chunk); return end.call(this, chunk, ...rest); };
+      res.write = function (chunk, ...rest) {
+        count(chunk);
+        return write.call(this, chunk, ...rest);
+      };
+      res.end = function (chunk, ...rest) {
+        count(chunk);
+        return end.call(this, chunk, ...rest);
+      };
     }
     return handler(req, res);
   };
@@ -64,10 +73,15 @@ const KEYSTREAM = (() => {
 })();
 function content(label, size) {
   const head = Buffer.from(`${label}\n`);
-  const off = Number.parseInt(createHash('sha1').update(label).digest('hex').slice(0, 8), 16) % (KEYSTREAM.length - size);
-  return Buffer.concat([head, KEYSTREAM.subarray(off, off + Math.max(0, size - head.length))]).subarray(0, size);
+  const off =
+    Number.parseInt(createHash('sha1').update(label).digest('hex').slice(0, 8), 16) %
+    (KEYSTREAM.length - size);
+  return Buffer.concat([head, KEYSTREAM.subarray(off, off + Math.max(0, size - head.length))]).subarray(
+    0,
+    size,
+  );
 }
-const sizeOf = (i) => 1024 + ((i * 2654435761) >>> 0) % (3 * 1024 + 1);
+const sizeOf = (i) => 1024 + (((i * 2654435761) >>> 0) % (3 * 1024 + 1));
 /** f<i> lives in d<i/1000>/s<i/100 % 10>: 1,000 files a top folder at 100,000 files. */
 const pathOf = (i, files) => {
   const per = Math.max(1, Math.ceil(files / 100));
@@ -98,7 +112,9 @@ if (provider === 'dropbox') {
   emu = await startGraphEmulator({ driveType: 'personal', autoApprove: true });
   put = (path, data, date) => emu.drive.write(path, data, { modified: date });
   rename = (from, to) => {
-    const n = emu.drive.paths().filter((p) => p.startsWith(from + '/') && emu.drive.item(p).kind === 'file').length;
+    const n = emu.drive
+      .paths()
+      .filter((p) => p.startsWith(from + '/') && emu.drive.item(p).kind === 'file').length;
     emu.drive.rename(from, to.slice(to.lastIndexOf('/') + 1));
     return n;
   };
@@ -118,7 +134,8 @@ function reset() {
 const commands = {
   info: () => ({ url: emu.url, appKey: emu.appKey }),
   token: () => {
-    if (provider !== 'dropbox') throw new Error('token: only the Dropbox emulator issues refresh tokens this way');
+    if (provider !== 'dropbox')
+      throw new Error('token: only the Dropbox emulator issues refresh tokens this way');
     return emu.issueRefreshToken();
   },
   fill: ({ files: n, seed: s }) => {
@@ -154,7 +171,10 @@ const commands = {
     return { changed: changes, changedBytes, renamed };
   },
   counts,
-  reset: () => { reset(); return null; },
+  reset: () => {
+    reset();
+    return null;
+  },
   close: async () => {
     await emu.close();
     setImmediate(() => process.exit(0));
@@ -171,5 +191,7 @@ process.on('message', async (m) => {
     process.send({ id: m.id, ok: false, error: e instanceof Error ? e.message : String(e) });
   }
 });
-process.on('disconnect', () => { void emu.close().finally(() => process.exit(0)); });
+process.on('disconnect', () => {
+  void emu.close().finally(() => process.exit(0));
+});
 process.send({ ready: true, url: emu.url });

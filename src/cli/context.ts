@@ -10,7 +10,11 @@ export class Cli {
   private ctx?: Context;
   readonly abort = new AbortController();
 
-  constructor(readonly io: Io, readonly env: NodeJS.ProcessEnv, readonly globals: { config?: string; json?: boolean; quiet?: boolean; verbose?: boolean }) {
+  constructor(
+    readonly io: Io,
+    readonly env: NodeJS.ProcessEnv,
+    readonly globals: { config?: string; json?: boolean; quiet?: boolean; verbose?: boolean },
+  ) {
     this.out = new Output(io, !!globals.json, !!globals.quiet);
   }
 

@@ -36,7 +36,9 @@ Config: --config <file>, else $SYNCGUARD_CONFIG, else ./syncguard.yaml.
 
 export function buildProgram(cli: Cli): Command {
   const program = new Command('syncguard')
-    .description('Nightly, immutable snapshots of synced folders (Dropbox, OneDrive, any local folder) in S3 with Object Lock')
+    .description(
+      'Nightly, immutable snapshots of synced folders (Dropbox, OneDrive, any local folder) in S3 with Object Lock',
+    )
     .version(VERSION, '-V, --version')
     .option('-c, --config <file>', 'the config file (default: $SYNCGUARD_CONFIG, else ./syncguard.yaml)')
     .option('--json', 'print one JSON document on stdout (progress and logs go to stderr)')
@@ -66,8 +68,11 @@ export function buildProgram(cli: Cli): Command {
   registerAck(program, cli);
   const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
   for (const c of all(program.commands)) {
-    c.exitOverride().addHelpText('after', EXIT_HELP).configureOutput({ writeOut: (s) => cli.io.stdout.write(s), writeErr: (s) => cli.io.stderr.write(s) });
-    if (!c.options.some((o) => o.long === '--json')) c.addOption(new Option('--json', 'print one JSON document on stdout').hideHelp());
+    c.exitOverride()
+      .addHelpText('after', EXIT_HELP)
+      .configureOutput({ writeOut: (s) => cli.io.stdout.write(s), writeErr: (s) => cli.io.stderr.write(s) });
+    if (!c.options.some((o) => o.long === '--json'))
+      c.addOption(new Option('--json', 'print one JSON document on stdout').hideHelp());
   }
   return program;
 }
@@ -79,7 +84,9 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
   setMaxListeners(0, cli.abort.signal);
   const program = buildProgram(cli);
   const onSignal = () => {
-    cli.out.note('stopping: the current snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once');
+    cli.out.note(
+      'stopping: the current snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once',
+    );
     if (cli.abort.signal.aborted) process.exit(130);
     cli.abort.abort(new Error('stopped by a signal'));
   };
@@ -91,13 +98,19 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
   } catch (e) {
     cli.out.clearLive();
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return EXIT.ok;
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
+        return EXIT.ok;
       return EXIT.usage;
     }
     const err = isSyncguardError(e) ? e : new SyncguardError('INTERNAL', describeError(e), { cause: e });
     if (cli.out.json) cli.out.document({ error: { code: err.code, message: err.message } });
     cli.io.stderr.write(`syncguard: ${err.message}\n`);
-    if (err.code === 'INTERNAL' && cli.globals.verbose && e instanceof Error && e.stack) cli.io.stderr.write(e.stack + '\n');
+    if (err.code === 'INTERNAL' && cli.globals.verbose && e instanceof Error && e.stack)
+      cli.io.stderr.write(e.stack + '\n');
     return err.code === 'CONFIG' || err.code === 'USAGE' ? EXIT.usage : EXIT.failed;
   } finally {
     process.off('SIGINT', onSignal);
@@ -105,9 +118,15 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
   }
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${(await import('node:fs')).realpathSync(process.argv[1])}`).href;
+const isMain =
+  process.argv[1] &&
+  import.meta.url === new URL(`file://${(await import('node:fs')).realpathSync(process.argv[1])}`).href;
 if (isMain) {
-  const code = await run(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, process.env);
+  const code = await run(
+    process.argv.slice(2),
+    { stdout: process.stdout, stderr: process.stderr },
+    process.env,
+  );
   process.exitCode = code;
   // Let pending writes flush; exit explicitly so a stray handle cannot keep a finished run alive.
   setImmediate(() => process.exit(code));

@@ -9,7 +9,11 @@ export interface Io {
 
 export class Output {
   private live = false;
-  constructor(readonly io: Io, readonly json: boolean, readonly quiet = false) {}
+  constructor(
+    readonly io: Io,
+    readonly json: boolean,
+    readonly quiet = false,
+  ) {}
 
   /** A line for people (suppressed with --json: stdout then holds only the JSON document). */
   line(text = ''): void {
@@ -38,17 +42,25 @@ export class Output {
   }
 
   clearLive(): void {
-    if (this.live) { this.io.stderr.write('\r\x1b[K'); this.live = false; }
+    if (this.live) {
+      this.io.stderr.write('\r\x1b[K');
+      this.live = false;
+    }
   }
 
   table(rows: string[][], align: Array<'l' | 'r'> = []): void {
     if (this.json || rows.length === 0) return;
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => [...(r[i] ?? '')].length)));
     for (const r of rows) {
-      this.line(r.map((c, i) => {
-        const pad = ' '.repeat(widths[i] - [...c].length);
-        return align[i] === 'r' ? pad + c : i === r.length - 1 ? c : c + pad;
-      }).join('  ').trimEnd());
+      this.line(
+        r
+          .map((c, i) => {
+            const pad = ' '.repeat(widths[i] - [...c].length);
+            return align[i] === 'r' ? pad + c : i === r.length - 1 ? c : c + pad;
+          })
+          .join('  ')
+          .trimEnd(),
+      );
     }
   }
 }
@@ -64,7 +76,10 @@ export function bytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 

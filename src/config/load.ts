@@ -24,7 +24,10 @@ export function configPath(explicit?: string, env: NodeJS.ProcessEnv = process.e
 
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   if (!existsSync(file)) {
-    throw new SyncguardError('CONFIG', `no config file at ${file}: copy config.example.yaml to syncguard.yaml and edit it, or point --config (or $SYNCGUARD_CONFIG) at yours`);
+    throw new SyncguardError(
+      'CONFIG',
+      `no config file at ${file}: copy config.example.yaml to syncguard.yaml and edit it, or point --config (or $SYNCGUARD_CONFIG) at yours`,
+    );
   }
   return { config: parseConfig(readFileSync(file, 'utf8'), file, env), file, dir: dirname(file) };
 }
@@ -32,10 +35,14 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const where = (offset: number | undefined) => (offset === undefined ? file : `${file}:${lines.linePos(offset).line}`);
+  const where = (offset: number | undefined) =>
+    offset === undefined ? file : `${file}:${lines.linePos(offset).line}`;
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
-    throw new SyncguardError('CONFIG', `${where(e.pos[0])}: the file is not valid YAML: ${e.message.split('\n')[0]}`);
+    throw new SyncguardError(
+      'CONFIG',
+      `${where(e.pos[0])}: the file is not valid YAML: ${e.message.split('\n')[0]}`,
+    );
   }
   const fromEnv = new Map<string, string>();
   substituteEnv(doc, env, where, fromEnv);
@@ -53,9 +60,20 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 }
 
 /** Replaces ${NAME} in every string, and notes in `fromEnv` which keys (formatted) took which variable. */
-function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, where: (o?: number) => string, fromEnv: Map<string, string>, node: unknown = doc.contents, path: Array<string | number> = []): void {
+function substituteEnv(
+  doc: Document,
+  env: NodeJS.ProcessEnv,
+  where: (o?: number) => string,
+  fromEnv: Map<string, string>,
+  node: unknown = doc.contents,
+  path: Array<string | number> = [],
+): void {
   if (isMap(node)) {
-    for (const pair of node.items) substituteEnv(doc, env, where, fromEnv, pair.value, [...path, String(isScalar(pair.key) ? pair.key.value : pair.key)]);
+    for (const pair of node.items)
+      substituteEnv(doc, env, where, fromEnv, pair.value, [
+        ...path,
+        String(isScalar(pair.key) ? pair.key.value : pair.key),
+      ]);
   } else if (isSeq(node)) {
     node.items.forEach((item, i) => substituteEnv(doc, env, where, fromEnv, item, [...path, i]));
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
@@ -63,7 +81,10 @@ function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, where: (o?: number
       if (m === '$$') return '$';
       const v = env[name!];
       if (v === undefined || v === '') {
-        throw new SyncguardError('CONFIG', `${where((node as Node).range?.[0])} ${formatKey(path)}: the environment variable ${name} is not set (the config says \${${name}})`);
+        throw new SyncguardError(
+          'CONFIG',
+          `${where((node as Node).range?.[0])} ${formatKey(path)}: the environment variable ${name} is not set (the config says \${${name}})`,
+        );
       }
       fromEnv.set(formatKey(path), name!);
       return v;
@@ -74,7 +95,8 @@ function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, where: (o?: number
 /** The variable a value at `key` (or anything below it) came from: such values are never shown,
  *  since the environment is where secrets live. */
 function envSource(fromEnv: Map<string, string>, key: string): string | undefined {
-  for (const [k, name] of fromEnv) if (key === '' || k === key || k.startsWith(key + '.') || k.startsWith(key + '[')) return name;
+  for (const [k, name] of fromEnv)
+    if (key === '' || k === key || k.startsWith(key + '.') || k.startsWith(key + '[')) return name;
   return undefined;
 }
 
@@ -106,20 +128,27 @@ function nodeAt(doc: Document, path: Array<string | number>): Node | undefined {
 
 function valueAt(raw: unknown, path: Array<string | number>): unknown {
   let v: unknown = raw;
-  for (const k of path) v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined;
+  for (const k of path)
+    v = v && typeof v === 'object' ? (v as Record<string | number, unknown>)[k] : undefined;
   return v;
 }
 
 function formatKey(path: Array<string | number | symbol>): string {
-  return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join('');
+  return path
+    .map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`))
+    .join('');
 }
 
 const SECRET_KEY = /secret|token|password|key$/i;
 
 function describeIssue(issue: z.core.$ZodIssue, got: unknown, envName?: string): string {
   const last = issue.path[issue.path.length - 1];
-  const shown = envName !== undefined ? `(hidden: from \${${envName}})`
-    : typeof last === 'string' && SECRET_KEY.test(last) && last !== 'appKey' ? '(hidden)' : JSON.stringify(got);
+  const shown =
+    envName !== undefined
+      ? `(hidden: from \${${envName}})`
+      : typeof last === 'string' && SECRET_KEY.test(last) && last !== 'appKey'
+        ? '(hidden)'
+        : JSON.stringify(got);
   switch (issue.code) {
     case 'invalid_value':
       return `expected ${issue.values.map((v) => JSON.stringify(v)).join(' | ')}, got ${shown}`;
@@ -134,7 +163,9 @@ function describeIssue(issue: z.core.$ZodIssue, got: unknown, envName?: string):
     case 'unrecognized_keys':
       return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')} (a typo?)`;
     case 'invalid_type':
-      return got === undefined ? `is required (expected ${issue.expected})` : `expected ${issue.expected}, got ${shown}`;
+      return got === undefined
+        ? `is required (expected ${issue.expected})`
+        : `expected ${issue.expected}, got ${shown}`;
     default:
       return `${issue.message}${got === undefined ? '' : `, got ${shown}`}`;
   }

@@ -1,30 +1,55 @@
 import { z } from 'zod';
 
 /** Sizes are written as bytes or with a unit: 1048576, "1MiB", "64 MiB", "512KiB". */
-const size = z.union([
-  z.number().int().positive(),
-  z.string().regex(/^\s*\d+(\.\d+)?\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$/i, 'expected a size such as 1048576, "1MiB" or "64 MiB"'),
-]).transform(parseSize);
+const size = z
+  .union([
+    z.number().int().positive(),
+    z
+      .string()
+      .regex(
+        /^\s*\d+(\.\d+)?\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$/i,
+        'expected a size such as 1048576, "1MiB" or "64 MiB"',
+      ),
+  ])
+  .transform(parseSize);
 
 export function parseSize(v: number | string): number {
   if (typeof v === 'number') return v;
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v)!;
   const unit = (m[2] || 'B').toLowerCase();
-  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
+  const mult: Record<string, number> = {
+    b: 1,
+    kib: 1024,
+    mib: 1024 ** 2,
+    gib: 1024 ** 3,
+    kb: 1e3,
+    mb: 1e6,
+    gb: 1e9,
+  };
   return Math.round(Number(m[1]) * mult[unit]);
 }
 
-const accountName = z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,62})$/, 'expected lower-case letters, digits and "-" (it is used in the store\'s keys), such as "family-dropbox"');
+const accountName = z
+  .string()
+  .regex(
+    /^[a-z0-9](?:[a-z0-9-]{0,62})$/,
+    'expected lower-case letters, digits and "-" (it is used in the store\'s keys), such as "family-dropbox"',
+  );
 const globs = z.array(z.string().min(1)).default([]);
 
-export const objectLockSchema = z.union([
-  z.literal('off'),
-  z.strictObject({
-    mode: z.enum(['COMPLIANCE', 'GOVERNANCE']),
-    /** Each object written is locked for at least this many days. */
-    days: z.number().int().min(1).max(36500),
-  }),
-], { error: 'expected { mode: COMPLIANCE or GOVERNANCE, days: 1 to 36500 }, or off (no lock, said explicitly)' });
+export const objectLockSchema = z.union(
+  [
+    z.literal('off'),
+    z.strictObject({
+      mode: z.enum(['COMPLIANCE', 'GOVERNANCE']),
+      /** Each object written is locked for at least this many days. */
+      days: z.number().int().min(1).max(36500),
+    }),
+  ],
+  {
+    error: 'expected { mode: COMPLIANCE or GOVERNANCE, days: 1 to 36500 }, or off (no lock, said explicitly)',
+  },
+);
 
 export const s3StoreSchema = z.strictObject({
   type: z.literal('s3'),
@@ -103,18 +128,22 @@ const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or htt
 
 export const alertsSchema = z.strictObject({
   /** Which runs alert: "failure", "partial" (some files unreadable), "tripwire", "success". */
-  on: z.array(z.enum(['failure', 'partial', 'tripwire', 'success'])).default(['failure', 'partial', 'tripwire']),
+  on: z
+    .array(z.enum(['failure', 'partial', 'tripwire', 'success']))
+    .default(['failure', 'partial', 'tripwire']),
   /** A JSON POST per alert, retried on network errors, 429 and 5xx. */
-  webhook: z.union([
-    httpUrl,
-    z.strictObject({
-      url: httpUrl,
-      /** Extra headers, such as Authorization: "Bearer ${ALERT_TOKEN}" (never logged). */
-      headers: z.record(z.string(), z.string()).default({}),
-      retries: z.number().int().min(0).max(10).default(3),
-      timeoutSeconds: z.number().min(1).max(300).default(10),
-    }),
-  ]).optional(),
+  webhook: z
+    .union([
+      httpUrl,
+      z.strictObject({
+        url: httpUrl,
+        /** Extra headers, such as Authorization: "Bearer ${ALERT_TOKEN}" (never logged). */
+        headers: z.record(z.string(), z.string()).default({}),
+        retries: z.number().int().min(0).max(10).default(3),
+        timeoutSeconds: z.number().min(1).max(300).default(10),
+      }),
+    ])
+    .optional(),
   /** A command run per alert, the alert's JSON on its stdin: a string (run by /bin/sh) or an argv list. */
   command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
   /** A healthchecks.io-style URL: <url>/start when a run starts, <url> when it succeeds, <url>/fail when it fails. */
@@ -179,7 +208,9 @@ export const dropboxAccountSchema = z.strictObject({
   /** Folders to take, such as "/Photos"; default: the whole Dropbox. */
   folders: z.array(z.string().min(1)).default([]),
   /** Dropbox Business: "home" (default), "team" (the team space root) or { namespaceId }. */
-  root: z.union([z.enum(['home', 'team']), z.strictObject({ namespaceId: z.string().min(1) })]).default('home'),
+  root: z
+    .union([z.enum(['home', 'team']), z.strictObject({ namespaceId: z.string().min(1) })])
+    .default('home'),
   /** Dropbox Business: act as this team member (dbmid:…) with a team token. */
   selectUser: z.string().min(1).optional(),
   /** Send API calls here instead of dropboxapi.com (an emulator in tests, or a proxy). */
@@ -195,11 +226,13 @@ export const onedriveAccountSchema = z.strictObject({
   /** The token cache `syncguard auth onedrive` writes (mode 0600). */
   credentials: z.string().min(1),
   /** "me", or a SharePoint library { site: "contoso.sharepoint.com:/sites/finance", library: "Documents" }, or { driveId }. */
-  drive: z.union([
-    z.literal('me'),
-    z.strictObject({ site: z.string().min(1), library: z.string().min(1).default('Documents') }),
-    z.strictObject({ driveId: z.string().min(1) }),
-  ]).default('me'),
+  drive: z
+    .union([
+      z.literal('me'),
+      z.strictObject({ site: z.string().min(1), library: z.string().min(1).default('Documents') }),
+      z.strictObject({ driveId: z.string().min(1) }),
+    ])
+    .default('me'),
   folders: z.array(z.string().min(1)).default([]),
   /** Send Graph calls here instead of graph.microsoft.com (an emulator in tests, or a proxy). */
   endpoint: z.url().optional(),
@@ -207,7 +240,11 @@ export const onedriveAccountSchema = z.strictObject({
   authority: z.url().optional(),
 });
 
-export const accountSchema = z.discriminatedUnion('provider', [localAccountSchema, dropboxAccountSchema, onedriveAccountSchema]);
+export const accountSchema = z.discriminatedUnion('provider', [
+  localAccountSchema,
+  dropboxAccountSchema,
+  onedriveAccountSchema,
+]);
 
 export const configSchema = z.strictObject({
   store: storeSchema,
@@ -227,13 +264,21 @@ export const configSchema = z.strictObject({
   status: statusSchema.optional(),
   reports: reportsSchema.default(reportsSchema.parse({})),
   prune: pruneSchema.default(pruneSchema.parse({})),
-  accounts: z.array(accountSchema).min(1, 'expected at least one account').superRefine((accounts, ctx) => {
-    const seen = new Set<string>();
-    accounts.forEach((a, i) => {
-      if (seen.has(a.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `the account name "${a.name}" is used twice` });
-      seen.add(a.name);
-    });
-  }),
+  accounts: z
+    .array(accountSchema)
+    .min(1, 'expected at least one account')
+    .superRefine((accounts, ctx) => {
+      const seen = new Set<string>();
+      accounts.forEach((a, i) => {
+        if (seen.has(a.name))
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'name'],
+            message: `the account name "${a.name}" is used twice`,
+          });
+        seen.add(a.name);
+      });
+    }),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -17,8 +17,14 @@ export interface PacerOptions {
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = () => { clearTimeout(t); reject(abortError(signal)); };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(abortError(signal));
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -45,7 +51,9 @@ export class Pacer {
     this.limit = this.max;
   }
 
-  get concurrency(): number { return this.limit; }
+  get concurrency(): number {
+    return this.limit;
+  }
 
   async call<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const started = Date.now();
@@ -66,7 +74,10 @@ export class Pacer {
       if (signal?.aborted) throw abortError(signal);
       if (!isSyncguardError(err) || !err.retryable) throw err;
       if (attempt >= maxAttempts || Date.now() - started >= maxElapsed) throw err;
-      const backoff = Math.min(this.opts.maxDelayMs ?? 60_000, (this.opts.baseDelayMs ?? 500) * 2 ** (attempt - 1));
+      const backoff = Math.min(
+        this.opts.maxDelayMs ?? 60_000,
+        (this.opts.baseDelayMs ?? 500) * 2 ** (attempt - 1),
+      );
       const wait = Math.max(err.retryAfterMs ?? 0, Math.random() * backoff);
       if (err.code === 'PROVIDER_RATE_LIMITED') {
         // Throttling concerns the whole account: slow every caller down, not just this one.
@@ -88,14 +99,20 @@ export class Pacer {
     if (pause > 0) await (this.opts.sleep ?? sleep)(pause, signal);
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
-      if (this.running < this.limit) { this.running++; return; }
+      if (this.running < this.limit) {
+        this.running++;
+        return;
+      }
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
   }
 
   private release(ok: boolean): void {
     this.running--;
-    if (ok && this.limit < this.max && ++this.successes >= 10 * this.limit) { this.limit++; this.successes = 0; }
+    if (ok && this.limit < this.max && ++this.successes >= 10 * this.limit) {
+      this.limit++;
+      this.successes = 0;
+    }
     // Wake one waiter; it checks the limit again, and waits again if the limit has dropped.
     this.waiting.shift()?.();
   }

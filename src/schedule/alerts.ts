@@ -43,11 +43,16 @@ type Outcome = RunReport['alerts'][number];
 /** The alert a run calls for, if any: skipped and stopped runs call for none. */
 export function alertEvent(r: RunReport): AlertEvent | undefined {
   switch (r.result) {
-    case 'ok': return 'success';
-    case 'partial': return 'partial';
-    case 'tripwire': return 'tripwire';
-    case 'failed': return 'failure';
-    default: return undefined;
+    case 'ok':
+      return 'success';
+    case 'partial':
+      return 'partial';
+    case 'tripwire':
+      return 'tripwire';
+    case 'failed':
+      return 'failure';
+    default:
+      return undefined;
   }
 }
 
@@ -59,7 +64,8 @@ export function summarize(r: RunReport): string {
     case 'tripwire': {
       let text = `${r.account}: snapshot ${s!.id}: ${s!.files} files, ${s!.bytes} bytes, ${s!.bytesAdded} bytes added`;
       if (s!.failed > 0) text += `; ${s!.failed} files could not be read`;
-      if (r.result === 'tripwire') text += `; RANSOMWARE TRIPWIRE: ${r.tripwire?.reasons.join('; ')}. Pruning of this account stops until \`syncguard ack ${r.account}\``;
+      if (r.result === 'tripwire')
+        text += `; RANSOMWARE TRIPWIRE: ${r.tripwire?.reasons.join('; ')}. Pruning of this account stops until \`syncguard ack ${r.account}\``;
       return text;
     }
     case 'failed':
@@ -73,10 +79,19 @@ export function summarize(r: RunReport): string {
 
 export function alertPayload(r: RunReport, event: AlertEvent): AlertPayload {
   return {
-    source: 'syncguard', event, account: r.account, host: r.host, time: r.finished, summary: summarize(r),
-    result: r.result, run: r.id, trigger: r.trigger, snapshot: r.snapshot ?? null,
+    source: 'syncguard',
+    event,
+    account: r.account,
+    host: r.host,
+    time: r.finished,
+    summary: summarize(r),
+    result: r.result,
+    run: r.id,
+    trigger: r.trigger,
+    snapshot: r.snapshot ?? null,
     tripwire: r.tripwire ? { fired: r.tripwire.fired, reasons: r.tripwire.reasons } : null,
-    error: r.error ?? null, warnings: r.warnings,
+    error: r.error ?? null,
+    warnings: r.warnings,
   };
 }
 
@@ -87,38 +102,69 @@ export async function sendAlerts(cfg: AlertsConfig, report: RunReport, deps: Ale
   const payload = alertPayload(report, event);
   const jobs: Array<Promise<Outcome>> = [];
   if (cfg.webhook) {
-    const w = typeof cfg.webhook === 'string' ? { url: cfg.webhook, headers: {}, retries: 3, timeoutSeconds: 10 } : cfg.webhook;
+    const w =
+      typeof cfg.webhook === 'string'
+        ? { url: cfg.webhook, headers: {}, retries: 3, timeoutSeconds: 10 }
+        : cfg.webhook;
     jobs.push(postWebhook(w, payload, deps));
   }
   if (cfg.command) jobs.push(runCommand(cfg.command, payload));
   const outcomes = await Promise.all(jobs);
-  for (const o of outcomes) if (!o.ok) deps.log('warn', `${report.account}: the ${o.channel} alert could not be sent: ${o.error}`);
+  for (const o of outcomes)
+    if (!o.ok) deps.log('warn', `${report.account}: the ${o.channel} alert could not be sent: ${o.error}`);
   return outcomes;
 }
 
-async function postWebhook(w: { url: string; headers: Record<string, string>; retries: number; timeoutSeconds: number }, payload: AlertPayload, deps: AlertDeps): Promise<Outcome> {
+async function postWebhook(
+  w: { url: string; headers: Record<string, string>; retries: number; timeoutSeconds: number },
+  payload: AlertPayload,
+  deps: AlertDeps,
+): Promise<Outcome> {
   const body = JSON.stringify(payload);
-  const res = await withRetries(w.retries, deps, () => request(deps, w.url, {
-    method: 'POST', body, timeoutMs: w.timeoutSeconds * 1000,
-    headers: { 'content-type': 'application/json', 'user-agent': `syncguard/${VERSION}`, ...w.headers },
-  }));
-  return res.ok ? { channel: 'webhook', ok: true } : { channel: 'webhook', ok: false, error: `the webhook at ${origin(w.url)} failed: ${res.error}` };
+  const res = await withRetries(w.retries, deps, () =>
+    request(deps, w.url, {
+      method: 'POST',
+      body,
+      timeoutMs: w.timeoutSeconds * 1000,
+      headers: { 'content-type': 'application/json', 'user-agent': `syncguard/${VERSION}`, ...w.headers },
+    }),
+  );
+  return res.ok
+    ? { channel: 'webhook', ok: true }
+    : { channel: 'webhook', ok: false, error: `the webhook at ${origin(w.url)} failed: ${res.error}` };
 }
 
 /** Pings a healthchecks.io-style check: <url>/start, <url>, <url>/fail. `rid` pairs a start with its end. */
-export async function pingHealthcheck(url: string, kind: 'start' | 'success' | 'fail', opts: { rid: string; body?: string }, deps: AlertDeps): Promise<Outcome> {
+export async function pingHealthcheck(
+  url: string,
+  kind: 'start' | 'success' | 'fail',
+  opts: { rid: string; body?: string },
+  deps: AlertDeps,
+): Promise<Outcome> {
   const u = new URL(url);
-  u.pathname = u.pathname.replace(/\/+$/, '') + (kind === 'start' ? '/start' : kind === 'fail' ? '/fail' : '');
+  u.pathname =
+    u.pathname.replace(/\/+$/, '') + (kind === 'start' ? '/start' : kind === 'fail' ? '/fail' : '');
   u.searchParams.set('rid', opts.rid);
-  const res = await withRetries(2, deps, () => request(deps, u.href, {
-    method: 'POST', body: (opts.body ?? '').slice(0, 10_000), timeoutMs: 10_000,
-    headers: { 'content-type': 'text/plain; charset=utf-8', 'user-agent': `syncguard/${VERSION}` },
-  }));
+  const res = await withRetries(2, deps, () =>
+    request(deps, u.href, {
+      method: 'POST',
+      body: (opts.body ?? '').slice(0, 10_000),
+      timeoutMs: 10_000,
+      headers: { 'content-type': 'text/plain; charset=utf-8', 'user-agent': `syncguard/${VERSION}` },
+    }),
+  );
   if (!res.ok) deps.log('warn', `the healthcheck ping (${kind}) to ${origin(url)} failed: ${res.error}`);
-  return res.ok ? { channel: `healthcheck ${kind}`, ok: true } : { channel: `healthcheck ${kind}`, ok: false, error: res.error };
+  return res.ok
+    ? { channel: `healthcheck ${kind}`, ok: true }
+    : { channel: `healthcheck ${kind}`, ok: false, error: res.error };
 }
 
-interface Attempt { ok: boolean; error?: string; retry?: boolean; retryAfterMs?: number }
+interface Attempt {
+  ok: boolean;
+  error?: string;
+  retry?: boolean;
+  retryAfterMs?: number;
+}
 
 async function withRetries(retries: number, deps: AlertDeps, fn: () => Promise<Attempt>): Promise<Attempt> {
   const sleep = deps.sleep ?? ((ms: number) => realSleep(ms));
@@ -131,16 +177,33 @@ async function withRetries(retries: number, deps: AlertDeps, fn: () => Promise<A
   return last;
 }
 
-async function request(deps: AlertDeps, url: string, init: { method: string; body: string; headers: Record<string, string>; timeoutMs: number }): Promise<Attempt> {
+async function request(
+  deps: AlertDeps,
+  url: string,
+  init: { method: string; body: string; headers: Record<string, string>; timeoutMs: number },
+): Promise<Attempt> {
   try {
-    const res = await (deps.fetch ?? fetch)(url, { method: init.method, body: init.body, headers: init.headers, signal: AbortSignal.timeout(init.timeoutMs) });
+    const res = await (deps.fetch ?? fetch)(url, {
+      method: init.method,
+      body: init.body,
+      headers: init.headers,
+      signal: AbortSignal.timeout(init.timeoutMs),
+    });
     await res.arrayBuffer().catch(() => undefined);
     if (res.ok) return { ok: true };
     const retry = res.status === 408 || res.status === 429 || res.status >= 500;
-    return { ok: false, error: `HTTP ${res.status}`, retry, retryAfterMs: retryAfter(res.headers.get('retry-after')) };
+    return {
+      ok: false,
+      error: `HTTP ${res.status}`,
+      retry,
+      retryAfterMs: retryAfter(res.headers.get('retry-after')),
+    };
   } catch (e) {
     const err = e as Error & { cause?: { code?: string; message?: string } };
-    const why = err.name === 'TimeoutError' ? `no answer in ${init.timeoutMs / 1000} s` : err.cause?.code ?? err.cause?.message ?? err.message;
+    const why =
+      err.name === 'TimeoutError'
+        ? `no answer in ${init.timeoutMs / 1000} s`
+        : (err.cause?.code ?? err.cause?.message ?? err.message);
     return { ok: false, error: why, retry: true };
   }
 }
@@ -169,12 +232,34 @@ function runCommand(cmd: string | string[], payload: AlertPayload, timeoutMs = 6
     const child = spawn(file, args, {
       stdio: ['pipe', 'ignore', 'ignore'],
       timeout: timeoutMs,
-      env: { ...process.env, SYNCGUARD_EVENT: payload.event, SYNCGUARD_ACCOUNT: payload.account, SYNCGUARD_RESULT: payload.result, SYNCGUARD_SUMMARY: payload.summary },
+      env: {
+        ...process.env,
+        SYNCGUARD_EVENT: payload.event,
+        SYNCGUARD_ACCOUNT: payload.account,
+        SYNCGUARD_RESULT: payload.result,
+        SYNCGUARD_SUMMARY: payload.summary,
+      },
     });
-    child.on('error', (e) => resolve({ channel: 'command', ok: false, error: `${file} could not be started: ${(e as NodeJS.ErrnoException).code ?? e.message}` }));
-    child.on('close', (code, signal) => resolve(code === 0
-      ? { channel: 'command', ok: true }
-      : { channel: 'command', ok: false, error: signal ? `it was ended by ${signal}${signal === 'SIGTERM' ? ` (it ran longer than ${timeoutMs / 1000} s)` : ''}` : `it exited with code ${code}` }));
+    child.on('error', (e) =>
+      resolve({
+        channel: 'command',
+        ok: false,
+        error: `${file} could not be started: ${(e as NodeJS.ErrnoException).code ?? e.message}`,
+      }),
+    );
+    child.on('close', (code, signal) =>
+      resolve(
+        code === 0
+          ? { channel: 'command', ok: true }
+          : {
+              channel: 'command',
+              ok: false,
+              error: signal
+                ? `it was ended by ${signal}${signal === 'SIGTERM' ? ` (it ran longer than ${timeoutMs / 1000} s)` : ''}`
+                : `it exited with code ${code}`,
+            },
+      ),
+    );
     child.stdin.on('error', () => {});
     child.stdin.end(JSON.stringify(payload) + '\n');
   });

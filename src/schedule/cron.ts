@@ -15,7 +15,11 @@ export interface Schedule {
 export function scheduleOf(config: Config, account: AccountConfig): Schedule {
   const own = account.schedule;
   const s: Schedule = own
-    ? { cron: own.cron, timezone: own.timezone ?? config.schedule.timezone, where: `accounts (${account.name}).schedule` }
+    ? {
+        cron: own.cron,
+        timezone: own.timezone ?? config.schedule.timezone,
+        where: `accounts (${account.name}).schedule`,
+      }
     : { cron: config.schedule.cron, timezone: config.schedule.timezone, where: 'schedule' };
   checkSchedule(s);
   return s;
@@ -25,13 +29,19 @@ export function checkSchedule(s: Schedule): void {
   const v = cron.validateDetailed(s.cron);
   if (!v.valid) {
     const why = v.errors.map((e) => `${e.field}: ${e.message}`).join('; ');
-    throw new SyncguardError('CONFIG', `${s.where}.cron: "${s.cron}" is not a valid cron expression (${why}); write five fields (minute hour day month weekday, such as "0 2 * * *") or six with seconds first`);
+    throw new SyncguardError(
+      'CONFIG',
+      `${s.where}.cron: "${s.cron}" is not a valid cron expression (${why}); write five fields (minute hour day month weekday, such as "0 2 * * *") or six with seconds first`,
+    );
   }
   if (s.timezone) {
     try {
       new Intl.DateTimeFormat('en-US', { timeZone: s.timezone });
     } catch {
-      throw new SyncguardError('CONFIG', `${s.where}.timezone: "${s.timezone}" is not a timezone this system knows; use an IANA name such as "Europe/Berlin" or "UTC"`);
+      throw new SyncguardError(
+        'CONFIG',
+        `${s.where}.timezone: "${s.timezone}" is not a timezone this system knows; use an IANA name such as "Europe/Berlin" or "UTC"`,
+      );
     }
   }
 }
@@ -56,7 +66,9 @@ const MAX_LOOKBACK = 400 * 86_400_000;
 export function lastScheduled(s: Schedule, now: Date, after: Date): Date | undefined {
   const fields = cron.parse(s.cron);
   const seconds = [...fields.second].sort((a, b) => b - a);
-  const minutes = new Set(fields.minute), hours = new Set(fields.hour), months = new Set(fields.month);
+  const minutes = new Set(fields.minute),
+    hours = new Set(fields.hour),
+    months = new Set(fields.month);
   const task = cron.createTask(s.cron, () => {}, { timezone: s.timezone });
   try {
     const floor = Math.max(after.getTime(), now.getTime() - MAX_LOOKBACK);
@@ -64,7 +76,10 @@ export function lastScheduled(s: Schedule, now: Date, after: Date): Date | undef
     while (t > floor) {
       const p = zonedParts(new Date(t), s.timezone);
       const toMinuteStart = p.second * 1000;
-      if (!hours.has(p.hour) || !months.has(p.month)) { t -= (p.minute * 60 + p.second) * 1000 + 1000; continue; }
+      if (!hours.has(p.hour) || !months.has(p.month)) {
+        t -= (p.minute * 60 + p.second) * 1000 + 1000;
+        continue;
+      }
       if (minutes.has(p.minute)) {
         for (const sec of seconds) {
           if (sec > p.second) continue;

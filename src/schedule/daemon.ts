@@ -23,7 +23,10 @@ export interface DaemonDeps {
   config: Config;
   log: Log;
   /** One run of one account (api.snapshot); resolves when its report is written. */
-  run(account: string, opts: { trigger: RunTrigger; scheduledFor?: Date; signal: AbortSignal; onReport: (r: RunReport) => void }): Promise<unknown>;
+  run(
+    account: string,
+    opts: { trigger: RunTrigger; scheduledFor?: Date; signal: AbortSignal; onReport: (r: RunReport) => void },
+  ): Promise<unknown>;
   /** When the account last ran (its reports, its newest snapshot); undefined when never. */
   lastRun(account: string): Promise<Date | undefined>;
   /** The account's newest report, to start the metrics from. */
@@ -51,7 +54,12 @@ export class Daemon {
 
   constructor(private readonly deps: DaemonDeps) {
     for (const a of deps.config.accounts) this.schedules.set(a.name, scheduleOf(deps.config, a));
-    if (deps.config.prune.cron) checkSchedule({ cron: deps.config.prune.cron, timezone: deps.config.schedule.timezone, where: 'prune' });
+    if (deps.config.prune.cron)
+      checkSchedule({
+        cron: deps.config.prune.cron,
+        timezone: deps.config.schedule.timezone,
+        where: 'prune',
+      });
     this.metrics = new Metrics([...this.schedules.keys()]);
   }
 
@@ -65,7 +73,10 @@ export class Daemon {
       debug: (m: string | Error) => log('debug', `node-cron: ${m instanceof Error ? m.message : m}`),
     };
     if (config.status) {
-      this.server = await startStatusServer(config.status.host, config.status.port, { health: () => this.health(), metrics: () => this.metrics.render({ running: new Set(this.running.keys()), next: this.next() }) });
+      this.server = await startStatusServer(config.status.host, config.status.port, {
+        health: () => this.health(),
+        metrics: () => this.metrics.render({ running: new Set(this.running.keys()), next: this.next() }),
+      });
       log('info', `status: http://${config.status.host}:${this.server.port}/healthz and /metrics`);
     }
     for (const account of this.schedules.keys()) {
@@ -73,22 +84,39 @@ export class Daemon {
       if (last) this.metrics.seed(last);
     }
     for (const [account, s] of this.schedules) {
-      const task = cron.schedule(s.cron, (ctx) => this.trigger(account, 'schedule', ctx.date), { timezone: s.timezone, name: `syncguard ${account}`, logger });
+      const task = cron.schedule(s.cron, (ctx) => this.trigger(account, 'schedule', ctx.date), {
+        timezone: s.timezone,
+        name: `syncguard ${account}`,
+        logger,
+      });
       task.on('execution:missed', (ctx) => this.trigger(account, 'catch-up', ctx.date));
       this.tasks.push(task);
     }
     if (config.prune.cron && this.deps.prune) {
-      this.tasks.push(cron.schedule(config.prune.cron, () => this.prune(), { timezone: config.schedule.timezone, name: 'syncguard prune', logger }));
+      this.tasks.push(
+        cron.schedule(config.prune.cron, () => this.prune(), {
+          timezone: config.schedule.timezone,
+          name: 'syncguard prune',
+          logger,
+        }),
+      );
     }
     const next = this.next();
-    for (const [account, s] of this.schedules) log('info', `${account}: scheduled "${s.cron}"${s.timezone ? ` (${s.timezone})` : ''}; next run ${next.get(account)?.toISOString() ?? 'never'}`);
+    for (const [account, s] of this.schedules)
+      log(
+        'info',
+        `${account}: scheduled "${s.cron}"${s.timezone ? ` (${s.timezone})` : ''}; next run ${next.get(account)?.toISOString() ?? 'never'}`,
+      );
     await this.catchUp();
     const watchMs = this.deps.watchMs ?? 30_000;
     let beat = Date.now();
     this.watch = setInterval(() => {
       const now = Date.now();
       if (now - beat > watchMs * 3) {
-        log('info', `the clock jumped ${Math.round((now - beat) / 1000)} s (the machine slept?): looking for missed runs`);
+        log(
+          'info',
+          `the clock jumped ${Math.round((now - beat) / 1000)} s (the machine slept?): looking for missed runs`,
+        );
         void this.catchUp();
       }
       beat = now;
@@ -107,9 +135,15 @@ export class Daemon {
     const all = [...this.running.values(), ...(this.pruning ? [this.pruning] : [])];
     if (all.length > 0) {
       if (graceMs > 0) {
-        log('info', `stopping: waiting up to ${Math.round(graceMs / 1000)} s for ${[...this.running.keys()].join(', ') || 'prune'} to finish`);
+        log(
+          'info',
+          `stopping: waiting up to ${Math.round(graceMs / 1000)} s for ${[...this.running.keys()].join(', ') || 'prune'} to finish`,
+        );
         const timeout = new AbortController();
-        await Promise.race([Promise.allSettled(all.map((r) => r.promise)), sleep(graceMs, timeout.signal).catch(() => {})]);
+        await Promise.race([
+          Promise.allSettled(all.map((r) => r.promise)),
+          sleep(graceMs, timeout.signal).catch(() => {}),
+        ]);
         timeout.abort();
       }
       const left = [...this.running.values(), ...(this.pruning ? [this.pruning] : [])];
@@ -130,9 +164,16 @@ export class Daemon {
     const next = this.next();
     return {
       status: this.stopping ? 'stopping' : 'ok',
-      accounts: Object.fromEntries([...this.schedules.keys()].map((a) => [a, {
-        running: this.running.has(a), next: next.get(a)?.toISOString() ?? null, lastResult: this.metrics.lastResult(a) ?? null,
-      }])),
+      accounts: Object.fromEntries(
+        [...this.schedules.keys()].map((a) => [
+          a,
+          {
+            running: this.running.has(a),
+            next: next.get(a)?.toISOString() ?? null,
+            lastResult: this.metrics.lastResult(a) ?? null,
+          },
+        ]),
+      ),
     };
   }
 
@@ -150,7 +191,10 @@ export class Daemon {
       if (!last) continue;
       const missed = lastScheduled(s, new Date(), last);
       if (missed) {
-        this.deps.log('info', `${account}: the run of ${missed.toISOString()} was missed (the last run started ${last.toISOString()}): running it now`);
+        this.deps.log(
+          'info',
+          `${account}: the run of ${missed.toISOString()} was missed (the last run started ${last.toISOString()}): running it now`,
+        );
         this.trigger(account, 'catch-up', missed);
       }
     }
@@ -160,22 +204,39 @@ export class Daemon {
     const { log } = this.deps;
     if (this.stopping) return;
     if (this.running.has(account)) {
-      log('warn', `${account}: the run ${at ? `of ${at.toISOString()} ` : ''}is skipped: the previous run of this account is still going`);
+      log(
+        'warn',
+        `${account}: the run ${at ? `of ${at.toISOString()} ` : ''}is skipped: the previous run of this account is still going`,
+      );
       this.metrics.overlap(account);
       return;
     }
     const abort = new AbortController();
     log('info', `${account}: ${trigger === 'catch-up' ? 'catch-up' : 'scheduled'} snapshot starts`);
-    const promise = this.deps.run(account, {
-      trigger, scheduledFor: at, signal: abort.signal,
-      onReport: (r) => {
-        this.metrics.observe(r);
-        const level = r.result === 'ok' || r.result === 'skipped' || r.result === 'stopped' ? 'info' : r.result === 'failed' ? 'error' : 'warn';
-        log(level, `${summarize(r)} (${r.result}, ${Math.round(r.durationMs / 100) / 10} s)`);
-      },
-    }).then(() => {}, (e) => {
-      if (!isSyncguardError(e, 'ABORTED')) log('error', `${account}: the run failed: ${describeError(e)}`);
-    }).finally(() => this.running.delete(account));
+    const promise = this.deps
+      .run(account, {
+        trigger,
+        scheduledFor: at,
+        signal: abort.signal,
+        onReport: (r) => {
+          this.metrics.observe(r);
+          const level =
+            r.result === 'ok' || r.result === 'skipped' || r.result === 'stopped'
+              ? 'info'
+              : r.result === 'failed'
+                ? 'error'
+                : 'warn';
+          log(level, `${summarize(r)} (${r.result}, ${Math.round(r.durationMs / 100) / 10} s)`);
+        },
+      })
+      .then(
+        () => {},
+        (e) => {
+          if (!isSyncguardError(e, 'ABORTED'))
+            log('error', `${account}: the run failed: ${describeError(e)}`);
+        },
+      )
+      .finally(() => this.running.delete(account));
     this.running.set(account, { promise, abort });
   }
 
@@ -184,12 +245,23 @@ export class Daemon {
     if (this.stopping || this.pruning || !this.deps.prune) return;
     const abort = new AbortController();
     log('info', 'prune starts');
-    const promise = this.deps.prune(abort.signal).then((r) => {
-      const removed = r.snapshots.filter((s) => s.action === 'remove').length;
-      log('info', `prune: removed ${removed} snapshots and ${r.objects.deleted.length} objects (${r.objects.bytesDeleted} bytes)${r.blocked.length ? `; ${r.blocked.map((b) => b.account).join(', ')} not pruned: the tripwire fired and nobody acknowledged it` : ''}`);
-    }, (e) => {
-      if (!isSyncguardError(e, 'ABORTED')) log('warn', `prune failed: ${describeError(e)}`);
-    }).finally(() => { this.pruning = undefined; });
+    const promise = this.deps
+      .prune(abort.signal)
+      .then(
+        (r) => {
+          const removed = r.snapshots.filter((s) => s.action === 'remove').length;
+          log(
+            'info',
+            `prune: removed ${removed} snapshots and ${r.objects.deleted.length} objects (${r.objects.bytesDeleted} bytes)${r.blocked.length ? `; ${r.blocked.map((b) => b.account).join(', ')} not pruned: the tripwire fired and nobody acknowledged it` : ''}`,
+          );
+        },
+        (e) => {
+          if (!isSyncguardError(e, 'ABORTED')) log('warn', `prune failed: ${describeError(e)}`);
+        },
+      )
+      .finally(() => {
+        this.pruning = undefined;
+      });
     this.pruning = { promise, abort };
   }
 }

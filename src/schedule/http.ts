@@ -14,7 +14,11 @@ export interface StatusHandlers {
   metrics(): string;
 }
 
-export async function startStatusServer(host: string, port: number, handlers: StatusHandlers): Promise<StatusServer> {
+export async function startStatusServer(
+  host: string,
+  port: number,
+  handlers: StatusHandlers,
+): Promise<StatusServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -23,9 +27,16 @@ export async function startStatusServer(host: string, port: number, handlers: St
     }
     try {
       if (path === '/healthz') {
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(handlers.health()) + '\n');
+        res
+          .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+          .end(JSON.stringify(handlers.health()) + '\n');
       } else if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' }).end(handlers.metrics());
+        res
+          .writeHead(200, {
+            'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+            'cache-control': 'no-store',
+          })
+          .end(handlers.metrics());
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
       }
@@ -34,16 +45,24 @@ export async function startStatusServer(host: string, port: number, handlers: St
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new SyncguardError('CONFIG', e.code === 'EADDRINUSE'
-      ? `status.port: ${host}:${port} is in use by another program: choose another port in the config`
-      : `status: cannot listen on ${host}:${port}: ${e.message}`)));
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(
+        new SyncguardError(
+          'CONFIG',
+          e.code === 'EADDRINUSE'
+            ? `status.port: ${host}:${port} is in use by another program: choose another port in the config`
+            : `status: cannot listen on ${host}:${port}: ${e.message}`,
+        ),
+      ),
+    );
     server.listen(port, host, () => resolve());
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

@@ -61,17 +61,30 @@ export interface RunReport {
 }
 
 export function reportsDir(config: Pick<Config, 'reports' | 'stateDir'>, configDir: string): string {
-  return config.reports.dir ? expandHome(config.reports.dir, configDir) : join(expandHome(config.stateDir, configDir), 'reports');
+  return config.reports.dir
+    ? expandHome(config.reports.dir, configDir)
+    : join(expandHome(config.stateDir, configDir), 'reports');
 }
 
 export function newReport(account: string, provider: string, trigger: RunTrigger, started: Date): RunReport {
   return {
-    format: 'syncguard-run-report', version: 1,
+    format: 'syncguard-run-report',
+    version: 1,
     id: `${snapshotId(started)}-${randomBytes(3).toString('hex')}`,
-    account, provider, trigger,
-    started: started.toISOString(), finished: started.toISOString(), durationMs: 0,
-    result: 'failed', warnings: [], throttledMs: 0, retries: 0, alerts: [],
-    host: hostname(), pid: process.pid, tool: `syncguard ${VERSION}`,
+    account,
+    provider,
+    trigger,
+    started: started.toISOString(),
+    finished: started.toISOString(),
+    durationMs: 0,
+    result: 'failed',
+    warnings: [],
+    throttledMs: 0,
+    retries: 0,
+    alerts: [],
+    host: hostname(),
+    pid: process.pid,
+    tool: `syncguard ${VERSION}`,
   };
 }
 
@@ -84,12 +97,17 @@ export async function writeReport(dir: string, report: RunReport, keep: number):
   await fsp.writeFile(tmp, JSON.stringify(report, null, 2) + '\n', { mode: 0o600 });
   await fsp.rename(tmp, file);
   const names = await reportNames(folder);
-  for (const old of names.slice(0, Math.max(0, names.length - keep))) await fsp.rm(join(folder, old), { force: true });
+  for (const old of names.slice(0, Math.max(0, names.length - keep)))
+    await fsp.rm(join(folder, old), { force: true });
   return file;
 }
 
 /** An account's reports, newest first; at most `limit`. Unreadable files are passed over. */
-export async function readReports(dir: string, account: string, opts: { limit?: number; filter?: (r: RunReport) => boolean } = {}): Promise<RunReport[]> {
+export async function readReports(
+  dir: string,
+  account: string,
+  opts: { limit?: number; filter?: (r: RunReport) => boolean } = {},
+): Promise<RunReport[]> {
   const folder = join(dir, account);
   const names = (await reportNames(folder)).reverse();
   const out: RunReport[] = [];
@@ -106,7 +124,11 @@ export async function readReports(dir: string, account: string, opts: { limit?: 
   return out;
 }
 
-export async function lastReport(dir: string, account: string, filter?: (r: RunReport) => boolean): Promise<RunReport | undefined> {
+export async function lastReport(
+  dir: string,
+  account: string,
+  filter?: (r: RunReport) => boolean,
+): Promise<RunReport | undefined> {
   return (await readReports(dir, account, { limit: 1, filter }))[0];
 }
 

@@ -56,7 +56,12 @@ export function policyOf(config: Config, account: AccountConfig): Policy {
 
 /** Runs one account. Rejects only with ABORTED (after writing a "stopped" report); every other
  *  failure is in the outcome and its report. */
-export async function runAccount(env: RunEnv, account: AccountConfig, take: Take, opts: RunOptions = {}): Promise<RunOutcome> {
+export async function runAccount(
+  env: RunEnv,
+  account: AccountConfig,
+  take: Take,
+  opts: RunOptions = {},
+): Promise<RunOutcome> {
   const { repo, config, log } = env;
   const report = newReport(account.name, account.provider, opts.trigger ?? 'manual', repo.now());
   if (opts.scheduledFor) report.scheduledFor = opts.scheduledFor.toISOString();
@@ -66,7 +71,8 @@ export async function runAccount(env: RunEnv, account: AccountConfig, take: Take
   if (healthcheck) report.alerts.push(await pingHealthcheck(healthcheck, 'start', { rid }, deps));
 
   const settings = tripwireSettings(config, account);
-  const tripwire = !opts.inspect && settings.enabled ? createTripwire(settings, repo.store, opts.signal) : undefined;
+  const tripwire =
+    !opts.inspect && settings.enabled ? createTripwire(settings, repo.store, opts.signal) : undefined;
   const stats: ProviderStats = { throttledMs: 0, retries: 0 };
   let result: SnapshotResult | undefined;
   let error: SyncguardError | undefined;
@@ -90,18 +96,37 @@ export async function runAccount(env: RunEnv, account: AccountConfig, take: Take
   if (result) {
     const h = result.header;
     report.snapshot = {
-      id: result.id, key: result.key, files: h.counts.files, dirs: h.counts.dirs, bytes: h.bytes, bytesAdded: result.bytesAdded,
-      filesRead: result.filesRead, bytesRead: result.bytesRead, failed: h.counts.failed, skipped: h.counts.skipped, lockedUntil: h.lockedUntil,
+      id: result.id,
+      key: result.key,
+      files: h.counts.files,
+      dirs: h.counts.dirs,
+      bytes: h.bytes,
+      bytesAdded: result.bytesAdded,
+      filesRead: result.filesRead,
+      bytesRead: result.bytesRead,
+      failed: h.counts.failed,
+      skipped: h.counts.skipped,
+      lockedUntil: h.lockedUntil,
     };
     report.result = h.tripwire?.fired ? 'tripwire' : h.counts.failed > 0 ? 'partial' : 'ok';
     if (repo.lockDays) {
       try {
-        report.locks = await extendKeptLocks(repo, await accountRetention(repo, account.name, policyOf(config, account), opts.signal), opts.signal);
+        report.locks = await extendKeptLocks(
+          repo,
+          await accountRetention(repo, account.name, policyOf(config, account), opts.signal),
+          opts.signal,
+        );
       } catch (e) {
         if (isSyncguardError(e, 'ABORTED')) {
-          report.warnings.push('stopped before the locks of the snapshots kept were extended; the next run extends them');
+          report.warnings.push(
+            'stopped before the locks of the snapshots kept were extended; the next run extends them',
+          );
         } else {
-          error = new SyncguardError(isSyncguardError(e) ? e.code : 'INTERNAL', `the snapshot ${result.id} was stored, but the locks of the snapshots kept could not be extended: ${describeError(e)}; the next run tries again`, { cause: e });
+          error = new SyncguardError(
+            isSyncguardError(e) ? e.code : 'INTERNAL',
+            `the snapshot ${result.id} was stored, but the locks of the snapshots kept could not be extended: ${describeError(e)}; the next run tries again`,
+            { cause: e },
+          );
         }
       }
     }
@@ -111,13 +136,15 @@ export async function runAccount(env: RunEnv, account: AccountConfig, take: Take
     report.error = { code: error.code, message: error.message };
   }
 
-  report.alerts.push(...await sendAlerts(config.alerts, report, deps));
+  report.alerts.push(...(await sendAlerts(config.alerts, report, deps)));
   if (healthcheck) {
     const kind = report.result === 'ok' || report.result === 'partial' ? 'success' : 'fail';
     report.alerts.push(await pingHealthcheck(healthcheck, kind, { rid, body: summarize(report) }, deps));
   }
   await finish(env, report, opts);
-  return error ? { account: account.name, ok: false, error, result, report } : { account: account.name, ok: true, result: result!, report };
+  return error
+    ? { account: account.name, ok: false, error, result, report }
+    : { account: account.name, ok: true, result: result!, report };
 }
 
 async function finish(env: RunEnv, report: RunReport, opts: RunOptions): Promise<void> {

@@ -17,8 +17,14 @@ export interface AccountStatus {
   provider: string;
   schedule: { cron: string; timezone: string | null; next: string | null; error?: string };
   lastRun: null | {
-    id: string; trigger: RunReport['trigger']; started: string; finished: string; durationMs: number;
-    result: RunReport['result']; snapshot: string | null; error: RunReport['error'] | null;
+    id: string;
+    trigger: RunReport['trigger'];
+    started: string;
+    finished: string;
+    durationMs: number;
+    result: RunReport['result'];
+    snapshot: string | null;
+    error: RunReport['error'] | null;
   };
   /** The newest snapshot whose tripwire did not fire. */
   lastGood: null | { id: string; time: string; files: number; bytes: number; failed: number };
@@ -46,24 +52,49 @@ export interface StatusEnv {
 /** Providers may export `tokenExpiry(account, configDir)` from their index module; status asks it. */
 export type TokenExpiry = (account: AccountConfig, configDir: string) => Promise<Date | undefined>;
 
-export async function accountStatus(env: StatusEnv, account: AccountConfig, signal?: AbortSignal): Promise<AccountStatus> {
+export async function accountStatus(
+  env: StatusEnv,
+  account: AccountConfig,
+  signal?: AbortSignal,
+): Promise<AccountStatus> {
   const { config, repo } = env;
   const st: AccountStatus = {
-    account: account.name, provider: account.provider,
-    schedule: { cron: account.schedule?.cron ?? config.schedule.cron, timezone: account.schedule?.timezone ?? config.schedule.timezone ?? null, next: null },
-    lastRun: null, lastGood: null, snapshots: 0, kept: 0, files: null, bytes: null, lockedUntil: null,
-    tripwire: { tripped: false, fired: [] }, token: null,
+    account: account.name,
+    provider: account.provider,
+    schedule: {
+      cron: account.schedule?.cron ?? config.schedule.cron,
+      timezone: account.schedule?.timezone ?? config.schedule.timezone ?? null,
+      next: null,
+    },
+    lastRun: null,
+    lastGood: null,
+    snapshots: 0,
+    kept: 0,
+    files: null,
+    bytes: null,
+    lockedUntil: null,
+    tripwire: { tripped: false, fired: [] },
+    token: null,
   };
   try {
     st.schedule.next = nextRun(scheduleOf(config, account))?.toISOString() ?? null;
   } catch (e) {
     st.schedule.error = describeError(e);
   }
-  const [last] = await readReports(reportsDir(config, env.configDir), account.name, { limit: 1, filter: (r) => r.result !== 'skipped' });
+  const [last] = await readReports(reportsDir(config, env.configDir), account.name, {
+    limit: 1,
+    filter: (r) => r.result !== 'skipped',
+  });
   if (last) {
     st.lastRun = {
-      id: last.id, trigger: last.trigger, started: last.started, finished: last.finished, durationMs: last.durationMs,
-      result: last.result, snapshot: last.snapshot?.id ?? null, error: last.error ?? null,
+      id: last.id,
+      trigger: last.trigger,
+      started: last.started,
+      finished: last.finished,
+      durationMs: last.durationMs,
+      result: last.result,
+      snapshot: last.snapshot?.id ?? null,
+      error: last.error ?? null,
     };
   }
   const [token] = await Promise.all([
@@ -75,11 +106,24 @@ export async function accountStatus(env: StatusEnv, account: AccountConfig, sign
         st.kept = r.kept.size;
         st.tripwire = r.tripwire;
         const newest = r.snapshots[r.snapshots.length - 1];
-        if (newest) { st.files = newest.header.counts.files; st.bytes = newest.header.bytes; }
+        if (newest) {
+          st.files = newest.header.counts.files;
+          st.bytes = newest.header.bytes;
+        }
         const good = [...r.snapshots].reverse().find((s) => !s.header.tripwire?.fired);
-        if (good) st.lastGood = { id: good.id, time: good.time.toISOString(), files: good.header.counts.files, bytes: good.header.bytes, failed: good.header.counts.failed };
-        const horizons = r.snapshots.filter((s) => r.kept.has(s.id)).map((s) => s.lockedUntil?.getTime() ?? 0);
-        if (repo.lockDays && horizons.length > 0) st.lockedUntil = new Date(Math.min(...horizons)).toISOString();
+        if (good)
+          st.lastGood = {
+            id: good.id,
+            time: good.time.toISOString(),
+            files: good.header.counts.files,
+            bytes: good.header.bytes,
+            failed: good.header.counts.failed,
+          };
+        const horizons = r.snapshots
+          .filter((s) => r.kept.has(s.id))
+          .map((s) => s.lockedUntil?.getTime() ?? 0);
+        if (repo.lockDays && horizons.length > 0)
+          st.lockedUntil = new Date(Math.min(...horizons)).toISOString();
       } catch (e) {
         st.error = describeError(e);
       }
@@ -92,7 +136,9 @@ export async function accountStatus(env: StatusEnv, account: AccountConfig, sign
 async function tokenStatus(account: AccountConfig, configDir: string): Promise<AccountStatus['token']> {
   if (account.provider === 'local') return null;
   try {
-    const mod = (account.provider === 'dropbox' ? await import('../providers/dropbox/index.js') : await import('../providers/onedrive/index.js')) as unknown as { tokenExpiry?: TokenExpiry };
+    const mod = (account.provider === 'dropbox'
+      ? await import('../providers/dropbox/index.js')
+      : await import('../providers/onedrive/index.js')) as unknown as { tokenExpiry?: TokenExpiry };
     if (typeof mod.tokenExpiry !== 'function') return null;
     const at = await mod.tokenExpiry(account, configDir);
     return { expiresAt: at?.toISOString() ?? null };

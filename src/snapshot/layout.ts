@@ -84,4 +84,3 @@ export function parseAckKey(key: string): { account: string; time: Date } | unde
   const time = m ? timeOfSnapshotId(m[2]) : undefined;
   return m && time ? { account: m[1], time } : undefined;
 }
-

@@ -91,7 +91,10 @@ export class ManifestWriter {
   constructor(header: ManifestHeader) {
     this.file = join(tmpdir(), `syncguard-manifest-${randomBytes(8).toString('hex')}.ndjson.gz`);
     const out = createWriteStream(this.file, { mode: 0o600 });
-    this.gzip.on('data', (c: Buffer) => { this.hash.update(c); this.size += c.length; });
+    this.gzip.on('data', (c: Buffer) => {
+      this.hash.update(c);
+      this.size += c.length;
+    });
     this.done = pipeline(this.gzip, out);
     this.line(boundedHeader(header));
   }
@@ -136,12 +139,16 @@ export async function readManifest(
   body: Readable,
   what: string,
 ): Promise<{ header: ManifestHeader; entries: AsyncGenerator<ManifestEntry>; unsafe: FailedFile[] }> {
-  const lines = createInterface({ input: body.pipe(createGunzip()), crlfDelay: Infinity })[Symbol.asyncIterator]();
+  const lines = createInterface({ input: body.pipe(createGunzip()), crlfDelay: Infinity })[
+    Symbol.asyncIterator
+  ]();
   let first: IteratorResult<string>;
   try {
     first = await lines.next();
   } catch (e) {
-    throw new SyncguardError('INTEGRITY', `the manifest ${what} cannot be read: ${(e as Error).message}`, { cause: e });
+    throw new SyncguardError('INTEGRITY', `the manifest ${what} cannot be read: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   if (first.done) throw new SyncguardError('INTEGRITY', `the manifest ${what} is empty`);
   const header = parseHeader(first.value, what);
@@ -156,12 +163,19 @@ export async function readManifest(
         if (r.value === '') continue;
         const entry = parseEntry(r.value, what, n);
         const reason = unsafeReason(entry.path);
-        if (reason) { unsafe.push({ path: entry.path, error: `refused: ${reason}` }); continue; }
+        if (reason) {
+          unsafe.push({ path: entry.path, error: `refused: ${reason}` });
+          continue;
+        }
         yield entry;
       }
     } catch (e) {
       if (e instanceof SyncguardError) throw e;
-      throw new SyncguardError('INTEGRITY', `the manifest ${what} is damaged at line ${n}: ${(e as Error).message}`, { cause: e });
+      throw new SyncguardError(
+        'INTEGRITY',
+        `the manifest ${what} is damaged at line ${n}: ${(e as Error).message}`,
+        { cause: e },
+      );
     }
   }
   return { header, entries: entries(), unsafe };
@@ -174,9 +188,13 @@ function parseHeader(line: string, what: string): ManifestHeader {
   } catch {
     throw new SyncguardError('INTEGRITY', `the manifest ${what} has no valid header`);
   }
-  if (h?.format !== MANIFEST_FORMAT) throw new SyncguardError('INTEGRITY', `${what} is not a syncguard manifest`);
+  if (h?.format !== MANIFEST_FORMAT)
+    throw new SyncguardError('INTEGRITY', `${what} is not a syncguard manifest`);
   if (typeof h.version !== 'number' || h.version > MANIFEST_VERSION) {
-    throw new SyncguardError('INTEGRITY', `the manifest ${what} has format version ${h.version}; this syncguard reads up to ${MANIFEST_VERSION}: upgrade syncguard`);
+    throw new SyncguardError(
+      'INTEGRITY',
+      `the manifest ${what} has format version ${h.version}; this syncguard reads up to ${MANIFEST_VERSION}: upgrade syncguard`,
+    );
   }
   h.failures ??= [];
   h.skipped ??= [];
@@ -188,17 +206,22 @@ const KEY = /^(blobs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}|packs\/\d{4}\/\d{2}\/\d{
 
 function parseEntry(line: string, what: string, n: number): ManifestEntry {
   const e = JSON.parse(line) as ManifestEntry;
-  const bad = (why: string) => new SyncguardError('INTEGRITY', `the manifest ${what} is damaged at line ${n}: ${why}`);
+  const bad = (why: string) =>
+    new SyncguardError('INTEGRITY', `the manifest ${what} is damaged at line ${n}: ${why}`);
   if (typeof e !== 'object' || e === null) throw bad('not an object');
   if (typeof e.path !== 'string') throw bad('no path');
   if (e.type !== 'file' && e.type !== 'dir') throw bad(`${showPath(e.path)} has no type`);
-  if (typeof e.mtime !== 'string' || Number.isNaN(Date.parse(e.mtime))) throw bad(`${showPath(e.path)} has no valid mtime`);
+  if (typeof e.mtime !== 'string' || Number.isNaN(Date.parse(e.mtime)))
+    throw bad(`${showPath(e.path)} has no valid mtime`);
   if (e.type === 'file') {
     if (!Number.isSafeInteger(e.size) || e.size < 0) throw bad(`${showPath(e.path)} has no valid size`);
-    if (typeof e.sha256 !== 'string' || !SHA.test(e.sha256)) throw bad(`${showPath(e.path)} has no valid sha256`);
-    if (typeof e.object !== 'string' || !KEY.test(e.object)) throw bad(`${showPath(e.path)} names no valid object`);
+    if (typeof e.sha256 !== 'string' || !SHA.test(e.sha256))
+      throw bad(`${showPath(e.path)} has no valid sha256`);
+    if (typeof e.object !== 'string' || !KEY.test(e.object))
+      throw bad(`${showPath(e.path)} names no valid object`);
     if (e.object.startsWith('packs/')) {
-      if (!Number.isSafeInteger(e.offset) || e.offset! < 0 || e.length !== e.size) throw bad(`${showPath(e.path)} has no valid offset and length`);
+      if (!Number.isSafeInteger(e.offset) || e.offset! < 0 || e.length !== e.size)
+        throw bad(`${showPath(e.path)} has no valid offset and length`);
     } else if (!e.object.endsWith(e.sha256)) {
       throw bad(`${showPath(e.path)} names a blob of other content`);
     }

@@ -54,11 +54,28 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const files = entries.filter((e) => e.type === 'file');
   const dirs = entries.filter((e) => e.type === 'dir');
   const bytes = files.reduce((n, e) => n + e.size, 0);
-  const result: RestoreResult = { snapshot, target: '', files: files.length, dirs: dirs.length, bytes, overwritten: 0, failed, dryRun: !!opts.dryRun };
+  const result: RestoreResult = {
+    snapshot,
+    target: '',
+    files: files.length,
+    dirs: dirs.length,
+    bytes,
+    overwritten: 0,
+    failed,
+    dryRun: !!opts.dryRun,
+  };
   const progress = { filesDone: 0, files: files.length, bytesDone: 0, bytes };
-  const done = (e: ManifestEntry) => { progress.filesDone++; progress.bytesDone += e.size; opts.onProgress?.({ ...progress }); };
+  const done = (e: ManifestEntry) => {
+    progress.filesDone++;
+    progress.bytesDone += e.size;
+    opts.onProgress?.({ ...progress });
+  };
   const fail = (e: ManifestEntry, err: unknown) => {
-    if (isSyncguardError(err) && ['ABORTED', 'STORE_AUTH', 'PROVIDER_AUTH', 'STORE_UNAVAILABLE'].includes(err.code)) throw err;
+    if (
+      isSyncguardError(err) &&
+      ['ABORTED', 'STORE_AUTH', 'PROVIDER_AUTH', 'STORE_UNAVAILABLE'].includes(err.code)
+    )
+      throw err;
     failed.push({ path: e.path, error: describeError(err) });
   };
   if (opts.to.kind === 'dir') await toDisk(opts, opts.to.dir, entries, result, done, fail);
@@ -67,7 +84,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 }
 
 /** The entries at or below `path`, with the unsafe ones of a tampered manifest set aside as failed. */
-export async function selectEntries(repo: Repository, snapshot: SnapshotInfo, path: string | undefined, signal?: AbortSignal): Promise<{ entries: ManifestEntry[]; failed: FailedFile[] }> {
+export async function selectEntries(
+  repo: Repository,
+  snapshot: SnapshotInfo,
+  path: string | undefined,
+  signal?: AbortSignal,
+): Promise<{ entries: ManifestEntry[]; failed: FailedFile[] }> {
   const want = normaliseFolder(path);
   const m = await repo.readManifest(snapshot.key, signal);
   const entries: ManifestEntry[] = [];
@@ -79,14 +101,21 @@ export async function selectEntries(repo: Repository, snapshot: SnapshotInfo, pa
   }
   if (entries.length === 0 && want !== '') {
     if (loose.length > 0) return { entries: loose, failed: m.unsafe };
-    throw new SyncguardError('NOT_FOUND', `the snapshot ${snapshot.id} of "${snapshot.account}" holds nothing at ${showPath(want)}: see \`syncguard ls ${snapshot.account} --at ${snapshot.id}\``);
+    throw new SyncguardError(
+      'NOT_FOUND',
+      `the snapshot ${snapshot.id} of "${snapshot.account}" holds nothing at ${showPath(want)}: see \`syncguard ls ${snapshot.account} --at ${snapshot.id}\``,
+    );
   }
   return { entries, failed: [...m.unsafe] };
 }
 
 async function toDisk(
-  opts: RestoreOptions, dir: string, entries: ManifestEntry[], result: RestoreResult,
-  done: (e: ManifestEntry) => void, fail: (e: ManifestEntry, err: unknown) => void,
+  opts: RestoreOptions,
+  dir: string,
+  entries: ManifestEntry[],
+  result: RestoreResult,
+  done: (e: ManifestEntry) => void,
+  fail: (e: ManifestEntry, err: unknown) => void,
 ): Promise<void> {
   const { repo, signal } = opts;
   const root = resolve(dir);
@@ -96,7 +125,12 @@ async function toDisk(
   const conflicts: string[] = [];
   for (const e of entries) {
     let d: string;
-    try { d = joinUnder(root, e.path); } catch (err) { fail(e, err); continue; }
+    try {
+      d = joinUnder(root, e.path);
+    } catch (err) {
+      fail(e, err);
+      continue;
+    }
     dest.set(e, d);
     const st = await fsp.lstat(d).catch(() => undefined);
     if (!st) continue;
@@ -108,7 +142,10 @@ async function toDisk(
   }
   if (conflicts.length > 0 && !opts.overwrite) {
     const list = conflicts.slice(0, 5).map(showPath).join(', ');
-    throw new SyncguardError('EXISTS', `${conflicts.length} file(s) already exist in ${root} (${list}${conflicts.length > 5 ? ', …' : ''}); nothing was written. Restore into an empty folder, or add --overwrite to replace them`);
+    throw new SyncguardError(
+      'EXISTS',
+      `${conflicts.length} file(s) already exist in ${root} (${list}${conflicts.length > 5 ? ', …' : ''}); nothing was written. Restore into an empty folder, or add --overwrite to replace them`,
+    );
   }
   result.overwritten = conflicts.length;
   if (opts.dryRun) return;
@@ -123,18 +160,25 @@ async function toDisk(
     // planted to lead out of it, and mkdir -p would create folders at its far end. Refuse to go through it.
     let st = await fsp.lstat(d).catch(() => undefined);
     if (!st) {
-      await fsp.mkdir(d).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err; });
+      await fsp.mkdir(d).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
       st = await fsp.lstat(d);
     }
     if (st.isSymbolicLink()) {
       const r = await fsp.realpath(d);
-      if (r !== real && !r.startsWith(real + sep)) throw new SyncguardError('UNSAFE_PATH', `${showPath(d)} leads outside ${root} (through a symbolic link); refused`);
+      if (r !== real && !r.startsWith(real + sep))
+        throw new SyncguardError(
+          'UNSAFE_PATH',
+          `${showPath(d)} leads outside ${root} (through a symbolic link); refused`,
+        );
     } else if (!st.isDirectory()) {
       throw new SyncguardError('EXISTS', `${showPath(d)} exists and is not a folder`);
     }
     made.add(d);
   };
-  for (const e of entries) if (e.type === 'dir' && dest.has(e)) await ensureDir(dest.get(e)!).catch((err) => fail(e, err));
+  for (const e of entries)
+    if (e.type === 'dir' && dest.has(e)) await ensureDir(dest.get(e)!).catch((err) => fail(e, err));
 
   const write = async (e: ManifestEntry, body: Readable | Buffer) => {
     const d = dest.get(e)!;
@@ -163,7 +207,9 @@ async function toDisk(
 
   // Folder times last, deepest first, once nothing more is written into them; only on folders made or
   // checked above (a refused one has failed already), and never through a link (lutimes).
-  const dirEntries = entries.filter((e) => e.type === 'dir' && dest.has(e) && made.has(dest.get(e)!)).reverse();
+  const dirEntries = entries
+    .filter((e) => e.type === 'dir' && dest.has(e) && made.has(dest.get(e)!))
+    .reverse();
   for (const e of dirEntries) {
     const t = new Date(e.mtime);
     await fsp.lutimes(dest.get(e)!, t, t).catch((err) => fail(e, err));
@@ -172,9 +218,13 @@ async function toDisk(
 
 /** Streams every file's content to `write`: packed contents one pack span at a time, blobs one by one. */
 async function restoreContents(
-  repo: Repository, files: ManifestEntry[], concurrency: number, signal: AbortSignal | undefined,
+  repo: Repository,
+  files: ManifestEntry[],
+  concurrency: number,
+  signal: AbortSignal | undefined,
   write: (e: ManifestEntry, body: Readable | Buffer) => Promise<void>,
-  done: (e: ManifestEntry) => void, fail: (e: ManifestEntry, err: unknown) => void,
+  done: (e: ManifestEntry) => void,
+  fail: (e: ManifestEntry, err: unknown) => void,
 ): Promise<void> {
   const byPack = new Map<string, ManifestEntry[]>();
   const blobs: ManifestEntry[] = [];
@@ -197,7 +247,9 @@ async function restoreContents(
         checkBuffer(content, e.sha256!, showPath(e.path));
         await write(e, content);
         done(e);
-      } catch (err) { fail(e, err); }
+      } catch (err) {
+        fail(e, err);
+      }
     });
   });
   await forEachLimit(blobs, concurrency, async (e) => {
@@ -205,17 +257,27 @@ async function restoreContents(
     try {
       await write(e, await openContent(repo.store, e, signal));
       done(e);
-    } catch (err) { fail(e, err); }
+    } catch (err) {
+      fail(e, err);
+    }
   });
 }
 
 async function toProvider(
-  opts: RestoreOptions, provider: Provider, folder: string, entries: ManifestEntry[], result: RestoreResult,
-  done: (e: ManifestEntry) => void, fail: (e: ManifestEntry, err: unknown) => void,
+  opts: RestoreOptions,
+  provider: Provider,
+  folder: string,
+  entries: ManifestEntry[],
+  result: RestoreResult,
+  done: (e: ManifestEntry) => void,
+  fail: (e: ManifestEntry, err: unknown) => void,
 ): Promise<void> {
   const { repo, signal } = opts;
   if (!provider.features.canUpload || !provider.upload || !provider.exists) {
-    throw new SyncguardError('USAGE', `the ${opts.account} account's provider cannot take files back; restore to a folder with --to <dir>`);
+    throw new SyncguardError(
+      'USAGE',
+      `the ${opts.account} account's provider cannot take files back; restore to a folder with --to <dir>`,
+    );
   }
   const base = normaliseFolder(folder);
   result.target = base;
@@ -225,23 +287,43 @@ async function toProvider(
   // fresh "Restored <date>" folder nothing can exist yet: one call says so.
   const baseExists = base === '' ? true : await provider.exists(base, signal);
   if (baseExists) {
-    await forEachLimit(entries.filter((e) => e.type === 'file'), opts.concurrency ?? 4, async (e) => {
-      if (await provider.exists!(where(e), signal)) conflicts.push(where(e));
-    });
+    await forEachLimit(
+      entries.filter((e) => e.type === 'file'),
+      opts.concurrency ?? 4,
+      async (e) => {
+        if (await provider.exists!(where(e), signal)) conflicts.push(where(e));
+      },
+    );
   }
   if (conflicts.length > 0 && !opts.overwrite) {
     const list = conflicts.slice(0, 5).map(showPath).join(', ');
-    throw new SyncguardError('EXISTS', `${conflicts.length} file(s) already exist in the account (${list}${conflicts.length > 5 ? ', …' : ''}); nothing was written. Restore under another folder, or add --overwrite to replace them`);
+    throw new SyncguardError(
+      'EXISTS',
+      `${conflicts.length} file(s) already exist in the account (${list}${conflicts.length > 5 ? ', …' : ''}); nothing was written. Restore under another folder, or add --overwrite to replace them`,
+    );
   }
   result.overwritten = conflicts.length;
   if (opts.dryRun) return;
   if (provider.mkdir) {
     if (base) await provider.mkdir(base, { signal });
-    for (const e of entries) if (e.type === 'dir') await provider.mkdir(where(e), { signal }).catch((err) => fail(e, err));
+    for (const e of entries)
+      if (e.type === 'dir') await provider.mkdir(where(e), { signal }).catch((err) => fail(e, err));
   }
   const files = entries.filter((e) => e.type === 'file');
-  await restoreContents(repo, files, opts.concurrency ?? 4, signal, async (e, body) => {
-    const stream = Buffer.isBuffer(body) ? Readable.from([body]) : body;
-    await provider.upload!(where(e), stream, e.size, { overwrite: !!opts.overwrite, modified: new Date(e.mtime), signal });
-  }, done, fail);
+  await restoreContents(
+    repo,
+    files,
+    opts.concurrency ?? 4,
+    signal,
+    async (e, body) => {
+      const stream = Buffer.isBuffer(body) ? Readable.from([body]) : body;
+      await provider.upload!(where(e), stream, e.size, {
+        overwrite: !!opts.overwrite,
+        modified: new Date(e.mtime),
+        signal,
+      });
+    },
+    done,
+    fail,
+  );
 }

@@ -33,20 +33,36 @@ export interface SnapshotLock extends SnapshotInfo {
 }
 
 /** The snapshots of an account (or of all), oldest first, with headers and lock horizons. */
-export async function readSnapshotLocks(repo: Repository, account?: string, signal?: AbortSignal, opts: { skipDamaged?: boolean } = {}): Promise<SnapshotLock[]> {
+export async function readSnapshotLocks(
+  repo: Repository,
+  account?: string,
+  signal?: AbortSignal,
+  opts: { skipDamaged?: boolean } = {},
+): Promise<SnapshotLock[]> {
   const infos = await repo.listSnapshots(account, signal);
   const out: Array<SnapshotLock | undefined> = new Array(infos.length);
-  await forEachLimit(infos.map((s, i) => [s, i] as const), 8, async ([s, i]) => {
-    try {
-      const [header, info] = await Promise.all([repo.readHeader(s.key, signal), repo.store.head(s.key)]);
-      out[i] = { ...s, header, lockedUntil: info?.retainUntil ?? (header.lockedUntil ? new Date(header.lockedUntil) : undefined) };
-    } catch (e) {
-      // Listing goes on past a damaged manifest (and says so); prune does not: it cannot know what
-      // the damaged snapshot needs, so it deletes nothing.
-      if (!opts.skipDamaged || !isSyncguardError(e, 'INTEGRITY')) throw e;
-      repo.log('warn', `${e.message}: the snapshot ${s.id} of "${s.account}" is not listed; run \`syncguard verify\``);
-    }
-  });
+  await forEachLimit(
+    infos.map((s, i) => [s, i] as const),
+    8,
+    async ([s, i]) => {
+      try {
+        const [header, info] = await Promise.all([repo.readHeader(s.key, signal), repo.store.head(s.key)]);
+        out[i] = {
+          ...s,
+          header,
+          lockedUntil: info?.retainUntil ?? (header.lockedUntil ? new Date(header.lockedUntil) : undefined),
+        };
+      } catch (e) {
+        // Listing goes on past a damaged manifest (and says so); prune does not: it cannot know what
+        // the damaged snapshot needs, so it deletes nothing.
+        if (!opts.skipDamaged || !isSyncguardError(e, 'INTEGRITY')) throw e;
+        repo.log(
+          'warn',
+          `${e.message}: the snapshot ${s.id} of "${s.account}" is not listed; run \`syncguard verify\``,
+        );
+      }
+    },
+  );
   return out.filter((s): s is SnapshotLock => s !== undefined);
 }
 
@@ -62,7 +78,10 @@ export interface Policy {
  * The snapshots the policy keeps, each with why: the newest always; then, newest first, the last N,
  * and the newest snapshot of each of the last N days, ISO weeks, months and years that have one.
  */
-export function applyPolicy(snapshots: Array<{ id: string; time: Date }>, policy: Policy): Map<string, string[]> {
+export function applyPolicy(
+  snapshots: Array<{ id: string; time: Date }>,
+  policy: Policy,
+): Map<string, string[]> {
   const sorted = [...snapshots].sort((a, b) => b.time.getTime() - a.time.getTime());
   const kept = new Map<string, string[]>();
   const add = (id: string, why: string) => kept.set(id, [...(kept.get(id) ?? []), why]);
@@ -89,7 +108,14 @@ export function applyPolicy(snapshots: Array<{ id: string; time: Date }>, policy
   return kept;
 }
 
-export interface ZonedParts { year: number; month: number; day: number; hour: number; minute: number; second: number }
+export interface ZonedParts {
+  year: number;
+  month: number;
+  day: number;
+  hour: number;
+  minute: number;
+  second: number;
+}
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
@@ -98,7 +124,16 @@ export function zonedParts(date: Date, timeZone?: string): ZonedParts {
   const tz = timeZone ?? '';
   let f = formatters.get(tz);
   if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone: timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
     formatters.set(tz, f);
   }
   const p: Record<string, number> = {};
@@ -134,8 +169,16 @@ export interface AccountRetention {
 
 /** What the policy keeps of an account now. Everything is kept while its tripwire has fired and
  *  nobody acknowledged it, and when the account is not in the config (`policy` undefined). */
-export async function accountRetention(repo: Repository, account: string, policy: Policy | undefined, signal?: AbortSignal): Promise<AccountRetention> {
-  const [snapshots, acks] = await Promise.all([readSnapshotLocks(repo, account, signal), listAcks(repo, account, signal)]);
+export async function accountRetention(
+  repo: Repository,
+  account: string,
+  policy: Policy | undefined,
+  signal?: AbortSignal,
+): Promise<AccountRetention> {
+  const [snapshots, acks] = await Promise.all([
+    readSnapshotLocks(repo, account, signal),
+    listAcks(repo, account, signal),
+  ]);
   const tripwire = tripwireState(snapshots, acks[acks.length - 1]?.time);
   let kept: Map<string, string[]>;
   if (!policy) {
@@ -168,7 +211,11 @@ export interface LockExtension {
  * used up: one batch every quarter of the lock time, not a call per file per night. A missing object
  * is an INTEGRITY error that names the snapshot.
  */
-export async function extendKeptLocks(repo: Repository, r: AccountRetention, signal?: AbortSignal): Promise<LockExtension> {
+export async function extendKeptLocks(
+  repo: Repository,
+  r: AccountRetention,
+  signal?: AbortSignal,
+): Promise<LockExtension> {
   const done: LockExtension = { account: r.account, snapshots: [], objects: 0 };
   if (!repo.lockDays) return done;
   const now = repo.now().getTime();
@@ -180,14 +227,18 @@ export async function extendKeptLocks(repo: Repository, r: AccountRetention, sig
   const due = kept.filter((s) => until(s) < extendTo);
   const to = new Date(extendTo);
   const namedBy = new Map<string, string>();
-  for (const s of due) for (const o of await namedObjects(repo, s.key, signal)) if (!namedBy.has(o)) namedBy.set(o, s.id);
+  for (const s of due)
+    for (const o of await namedObjects(repo, s.key, signal)) if (!namedBy.has(o)) namedBy.set(o, s.id);
   await forEachLimit(namedBy, 8, async ([object, id]) => {
     throwIfAborted(signal);
     try {
       await repo.store.extendRetention(object, to);
     } catch (e) {
       if (isSyncguardError(e, 'NOT_FOUND')) {
-        throw new SyncguardError('INTEGRITY', `the snapshot ${id} of "${r.account}" names ${showPath(object)}, which is missing from the store: run \`syncguard verify ${r.account}\``);
+        throw new SyncguardError(
+          'INTEGRITY',
+          `the snapshot ${id} of "${r.account}" names ${showPath(object)}, which is missing from the store: run \`syncguard verify ${r.account}\``,
+        );
       }
       throw e;
     }
@@ -197,8 +248,16 @@ export async function extendKeptLocks(repo: Repository, r: AccountRetention, sig
     await repo.store.extendRetention(s.key, to);
     s.lockedUntil = to;
   });
-  repo.log('info', `${r.account}: extended the locks of ${due.length} kept snapshot${due.length > 1 ? 's' : ''} (${namedBy.size} objects) to ${to.toISOString()}`);
-  return { account: r.account, snapshots: due.map((s) => s.id), objects: namedBy.size, until: to.toISOString() };
+  repo.log(
+    'info',
+    `${r.account}: extended the locks of ${due.length} kept snapshot${due.length > 1 ? 's' : ''} (${namedBy.size} objects) to ${to.toISOString()}`,
+  );
+  return {
+    account: r.account,
+    snapshots: due.map((s) => s.id),
+    objects: namedBy.size,
+    until: to.toISOString(),
+  };
 }
 
 /**
@@ -206,7 +265,11 @@ export async function extendKeptLocks(repo: Repository, r: AccountRetention, sig
  * refuse still names content someone may want (`zcat | jq`). A line that cannot be read stops the
  * caller: prune must never guess what a kept snapshot needs.
  */
-export async function namedObjects(repo: Repository, key: string, signal?: AbortSignal): Promise<Set<string>> {
+export async function namedObjects(
+  repo: Repository,
+  key: string,
+  signal?: AbortSignal,
+): Promise<Set<string>> {
   const out = new Set<string>();
   const body = await repo.store.get(key, { signal });
   const gunzip = body.pipe(createGunzip());
@@ -220,7 +283,11 @@ export async function namedObjects(repo: Repository, key: string, signal?: Abort
     }
   } catch (e) {
     if (isSyncguardError(e)) throw e;
-    throw new SyncguardError('INTEGRITY', `the manifest ${key} cannot be read (line ${n}: ${(e as Error).message}); nothing it names is deleted until it can: run \`syncguard verify\``, { cause: e });
+    throw new SyncguardError(
+      'INTEGRITY',
+      `the manifest ${key} cannot be read (line ${n}: ${(e as Error).message}); nothing it names is deleted until it can: run \`syncguard verify\``,
+      { cause: e },
+    );
   }
   if (n === 0) throw new SyncguardError('INTEGRITY', `the manifest ${key} is empty`);
   return out;
@@ -276,16 +343,24 @@ export interface PruneResult {
   locks: LockExtension[];
 }
 
-interface Marks { format: 'syncguard-prune-marks'; version: 1; marks: Record<string, string> }
+interface Marks {
+  format: 'syncguard-prune-marks';
+  version: 1;
+  marks: Record<string, string>;
+}
 
 export async function prune(repo: Repository, opts: PruneOptions): Promise<PruneResult> {
   const { signal } = opts;
   const now = repo.now();
   const dry = !!opts.dryRun;
   const result: PruneResult = {
-    dryRun: dry, time: now.toISOString(), snapshots: [], blocked: [],
+    dryRun: dry,
+    time: now.toISOString(),
+    snapshots: [],
+    blocked: [],
     objects: { referenced: 0, unreferenced: 0, deleted: [], bytesDeleted: 0, waiting: 0, locked: 0 },
-    records: 0, locks: [],
+    records: 0,
+    locks: [],
   };
 
   // 1. Manifests outside the policy, once unlocked.
@@ -296,13 +371,28 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
   for (const account of accounts) {
     const r = await accountRetention(repo, account, opts.policies.get(account), signal);
     retentions.push(r);
-    if (r.tripwire.tripped && opts.policies.has(account)) result.blocked.push({ account, fired: r.tripwire.fired });
+    if (r.tripwire.tripped && opts.policies.has(account))
+      result.blocked.push({ account, fired: r.tripwire.fired });
     for (const s of r.snapshots) {
-      const base = { account, id: s.id, time: s.time.toISOString(), lockedUntil: s.lockedUntil?.toISOString() };
+      const base = {
+        account,
+        id: s.id,
+        time: s.time.toISOString(),
+        lockedUntil: s.lockedUntil?.toISOString(),
+      };
       const why = r.kept.get(s.id);
-      if (why) { result.snapshots.push({ ...base, action: 'keep', reasons: why }); continue; }
+      if (why) {
+        result.snapshots.push({ ...base, action: 'keep', reasons: why });
+        continue;
+      }
       if (s.lockedUntil && s.lockedUntil > now) {
-        result.snapshots.push({ ...base, action: 'locked', reasons: [`outside the policy, but locked until ${s.lockedUntil.toISOString()}: a prune after that removes it`] });
+        result.snapshots.push({
+          ...base,
+          action: 'locked',
+          reasons: [
+            `outside the policy, but locked until ${s.lockedUntil.toISOString()}: a prune after that removes it`,
+          ],
+        });
         continue;
       }
       if (!dry) {
@@ -310,7 +400,11 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
           await repo.store.delete(s.key);
         } catch (e) {
           if (!isSyncguardError(e, 'STORE_LOCKED')) throw e;
-          result.snapshots.push({ ...base, action: 'locked', reasons: [`outside the policy, but the store refused to delete it: ${e.message}`] });
+          result.snapshots.push({
+            ...base,
+            action: 'locked',
+            reasons: [`outside the policy, but the store refused to delete it: ${e.message}`],
+          });
           continue;
         }
       }
@@ -357,7 +451,10 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
     const first = Date.parse(marks[key] ?? '') || now.getTime();
     seen[key] = new Date(first).toISOString();
     if (now.getTime() - first >= opts.graceMs) ready.push(unit);
-    else { result.objects.waiting++; waitingUntil = Math.min(waitingUntil, first + opts.graceMs); }
+    else {
+      result.objects.waiting++;
+      waitingUntil = Math.min(waitingUntil, first + opts.graceMs);
+    }
   }
   if (Number.isFinite(waitingUntil)) result.objects.waitingUntil = new Date(waitingUntil).toISOString();
   if (opts.marksFile && !dry) await writeMarks(opts.marksFile, seen);
@@ -397,7 +494,10 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
     for (const a of acks.slice(0, -1)) {
       const info = await repo.store.head(a.key);
       if (info?.retainUntil && info.retainUntil > now) continue;
-      if (!dry) await repo.store.delete(a.key).catch((e) => { if (!isSyncguardError(e, 'STORE_LOCKED')) throw e; });
+      if (!dry)
+        await repo.store.delete(a.key).catch((e) => {
+          if (!isSyncguardError(e, 'STORE_LOCKED')) throw e;
+        });
       result.records++;
     }
   }

@@ -14,10 +14,22 @@ import { comparePaths, showPath, unsafeReason } from '../paths.js';
 import type { Change, PreviousState, Provider, RemoteEntry } from '../providers/types.js';
 import { snapshotId } from './layout.js';
 import {
-  MANIFEST_FORMAT, MANIFEST_VERSION, ManifestWriter, manifestFileStream,
-  type FailedFile, type ManifestEntry, type ManifestHeader, type SkippedFile,
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  ManifestWriter,
+  manifestFileStream,
+  type FailedFile,
+  type ManifestEntry,
+  type ManifestHeader,
+  type SkippedFile,
 } from './manifest.js';
-import { forEachLimit, type ContentIndex, type Location, type Packer, type Repository } from './repository.js';
+import {
+  forEachLimit,
+  type ContentIndex,
+  type Location,
+  type Packer,
+  type Repository,
+} from './repository.js';
 import { VERSION } from '../version.js';
 
 export interface SnapshotAccount {
@@ -77,7 +89,15 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   const started = repo.now();
   const id = snapshotId(started);
   const concurrency = Math.max(1, opts.concurrency ?? 4);
-  const progress: SnapshotProgress = { phase: 'listing', listed: 0, filesDone: 0, filesToRead: 0, bytesRead: 0, bytesToRead: 0, bytesAdded: 0 };
+  const progress: SnapshotProgress = {
+    phase: 'listing',
+    listed: 0,
+    filesDone: 0,
+    filesToRead: 0,
+    bytesRead: 0,
+    bytesToRead: 0,
+    bytesAdded: 0,
+  };
   const report = () => opts.onProgress?.({ ...progress });
 
   // 1. What the last snapshot held.
@@ -93,11 +113,18 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
       const m = await repo.readManifest(snaps[i].key, signal);
       const entries = new Map<string, ManifestEntry>();
       for await (const e of m.entries) entries.set(e.path, e);
-      for (const u of m.unsafe) repo.log('warn', `the previous snapshot ${snaps[i].key} names an unsafe path ${showPath(u.path)}; it is ignored`);
+      for (const u of m.unsafe)
+        repo.log(
+          'warn',
+          `the previous snapshot ${snaps[i].key} names an unsafe path ${showPath(u.path)}; it is ignored`,
+        );
       [prevInfo, prevHeader, prev] = [snaps[i], m.header, entries];
     } catch (e) {
       if (!isSyncguardError(e, 'INTEGRITY')) throw e;
-      repo.log('warn', `the snapshot ${snaps[i].key} cannot be read (${e.message}); the next snapshot builds on the one before it. Run \`syncguard verify\``);
+      repo.log(
+        'warn',
+        `the snapshot ${snaps[i].key} cannot be read (${e.message}); the next snapshot builds on the one before it. Run \`syncguard verify\``,
+      );
     }
   }
   const index = await repo.loadIndex(signal);
@@ -109,18 +136,27 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   const state = new Map<string, { entry: RemoteEntry; carried?: ManifestEntry }>();
   if (useCursor) for (const e of prev!.values()) state.set(e.path, { entry: toRemote(e), carried: e });
   const skipped: SkippedFile[] = [];
-  const gen = provider.changes(useCursor ? prevHeader!.cursor : undefined, { signal, previous: prev && previousState(prev) });
+  const gen = provider.changes(useCursor ? prevHeader!.cursor : undefined, {
+    signal,
+    previous: prev && previousState(prev),
+  });
   let cursor: string | undefined;
   for (;;) {
     throwIfAborted(signal);
     const r = await gen.next();
-    if (r.done) { cursor = r.value; break; }
+    if (r.done) {
+      cursor = r.value;
+      break;
+    }
     applyChange(r.value);
   }
   function removeTree(path: string) {
     const p = fold(path);
     const exact = state.get(path);
-    if (exact && exact.entry.type === 'file') { state.delete(path); return; }
+    if (exact && exact.entry.type === 'file') {
+      state.delete(path);
+      return;
+    }
     for (const k of [...state.keys()]) {
       const f = fold(k);
       if (f === p || f.startsWith(p + '/')) state.delete(k);
@@ -135,7 +171,10 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
         progress.listed++;
         if (progress.listed % 1000 === 0) report();
         const reason = unsafeReason(c.entry.path);
-        if (reason) { failures.push({ path: c.entry.path, error: `refused: ${reason}` }); return; }
+        if (reason) {
+          failures.push({ path: c.entry.path, error: `refused: ${reason}` });
+          return;
+        }
         if (!match(c.entry.path, c.entry.type)) return;
         const old = state.get(c.entry.path);
         if (old && old.entry.type === 'dir' && c.entry.type === 'file') removeTree(c.entry.path);
@@ -157,14 +196,25 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
 
   // 3. Content: carried over, reused, or read and stored.
   const prevByProviderHash = new Map<string, ManifestEntry>();
-  if (prev && !provider.features.local) for (const e of prev.values()) if (e.providerHash && e.type === 'file') prevByProviderHash.set(e.providerHash, e);
+  if (prev && !provider.features.local)
+    for (const e of prev.values())
+      if (e.providerHash && e.type === 'file') prevByProviderHash.set(e.providerHash, e);
   const next: ManifestEntry[] = [];
   const toRead: RemoteEntry[] = [];
   for (const { entry, carried } of state.values()) {
-    if (entry.type === 'dir') { next.push(dirEntry(entry)); continue; }
-    if (carried) { next.push(carried); continue; }
+    if (entry.type === 'dir') {
+      next.push(dirEntry(entry));
+      continue;
+    }
+    if (carried) {
+      next.push(carried);
+      continue;
+    }
     const reuse = findReuse(entry, prev?.get(entry.path), prevByProviderHash, provider.features.local);
-    if (reuse) { next.push(fileEntry(entry, reuse.sha256!, reuse)); continue; }
+    if (reuse) {
+      next.push(fileEntry(entry, reuse.sha256!, reuse));
+      continue;
+    }
     toRead.push(entry);
     progress.bytesToRead += entry.size;
   }
@@ -189,11 +239,17 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
       progress.bytesRead += got.size;
     } catch (e) {
       if (isFatal(e)) throw e;
-      failures.push({ path: entry.path, error: isSyncguardError(e, 'NOT_FOUND') ? 'vanished during the run' : describeError(e) });
+      failures.push({
+        path: entry.path,
+        error: isSyncguardError(e, 'NOT_FOUND') ? 'vanished during the run' : describeError(e),
+      });
     }
     progress.filesDone++;
     progress.bytesAdded = ingest.bytesAdded + packer.bytesWritten;
-    if (Date.now() - lastReport > 200) { lastReport = Date.now(); report(); }
+    if (Date.now() - lastReport > 200) {
+      lastReport = Date.now();
+      report();
+    }
   });
   await packer.flush();
   // What was listed to read (an object and a Date per file) is in `next` now: let it go before the
@@ -207,7 +263,10 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   let entries = next;
   if ((account.include ?? []).length > 0) {
     const holders = new Set<string>();
-    for (const e of entries) if (e.type === 'file') for (let i = e.path.indexOf('/'); i > 0; i = e.path.indexOf('/', i + 1)) holders.add(e.path.slice(0, i));
+    for (const e of entries)
+      if (e.type === 'file')
+        for (let i = e.path.indexOf('/'); i > 0; i = e.path.indexOf('/', i + 1))
+          holders.add(e.path.slice(0, i));
     entries = entries.filter((e) => e.type === 'file' || holders.has(e.path));
   }
   entries.sort((a, b) => comparePaths(a.path, b.path));
@@ -215,7 +274,9 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   // 4. Locks: every object this snapshot names must stay locked at least as long as its manifest.
   const { lockedUntil, extended } = await extendLocks(repo, entries, index, prev, prevHeader, signal);
 
-  const tripwire = opts.inspect ? await opts.inspect({ previous: prev, next: entries, sample: (p) => samples.get(p) }) : undefined;
+  const tripwire = opts.inspect
+    ? await opts.inspect({ previous: prev, next: entries, sample: (p) => samples.get(p) })
+    : undefined;
 
   // 5. The manifest, last.
   const files = entries.filter((e) => e.type === 'file');
@@ -228,7 +289,12 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     started: started.toISOString(),
     finished: repo.now().toISOString(),
     tool: `syncguard ${VERSION}`,
-    counts: { files: files.length, dirs: entries.length - files.length, failed: failures.length, skipped: skipped.length },
+    counts: {
+      files: files.length,
+      dirs: entries.length - files.length,
+      failed: failures.length,
+      skipped: skipped.length,
+    },
     bytes: files.reduce((n, e) => n + e.size, 0),
     bytesAdded: 0,
     cursor,
@@ -245,17 +311,43 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     for (const e of entries) await writer.add(e);
     const m = await writer.finish();
     throwIfAborted(signal);
-    await repo.store.put(key, manifestFileStream(m.file), { sha256: m.sha256, size: m.size, retainUntil: lockedUntil ? new Date(lockedUntil) : undefined, signal });
+    await repo.store.put(key, manifestFileStream(m.file), {
+      sha256: m.sha256,
+      size: m.size,
+      retainUntil: lockedUntil ? new Date(lockedUntil) : undefined,
+      signal,
+    });
   } finally {
     await writer.discard();
   }
-  return { account: account.name, id, key, time: started, header, filesRead, bytesRead: progress.bytesRead, bytesAdded: header.bytesAdded, objectsExtended: extended };
+  return {
+    account: account.name,
+    id,
+    key,
+    time: started,
+    header,
+    filesRead,
+    bytesRead: progress.bytesRead,
+    bytesAdded: header.bytesAdded,
+    objectsExtended: extended,
+  };
 }
 
 /** Errors that end a run: everything about auth, the store, the config, or an abort. One bad file does not. */
 function isFatal(e: unknown): boolean {
   if (!isSyncguardError(e)) return false;
-  return ['PROVIDER_AUTH', 'STORE_AUTH', 'STORE_CONFLICT', 'STORE_LOCKED', 'STORE_NO_LOCK', 'STORE_UNAVAILABLE', 'STORE_ERROR', 'CONFIG', 'ABORTED', 'INTERNAL'].includes(e.code);
+  return [
+    'PROVIDER_AUTH',
+    'STORE_AUTH',
+    'STORE_CONFLICT',
+    'STORE_LOCKED',
+    'STORE_NO_LOCK',
+    'STORE_UNAVAILABLE',
+    'STORE_ERROR',
+    'CONFIG',
+    'ABORTED',
+    'INTERNAL',
+  ].includes(e.code);
 }
 
 /** A file that failed its hash check, or whose bytes changed while read, is read again twice. */
@@ -265,7 +357,8 @@ async function withRetries<T>(fn: () => Promise<T>, signal?: AbortSignal): Promi
       return await fn();
     } catch (e) {
       throwIfAborted(signal);
-      if (attempt >= 3 || !(isSyncguardError(e, 'INTEGRITY') || (isSyncguardError(e) && e.retryable))) throw e;
+      if (attempt >= 3 || !(isSyncguardError(e, 'INTEGRITY') || (isSyncguardError(e) && e.retryable)))
+        throw e;
     }
   }
 }
@@ -297,7 +390,14 @@ function matcher(include: string[], exclude: string[]): (path: string, type: 'fi
 
 function toRemote(e: ManifestEntry): RemoteEntry {
   const [algo, value] = e.providerHash ? splitHash(e.providerHash) : [undefined, undefined];
-  return { path: e.path, type: e.type, size: e.size, modified: new Date(e.mtime), id: e.id, hash: algo ? { algo: algo as never, value: value! } : undefined };
+  return {
+    path: e.path,
+    type: e.type,
+    size: e.size,
+    modified: new Date(e.mtime),
+    id: e.id,
+    hash: algo ? { algo: algo as never, value: value! } : undefined,
+  };
 }
 
 function splitHash(h: string): [string, string] {
@@ -323,12 +423,30 @@ function providerHash(entry: RemoteEntry): string | undefined {
   return entry.hash ? `${entry.hash.algo}:${entry.hash.value}` : undefined;
 }
 
-function findReuse(entry: RemoteEntry, old: ManifestEntry | undefined, byHash: Map<string, ManifestEntry>, local: boolean): ManifestEntry | undefined {
+function findReuse(
+  entry: RemoteEntry,
+  old: ManifestEntry | undefined,
+  byHash: Map<string, ManifestEntry>,
+  local: boolean,
+): ManifestEntry | undefined {
   if (local) {
-    return old && old.type === 'file' && old.size === entry.size && Date.parse(old.mtime) === entry.modified.getTime() ? old : undefined;
+    return old &&
+      old.type === 'file' &&
+      old.size === entry.size &&
+      Date.parse(old.mtime) === entry.modified.getTime()
+      ? old
+      : undefined;
   }
   const ph = providerHash(entry);
-  if (!ph) return old && old.type === 'file' && old.id !== undefined && old.id === entry.id && old.size === entry.size && Date.parse(old.mtime) === entry.modified.getTime() ? old : undefined;
+  if (!ph)
+    return old &&
+      old.type === 'file' &&
+      old.id !== undefined &&
+      old.id === entry.id &&
+      old.size === entry.size &&
+      Date.parse(old.mtime) === entry.modified.getTime()
+      ? old
+      : undefined;
   if (old && old.providerHash === ph) return old;
   return byHash.get(ph);
 }
@@ -337,10 +455,24 @@ function dirEntry(entry: RemoteEntry): ManifestEntry {
   return { path: entry.path, type: 'dir', size: 0, mtime: entry.modified.toISOString(), id: entry.id };
 }
 
-function fileEntry(entry: RemoteEntry, sha256: string, loc: { object?: string; offset?: number; length?: number }, size = entry.size, mtime = entry.modified): ManifestEntry {
+function fileEntry(
+  entry: RemoteEntry,
+  sha256: string,
+  loc: { object?: string; offset?: number; length?: number },
+  size = entry.size,
+  mtime = entry.modified,
+): ManifestEntry {
   return {
-    path: entry.path, type: 'file', size, mtime: mtime.toISOString(), sha256, providerHash: providerHash(entry), id: entry.id,
-    object: loc.object, offset: loc.offset, length: loc.offset === undefined ? undefined : size,
+    path: entry.path,
+    type: 'file',
+    size,
+    mtime: mtime.toISOString(),
+    sha256,
+    providerHash: providerHash(entry),
+    id: entry.id,
+    object: loc.object,
+    offset: loc.offset,
+    length: loc.offset === undefined ? undefined : size,
   };
 }
 
@@ -449,7 +581,10 @@ class Spool {
           }
         }
       }
-      if (out) await new Promise<void>((resolve, reject) => out!.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      if (out)
+        await new Promise<void>((resolve, reject) =>
+          out!.end((e?: Error | null) => (e ? reject(e) : resolve())),
+        );
       else s.buffer = Buffer.concat(chunks);
     } catch (e) {
       out?.destroy();
@@ -470,7 +605,14 @@ class Spool {
  * extended — one call per object, not per file, all in one batch — to now + days plus a slack of a
  * quarter of the lock time, so each object is touched about once every few nights, not nightly.
  */
-async function extendLocks(repo: Repository, entries: ManifestEntry[], index: ContentIndex, prev: Map<string, ManifestEntry> | undefined, prevHeader: ManifestHeader | undefined, signal?: AbortSignal): Promise<{ lockedUntil?: number; extended: number }> {
+async function extendLocks(
+  repo: Repository,
+  entries: ManifestEntry[],
+  index: ContentIndex,
+  prev: Map<string, ManifestEntry> | undefined,
+  prevHeader: ManifestHeader | undefined,
+  signal?: AbortSignal,
+): Promise<{ lockedUntil?: number; extended: number }> {
   if (!repo.lockDays) return { extended: 0 };
   const now = repo.now().getTime();
   const horizon = now + repo.lockDays * DAY;
@@ -501,4 +643,3 @@ async function extendLocks(repo: Repository, entries: ManifestEntry[], index: Co
   for (const v of known.values()) min = Math.min(min, v);
   return { lockedUntil: min, extended: stale.length };
 }
-

@@ -61,7 +61,11 @@ export interface Tripwire {
 }
 
 /** A tripwire that reads old versions' first bytes from `store` (one ranged GET each). */
-export function createTripwire(settings: TripwireConfig, store: Pick<Store, 'get'>, signal?: AbortSignal): Tripwire {
+export function createTripwire(
+  settings: TripwireConfig,
+  store: Pick<Store, 'get'>,
+  signal?: AbortSignal,
+): Tripwire {
   let last: TripwireAnalysis | undefined;
   return {
     async inspect(input) {
@@ -72,7 +76,11 @@ export function createTripwire(settings: TripwireConfig, store: Pick<Store, 'get
   };
 }
 
-async function readOldSample(store: Pick<Store, 'get'>, e: ManifestEntry, signal?: AbortSignal): Promise<Buffer | undefined> {
+async function readOldSample(
+  store: Pick<Store, 'get'>,
+  e: ManifestEntry,
+  signal?: AbortSignal,
+): Promise<Buffer | undefined> {
   if (!e.object || e.size === 0) return undefined;
   const length = Math.min(SAMPLE, e.size);
   try {
@@ -84,7 +92,11 @@ async function readOldSample(store: Pick<Store, 'get'>, e: ManifestEntry, signal
 }
 
 /** Compares a new snapshot with the previous one. `readOld` gives the first bytes of an old version. */
-export async function analyse(input: InspectInput, settings: TripwireConfig, readOld: (e: ManifestEntry) => Promise<Buffer | undefined>): Promise<TripwireAnalysis> {
+export async function analyse(
+  input: InspectInput,
+  settings: TripwireConfig,
+  readOld: (e: ManifestEntry) => Promise<Buffer | undefined>,
+): Promise<TripwireAnalysis> {
   const prevFiles: ManifestEntry[] = [];
   for (const e of input.previous?.values() ?? []) if (e.type === 'file') prevFiles.push(e);
   const next = new Map<string, ManifestEntry>();
@@ -105,12 +117,17 @@ export async function analyse(input: InspectInput, settings: TripwireConfig, rea
   }
 
   const changed: Array<{ before: ManifestEntry; after: ManifestEntry }> = [];
-  let modified = 0, deleted = 0, renamed = 0;
+  let modified = 0,
+    deleted = 0,
+    renamed = 0;
   const newExtensions = new Map<string, number>();
   for (const before of prevFiles) {
     const after = next.get(before.path);
     if (after) {
-      if (after.sha256 !== before.sha256) { modified++; changed.push({ before, after }); }
+      if (after.sha256 !== before.sha256) {
+        modified++;
+        changed.push({ before, after });
+      }
       continue;
     }
     const { dir, stem, ext } = splitName(before.path);
@@ -129,27 +146,45 @@ export async function analyse(input: InspectInput, settings: TripwireConfig, rea
   const n = prevFiles.length;
   if (n >= settings.minFiles && n > 0) {
     const share = (k: number, limit: number, what: string) => {
-      if (k > 0 && k / n >= limit) reasons.push(`${pct(k / n)} of the files ${what} (${k} of ${n}; the threshold is ${pct(limit)})`);
+      if (k > 0 && k / n >= limit)
+        reasons.push(`${pct(k / n)} of the files ${what} (${k} of ${n}; the threshold is ${pct(limit)})`);
     };
     share(modified, settings.modified, 'changed content');
     share(deleted, settings.deleted, 'were deleted');
     if (renamed > 0 && renamed / n >= settings.renamed) {
-      const top = [...newExtensions].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([e, k]) => `${e ? '.' + e : 'no extension'}: ${k}`).join(', ');
-      reasons.push(`${pct(renamed / n)} of the files reappeared under another extension (${renamed} of ${n}: ${top}; the threshold is ${pct(settings.renamed)})`);
+      const top = [...newExtensions]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 3)
+        .map(([e, k]) => `${e ? '.' + e : 'no extension'}: ${k}`)
+        .join(', ');
+      reasons.push(
+        `${pct(renamed / n)} of the files reappeared under another extension (${renamed} of ${n}: ${top}; the threshold is ${pct(settings.renamed)})`,
+      );
     }
   }
 
   // On a first snapshot every file is new: there is no change to judge a name by.
-  const extra = settings.ransomNotes.length ? picomatch(settings.ransomNotes, { nocase: true, dot: true, basename: true }) : undefined;
-  const notes = input.previous ? added.filter((e) => isRansomNote(e.path) || (extra?.(e.path) ?? false)).map((e) => e.path) : [];
+  const extra = settings.ransomNotes.length
+    ? picomatch(settings.ransomNotes, { nocase: true, dot: true, basename: true })
+    : undefined;
+  const notes = input.previous
+    ? added.filter((e) => isRansomNote(e.path) || (extra?.(e.path) ?? false)).map((e) => e.path)
+    : [];
   if (notes.length > 0) {
     const folders = new Set(notes.map((p) => splitName(p).dir)).size;
-    reasons.push(`${notes.length} new file${notes.length > 1 ? 's' : ''} named like a ransom note, such as ${showPath(notes[0])}${folders > 1 ? ` (in ${folders} folders)` : ''}`);
+    reasons.push(
+      `${notes.length} new file${notes.length > 1 ? 's' : ''} named like a ransom note, such as ${showPath(notes[0])}${folders > 1 ? ` (in ${folders} folders)` : ''}`,
+    );
   }
 
   // Content that no longer compresses where it did: look at an even spread of the changed files.
-  let sampled = 0, judged = 0, encrypted = 0;
-  const picks = spread(changed.sort((a, b) => (a.after.path < b.after.path ? -1 : 1)), settings.samples);
+  let sampled = 0,
+    judged = 0,
+    encrypted = 0;
+  const picks = spread(
+    changed.sort((a, b) => (a.after.path < b.after.path ? -1 : 1)),
+    settings.samples,
+  );
   await forEachLimit(picks, 8, async ({ before, after }) => {
     const fresh = input.sample(after.path);
     if (!fresh || fresh.length < MIN_SAMPLE || before.size < MIN_SAMPLE) return;
@@ -161,7 +196,9 @@ export async function analyse(input: InspectInput, settings: TripwireConfig, rea
     if (looksRandom(fresh)) encrypted++;
   });
   if (encrypted >= settings.encrypted && judged > 0 && encrypted / judged >= settings.encryptedShare) {
-    reasons.push(`${encrypted} changed files now look encrypted (their content no longer compresses; it did before), ${pct(encrypted / judged)} of the ${judged} looked at`);
+    reasons.push(
+      `${encrypted} changed files now look encrypted (their content no longer compresses; it did before), ${pct(encrypted / judged)} of the ${judged} looked at`,
+    );
   }
 
   return {
@@ -169,9 +206,14 @@ export async function analyse(input: InspectInput, settings: TripwireConfig, rea
     reasons,
     previousFiles: n,
     files: next.size,
-    modified, deleted, renamed, added: added.length,
+    modified,
+    deleted,
+    renamed,
+    added: added.length,
     ransomNotes: notes.slice(0, 20),
-    sampled, judged, encrypted,
+    sampled,
+    judged,
+    encrypted,
   };
 }
 
@@ -194,7 +236,11 @@ export function entropy(buf: Buffer): number {
   const counts = new Array<number>(256).fill(0);
   for (const b of buf) counts[b]++;
   let h = 0;
-  for (const c of counts) if (c > 0) { const p = c / buf.length; h -= p * Math.log2(p); }
+  for (const c of counts)
+    if (c > 0) {
+      const p = c / buf.length;
+      h -= p * Math.log2(p);
+    }
   return h;
 }
 
@@ -204,7 +250,11 @@ function splitName(path: string): { dir: string; stem: string; ext: string } {
   const name = path.slice(slash + 1);
   const first = name.indexOf('.', 1);
   const last = name.lastIndexOf('.');
-  return { dir, stem: first > 0 ? name.slice(0, first) : name, ext: last > 0 ? name.slice(last + 1).toLowerCase() : '' };
+  return {
+    dir,
+    stem: first > 0 ? name.slice(0, first) : name,
+    ext: last > 0 ? name.slice(last + 1).toLowerCase() : '',
+  };
 }
 
 function spread<T>(items: T[], n: number): T[] {
@@ -241,7 +291,11 @@ export interface AckRecord {
 }
 
 /** The acknowledgements of an account in the store, oldest first. */
-export async function listAcks(repo: Repository, account: string, signal?: AbortSignal): Promise<Array<{ key: string; time: Date }>> {
+export async function listAcks(
+  repo: Repository,
+  account: string,
+  signal?: AbortSignal,
+): Promise<Array<{ key: string; time: Date }>> {
   const out: Array<{ key: string; time: Date }> = [];
   for await (const o of repo.store.list(ackPrefix(account), signal)) {
     const p = parseAckKey(o.key);
@@ -252,7 +306,10 @@ export async function listAcks(repo: Repository, account: string, signal?: Abort
 
 /** Which snapshots fired after the last acknowledgement. A snapshot counts by when it finished: one
  *  that was still running when a person acknowledged was not seen by them. */
-export function tripwireState(snapshots: Array<{ id: string; time: Date; header: ManifestHeader }>, lastAck?: Date): TripwireState {
+export function tripwireState(
+  snapshots: Array<{ id: string; time: Date; header: ManifestHeader }>,
+  lastAck?: Date,
+): TripwireState {
   const fired = snapshots
     .filter((s) => s.header.tripwire?.fired && (!lastAck || finished(s) > lastAck.getTime()))
     .map((s) => ({ id: s.id, time: s.time.toISOString(), reasons: s.header.tripwire!.reasons }));
@@ -266,20 +323,39 @@ function finished(s: { time: Date; header: ManifestHeader }): number {
 
 /** `syncguard ack`: writes an acknowledgement of the fired snapshots (locked as everything else is).
  *  Returns undefined, and writes nothing, when nothing is waiting for one. */
-export async function acknowledge(repo: Repository, account: string, state: TripwireState, opts: { note?: string; signal?: AbortSignal } = {}): Promise<{ key: string; record: AckRecord } | undefined> {
+export async function acknowledge(
+  repo: Repository,
+  account: string,
+  state: TripwireState,
+  opts: { note?: string; signal?: AbortSignal } = {},
+): Promise<{ key: string; record: AckRecord } | undefined> {
   if (!state.tripped) return undefined;
   const time = repo.now();
   const record: AckRecord = {
-    format: 'syncguard-ack', version: 1, account, time: time.toISOString(), by: userName(), host: hostname(),
+    format: 'syncguard-ack',
+    version: 1,
+    account,
+    time: time.toISOString(),
+    by: userName(),
+    host: hostname(),
     acknowledged: state.fired.map((f) => ({ id: f.id, reasons: f.reasons })),
     ...(opts.note ? { note: opts.note } : {}),
   };
   const body = Buffer.from(JSON.stringify(record, null, 2) + '\n');
   const key = ackKey(account, time);
   try {
-    await repo.store.put(key, body, { sha256: createHash('sha256').update(body).digest('hex'), size: body.length, retainUntil: repo.retainUntil(), signal: opts.signal });
+    await repo.store.put(key, body, {
+      sha256: createHash('sha256').update(body).digest('hex'),
+      size: body.length,
+      retainUntil: repo.retainUntil(),
+      signal: opts.signal,
+    });
   } catch (e) {
-    if (isSyncguardError(e, 'STORE_CONFLICT')) throw new SyncguardError('STORE_CONFLICT', `another acknowledgement of "${account}" was written at the same moment; run \`syncguard status ${account}\` to see the state`);
+    if (isSyncguardError(e, 'STORE_CONFLICT'))
+      throw new SyncguardError(
+        'STORE_CONFLICT',
+        `another acknowledgement of "${account}" was written at the same moment; run \`syncguard status ${account}\` to see the state`,
+      );
     throw e;
   }
   return { key, record };

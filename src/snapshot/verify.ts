@@ -48,7 +48,12 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
         const byOffset = needed.get(e.object!) ?? needed.set(e.object!, new Map()).get(e.object!)!;
         if (!byOffset.has(e.offset ?? -1)) byOffset.set(e.offset ?? -1, { ...e, snapshot: s.key });
       }
-      for (const u of m.unsafe) problems.push({ object: s.key, problem: `names an unsafe path ${showPath(u.path)}`, snapshot: s.key });
+      for (const u of m.unsafe)
+        problems.push({
+          object: s.key,
+          problem: `names an unsafe path ${showPath(u.path)}`,
+          snapshot: s.key,
+        });
     } catch (e) {
       if (isSyncguardError(e, 'ABORTED')) throw e;
       problems.push({ object: s.key, problem: `manifest unreadable: ${describeError(e)}`, snapshot: s.key });
@@ -59,10 +64,20 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
   const pct = Math.min(100, Math.max(0, opts.samplePercent ?? 100));
   if (pct < 100) {
     const want = Math.max(total > 0 ? 1 : 0, Math.ceil((total * pct) / 100));
-    for (let i = objects.length - 1; i > 0; i--) { const j = randomInt(i + 1); [objects[i], objects[j]] = [objects[j], objects[i]]; }
+    for (let i = objects.length - 1; i > 0; i--) {
+      const j = randomInt(i + 1);
+      [objects[i], objects[j]] = [objects[j], objects[i]];
+    }
     objects = objects.slice(0, want);
   }
-  const result: VerifyResult = { snapshots: snaps.length, objects: total, objectsChecked: 0, bytesChecked: 0, contentsChecked: 0, problems };
+  const result: VerifyResult = {
+    snapshots: snaps.length,
+    objects: total,
+    objectsChecked: 0,
+    bytesChecked: 0,
+    contentsChecked: 0,
+    problems,
+  };
   await forEachLimit(objects, opts.concurrency ?? 4, async (object) => {
     throwIfAborted(signal);
     const contents = [...needed.get(object)!.values()];
@@ -72,29 +87,62 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
       if (sha) {
         const hash = createHash('sha256');
         let n = 0;
-        for await (const c of await repo.store.get(object, { signal })) { hash.update(c as Buffer); n += (c as Buffer).length; }
+        for await (const c of await repo.store.get(object, { signal })) {
+          hash.update(c as Buffer);
+          n += (c as Buffer).length;
+        }
         result.bytesChecked += n;
-        if (hash.digest('hex') !== sha) problems.push({ object, problem: 'content does not match its hash', path: first.path, snapshot: first.snapshot });
-        else if (n !== first.size) problems.push({ object, problem: `is ${n} bytes, the manifest says ${first.size}`, path: first.path, snapshot: first.snapshot });
+        if (hash.digest('hex') !== sha)
+          problems.push({
+            object,
+            problem: 'content does not match its hash',
+            path: first.path,
+            snapshot: first.snapshot,
+          });
+        else if (n !== first.size)
+          problems.push({
+            object,
+            problem: `is ${n} bytes, the manifest says ${first.size}`,
+            path: first.path,
+            snapshot: first.snapshot,
+          });
         result.contentsChecked++;
       } else {
         const span = await readPackSpan(repo.store, object, contents, signal);
         result.bytesChecked += span.data.length;
         for (const e of contents) {
           try {
-            checkBuffer(span.data.subarray(e.offset! - span.start, e.offset! - span.start + e.size), e.sha256!, showPath(e.path));
+            checkBuffer(
+              span.data.subarray(e.offset! - span.start, e.offset! - span.start + e.size),
+              e.sha256!,
+              showPath(e.path),
+            );
           } catch (err) {
-            problems.push({ object, problem: `content at offset ${e.offset} does not match its hash`, path: e.path, snapshot: e.snapshot });
+            problems.push({
+              object,
+              problem: `content at offset ${e.offset} does not match its hash`,
+              path: e.path,
+              snapshot: e.snapshot,
+            });
           }
           result.contentsChecked++;
         }
       }
     } catch (e) {
       if (isSyncguardError(e, 'ABORTED') || isSyncguardError(e, 'STORE_AUTH')) throw e;
-      problems.push({ object, problem: isSyncguardError(e, 'NOT_FOUND') ? 'missing from the store' : describeError(e), path: first.path, snapshot: first.snapshot });
+      problems.push({
+        object,
+        problem: isSyncguardError(e, 'NOT_FOUND') ? 'missing from the store' : describeError(e),
+        path: first.path,
+        snapshot: first.snapshot,
+      });
     }
     result.objectsChecked++;
-    opts.onProgress?.({ objectsChecked: result.objectsChecked, objects: objects.length, bytesChecked: result.bytesChecked });
+    opts.onProgress?.({
+      objectsChecked: result.objectsChecked,
+      objects: objects.length,
+      bytesChecked: result.bytesChecked,
+    });
   });
   return result;
 }

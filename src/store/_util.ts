@@ -56,12 +56,24 @@ export function discardBody(body: Buffer | Readable): void {
 }
 
 /** Throws INTEGRITY when what was read differs from what the caller promised. */
-export function checkDigest(key: string, sha256: string, size: number, opts: PutOptions, where: string): void {
+export function checkDigest(
+  key: string,
+  sha256: string,
+  size: number,
+  opts: PutOptions,
+  where: string,
+): void {
   if (opts.size !== undefined && opts.size !== size) {
-    throw new SyncguardError('INTEGRITY', `refused to store ${showPath(key)} in ${where}: the body has ${size} bytes, expected ${opts.size}; nothing was written`);
+    throw new SyncguardError(
+      'INTEGRITY',
+      `refused to store ${showPath(key)} in ${where}: the body has ${size} bytes, expected ${opts.size}; nothing was written`,
+    );
   }
   if (opts.sha256 !== undefined && opts.sha256.toLowerCase() !== sha256) {
-    throw new SyncguardError('INTEGRITY', `refused to store ${showPath(key)} in ${where}: its SHA-256 is ${sha256}, expected ${opts.sha256}; nothing was written`);
+    throw new SyncguardError(
+      'INTEGRITY',
+      `refused to store ${showPath(key)} in ${where}: its SHA-256 is ${sha256}, expected ${opts.sha256}; nothing was written`,
+    );
   }
 }
 
@@ -89,13 +101,17 @@ export interface ByteRange {
  */
 export function rangeWithin(key: string, size: number, opts: GetOptions): ByteRange {
   const start = opts.offset ?? 0;
-  if (!Number.isSafeInteger(start) || start < 0) throw new SyncguardError('INTERNAL', `get: offset must be a whole number ≥ 0, got ${opts.offset}`);
+  if (!Number.isSafeInteger(start) || start < 0)
+    throw new SyncguardError('INTERNAL', `get: offset must be a whole number ≥ 0, got ${opts.offset}`);
   if (opts.length !== undefined && (!Number.isSafeInteger(opts.length) || opts.length < 0)) {
     throw new SyncguardError('INTERNAL', `get: length must be a whole number ≥ 0, got ${opts.length}`);
   }
   const end = opts.length === undefined ? size : start + opts.length;
   if (start > size || end > size) {
-    throw new SyncguardError('INTEGRITY', `${showPath(key)} has ${size} bytes, but bytes ${start}–${end} were asked for: the manifest or pack index that names this range does not match the stored object`);
+    throw new SyncguardError(
+      'INTEGRITY',
+      `${showPath(key)} has ${size} bytes, but bytes ${start}–${end} were asked for: the manifest or pack index that names this range does not match the stored object`,
+    );
   }
   return { start, end };
 }

@@ -36,25 +36,52 @@ export interface FaultyStore extends Store {
  * the store lets it down (after Kopia's fault-injecting storage wrapper). Keeps the Store interface.
  */
 export function faulty(store: Store, plan: Fault | Fault[]): FaultyStore {
-  const faults = (Array.isArray(plan) ? plan : [plan]).map((f) => ({ ...f, left: f.times ?? (f.nth !== undefined ? 1 : Infinity) }));
-  const calls: Record<StoreOp, number> = { prepare: 0, put: 0, get: 0, head: 0, list: 0, extendRetention: 0, delete: 0 };
+  const faults = (Array.isArray(plan) ? plan : [plan]).map((f) => ({
+    ...f,
+    left: f.times ?? (f.nth !== undefined ? 1 : Infinity),
+  }));
+  const calls: Record<StoreOp, number> = {
+    prepare: 0,
+    put: 0,
+    get: 0,
+    head: 0,
+    list: 0,
+    extendRetention: 0,
+    delete: 0,
+  };
   let injected = 0;
 
   const match = (op: StoreOp, key: string) => {
     const n = ++calls[op];
-    const f = faults.find((x) => x.op === op && x.left > 0 && (x.nth === undefined || x.nth === n)
-      && (x.key === undefined || (typeof x.key === 'string' ? key.includes(x.key) : x.key.test(key))));
-    if (f) { f.left--; injected++; }
+    const f = faults.find(
+      (x) =>
+        x.op === op &&
+        x.left > 0 &&
+        (x.nth === undefined || x.nth === n) &&
+        (x.key === undefined || (typeof x.key === 'string' ? key.includes(x.key) : x.key.test(key))),
+    );
+    if (f) {
+      f.left--;
+      injected++;
+    }
     return f;
   };
   const errorOf = (f: Fault, op: StoreOp, key: string) =>
     f.error?.(op, key) ?? new SyncguardError('STORE_UNAVAILABLE', `injected failure: ${op} ${key}`);
 
   const wrapped: FaultyStore = {
-    get description() { return store.description; },
-    get features() { return store.features; },
-    get calls() { return calls; },
-    get injected() { return injected; },
+    get description() {
+      return store.description;
+    },
+    get features() {
+      return store.features;
+    },
+    get calls() {
+      return calls;
+    },
+    get injected() {
+      return injected;
+    },
     async prepare(opts: PrepareOptions): Promise<PrepareReport> {
       const f = match('prepare', '');
       if (f) throw errorOf(f, 'prepare', '');

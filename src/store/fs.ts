@@ -4,8 +4,26 @@ import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { SyncguardError, isSyncguardError, throwIfAborted } from '../errors.js';
 import { joinUnder, showPath } from '../paths.js';
-import { checkDigest, checkKey, checkListPrefix, checkPutOptions, chunksOf, discardBody, emptyStream, normalisePrefix, rangeWithin } from './_util.js';
-import type { GetOptions, ObjectInfo, PrepareOptions, PrepareReport, PutOptions, Store, StoreFeatures } from './types.js';
+import {
+  checkDigest,
+  checkKey,
+  checkListPrefix,
+  checkPutOptions,
+  chunksOf,
+  discardBody,
+  emptyStream,
+  normalisePrefix,
+  rangeWithin,
+} from './_util.js';
+import type {
+  GetOptions,
+  ObjectInfo,
+  PrepareOptions,
+  PrepareReport,
+  PutOptions,
+  Store,
+  StoreFeatures,
+} from './types.js';
 
 const TMP = '.tmp-';
 
@@ -40,20 +58,35 @@ export class FsStore implements Store {
       if (e.code === 'ENOENT') return undefined;
       throw this.fsError(e, 'check', this.base);
     });
-    if (st && !st.isDirectory()) throw new SyncguardError('STORE_ERROR', `${this.base} is not a folder: point the store's path at a folder`);
+    if (st && !st.isDirectory())
+      throw new SyncguardError(
+        'STORE_ERROR',
+        `${this.base} is not a folder: point the store's path at a folder`,
+      );
     if (!st) {
-      if (!opts.create) throw new SyncguardError('NOT_FOUND', `the store folder ${this.base} does not exist: run \`syncguard init\` to create it`);
-      await fsp.mkdir(this.base, { recursive: true }).catch((e) => { throw this.fsError(e, 'create', this.base); });
+      if (!opts.create)
+        throw new SyncguardError(
+          'NOT_FOUND',
+          `the store folder ${this.base} does not exist: run \`syncguard init\` to create it`,
+        );
+      await fsp.mkdir(this.base, { recursive: true }).catch((e) => {
+        throw this.fsError(e, 'create', this.base);
+      });
       created = true;
       notes.push(`created the folder ${this.base}`);
     } else {
       notes.push(`the folder ${this.base} exists`);
     }
     await fsp.access(this.base, fsc.W_OK | fsc.X_OK).catch((e) => {
-      throw new SyncguardError('STORE_ERROR', `the store folder ${this.base} is not writable (${(e as NodeJS.ErrnoException).code}): fix its permissions`);
+      throw new SyncguardError(
+        'STORE_ERROR',
+        `the store folder ${this.base} is not writable (${(e as NodeJS.ErrnoException).code}): fix its permissions`,
+      );
     });
     notes.push('it is writable');
-    notes.push('a folder has no Object Lock: files are written once and made read-only, but anyone who can write the folder can delete them');
+    notes.push(
+      'a folder has no Object Lock: files are written once and made read-only, but anyone who can write the folder can delete them',
+    );
     return { created, objectLock: 'off', versioning: 'off', notes };
   }
 
@@ -61,7 +94,11 @@ export class FsStore implements Store {
     try {
       checkKey(key);
       checkPutOptions(opts);
-      if (key.split('/').some((s) => s.startsWith(TMP))) throw new SyncguardError('UNSAFE_PATH', `refused store key ${showPath(key)}: names starting with "${TMP}" are the store's temp files`);
+      if (key.split('/').some((s) => s.startsWith(TMP)))
+        throw new SyncguardError(
+          'UNSAFE_PATH',
+          `refused store key ${showPath(key)}: names starting with "${TMP}" are the store's temp files`,
+        );
       throwIfAborted(opts.signal);
     } catch (e) {
       discardBody(body);
@@ -76,17 +113,25 @@ export class FsStore implements Store {
     const tmp = join(dir, `${TMP}${randomBytes(8).toString('hex')}`);
     let fh: fsp.FileHandle | undefined;
     try {
-      await fsp.mkdir(dir, { recursive: true }).catch((e) => { throw this.fsError(e, 'create', dir); });
-      fh = await fsp.open(tmp, 'wx', 0o600).catch((e) => { throw this.fsError(e, 'write', tmp); });
+      await fsp.mkdir(dir, { recursive: true }).catch((e) => {
+        throw this.fsError(e, 'create', dir);
+      });
+      fh = await fsp.open(tmp, 'wx', 0o600).catch((e) => {
+        throw this.fsError(e, 'write', tmp);
+      });
       const hash = createHash('sha256');
       let size = 0;
       for await (const chunk of chunksOf(body, opts.signal)) {
         hash.update(chunk);
         size += chunk.length;
-        await fh.write(chunk).catch((e) => { throw this.fsError(e, 'write', tmp); });
+        await fh.write(chunk).catch((e) => {
+          throw this.fsError(e, 'write', tmp);
+        });
       }
       checkDigest(key, hash.digest('hex'), size, opts, this.description);
-      await fh.sync().catch((e) => { throw this.fsError(e, 'write', tmp); });
+      await fh.sync().catch((e) => {
+        throw this.fsError(e, 'write', tmp);
+      });
       await fh.close();
       fh = undefined;
       await fsp.chmod(tmp, 0o444);
@@ -185,10 +230,13 @@ export class FsStore implements Store {
   }
 
   private async exists(file: string): Promise<boolean> {
-    return fsp.lstat(file).then(() => true, (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return false;
-      throw this.fsError(e, 'read', file);
-    });
+    return fsp.lstat(file).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return false;
+        throw this.fsError(e, 'read', file);
+      },
+    );
   }
 
   private async linkNoClobber(tmp: string, file: string, key: string): Promise<void> {
@@ -200,9 +248,17 @@ export class FsStore implements Store {
       // Some NAS mounts (SMB/CIFS, FAT/exFAT, some FUSE file systems) have no hard links. rename()
       // replaces an existing file, so check first: the window is tiny, and content-addressed keys
       // hold the same bytes whoever wins.
-      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS' || code === 'EMLINK') {
+      if (
+        code === 'EPERM' ||
+        code === 'ENOTSUP' ||
+        code === 'EOPNOTSUPP' ||
+        code === 'ENOSYS' ||
+        code === 'EMLINK'
+      ) {
         if (await this.exists(file)) throw this.conflict(key);
-        await fsp.rename(tmp, file).catch((err) => { throw this.fsError(err, 'write', file); });
+        await fsp.rename(tmp, file).catch((err) => {
+          throw this.fsError(err, 'write', file);
+        });
         return;
       }
       throw this.fsError(e, 'write', file);
@@ -217,14 +273,24 @@ export class FsStore implements Store {
       await fh.sync();
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'ENOTSUP' && code !== 'EPERM' && code !== 'EBADF') throw this.fsError(e, 'write', dir);
+      if (
+        code !== 'EINVAL' &&
+        code !== 'EISDIR' &&
+        code !== 'ENOTSUP' &&
+        code !== 'EPERM' &&
+        code !== 'EBADF'
+      )
+        throw this.fsError(e, 'write', dir);
     } finally {
       await fh.close().catch(() => {});
     }
   }
 
   private conflict(key: string): SyncguardError {
-    return new SyncguardError('STORE_CONFLICT', `${showPath(key)} exists already in ${this.description}: objects are written once`);
+    return new SyncguardError(
+      'STORE_CONFLICT',
+      `${showPath(key)} exists already in ${this.description}: objects are written once`,
+    );
   }
 
   private notFound(key: string): SyncguardError {
@@ -236,11 +302,25 @@ export class FsStore implements Store {
     const code = (e as NodeJS.ErrnoException).code ?? 'unknown';
     const what = `cannot ${action} ${showPath(path)} (${code})`;
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
-      return new SyncguardError('STORE_ERROR', `${what}: check that the store folder is mounted writable and its permissions let syncguard write`, { cause: e });
+      return new SyncguardError(
+        'STORE_ERROR',
+        `${what}: check that the store folder is mounted writable and its permissions let syncguard write`,
+        { cause: e },
+      );
     }
-    if (code === 'ENOSPC' || code === 'EDQUOT') return new SyncguardError('STORE_ERROR', `${what}: the disk is full; free space or move the store`, { cause: e });
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      return new SyncguardError('STORE_ERROR', `${what}: the disk is full; free space or move the store`, {
+        cause: e,
+      });
     // A NAS that dropped off the network: the next attempt may work.
-    if (code === 'EIO' || code === 'ESTALE' || code === 'ETIMEDOUT' || code === 'EHOSTDOWN' || code === 'EHOSTUNREACH' || code === 'ENOTCONN') {
+    if (
+      code === 'EIO' ||
+      code === 'ESTALE' ||
+      code === 'ETIMEDOUT' ||
+      code === 'EHOSTDOWN' ||
+      code === 'EHOSTUNREACH' ||
+      code === 'ENOTCONN'
+    ) {
       return new SyncguardError('STORE_UNAVAILABLE', `${what}: is the disk or NAS connected?`, { cause: e });
     }
     return new SyncguardError('STORE_ERROR', what, { cause: e });

@@ -4,7 +4,15 @@ import { FsStore } from './fs.js';
 import { S3Store, type S3StoreOptions } from './s3.js';
 import type { Store } from './types.js';
 
-export type { GetOptions, ObjectInfo, PrepareOptions, PrepareReport, PutOptions, Store, StoreFeatures } from './types.js';
+export type {
+  GetOptions,
+  ObjectInfo,
+  PrepareOptions,
+  PrepareReport,
+  PutOptions,
+  Store,
+  StoreFeatures,
+} from './types.js';
 export { readAll } from './types.js';
 export { FsStore } from './fs.js';
 export { S3Store, type S3StoreOptions } from './s3.js';

@@ -2,8 +2,26 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { SyncguardError, throwIfAborted } from '../errors.js';
 import { showPath } from '../paths.js';
-import { checkDigest, checkKey, checkListPrefix, checkPutOptions, chunksOf, discardBody, emptyStream, isFuture, rangeWithin } from './_util.js';
-import type { GetOptions, ObjectInfo, PrepareOptions, PrepareReport, PutOptions, Store, StoreFeatures } from './types.js';
+import {
+  checkDigest,
+  checkKey,
+  checkListPrefix,
+  checkPutOptions,
+  chunksOf,
+  discardBody,
+  emptyStream,
+  isFuture,
+  rangeWithin,
+} from './_util.js';
+import type {
+  GetOptions,
+  ObjectInfo,
+  PrepareOptions,
+  PrepareReport,
+  PutOptions,
+  Store,
+  StoreFeatures,
+} from './types.js';
 
 export interface MemoryStoreOptions {
   /** Simulate Object Lock: a retained object cannot be deleted until `now()` passes its retention. */
@@ -40,7 +58,12 @@ export class MemoryStore implements Store {
 
   async prepare(_opts: PrepareOptions): Promise<PrepareReport> {
     const lock = this.features.objectLock ? 'enabled' : 'off';
-    return { created: false, objectLock: lock, versioning: lock, notes: ['an in-memory store: nothing outlives the process'] };
+    return {
+      created: false,
+      objectLock: lock,
+      versioning: lock,
+      notes: ['an in-memory store: nothing outlives the process'],
+    };
   }
 
   async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<void> {
@@ -58,7 +81,8 @@ export class MemoryStore implements Store {
       checkDigest(key, hash.digest('hex'), data.length, opts, this.description);
       // Checked again: another put may have finished while this body was read.
       if (this.objects.has(key)) throw this.conflict(key);
-      const retainUntil = this.features.objectLock && opts.retainUntil ? new Date(opts.retainUntil) : undefined;
+      const retainUntil =
+        this.features.objectLock && opts.retainUntil ? new Date(opts.retainUntil) : undefined;
       this.objects.set(key, { data: Buffer.from(data), retainUntil });
     } finally {
       discardBody(body);
@@ -81,7 +105,9 @@ export class MemoryStore implements Store {
 
   async *list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo> {
     checkListPrefix(prefix);
-    const keys = [...this.objects.keys()].filter((k) => k.startsWith(prefix)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const keys = [...this.objects.keys()]
+      .filter((k) => k.startsWith(prefix))
+      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     for (const k of keys) {
       throwIfAborted(signal);
       const e = this.objects.get(k);
@@ -102,7 +128,10 @@ export class MemoryStore implements Store {
     const e = this.objects.get(key);
     if (!e) return;
     if (this.features.objectLock && isFuture(e.retainUntil, this.now())) {
-      throw new SyncguardError('STORE_LOCKED', `${showPath(key)} is locked until ${e.retainUntil.toISOString()} (Object Lock): it can be deleted after that`);
+      throw new SyncguardError(
+        'STORE_LOCKED',
+        `${showPath(key)} is locked until ${e.retainUntil.toISOString()} (Object Lock): it can be deleted after that`,
+      );
     }
     this.objects.delete(key);
   }
@@ -114,10 +143,15 @@ export class MemoryStore implements Store {
   }
 
   private conflict(key: string): SyncguardError {
-    return new SyncguardError('STORE_CONFLICT', `${showPath(key)} exists already in ${this.description}: objects are written once`);
+    return new SyncguardError(
+      'STORE_CONFLICT',
+      `${showPath(key)} exists already in ${this.description}: objects are written once`,
+    );
   }
 }
 
 function info(key: string, e: Entry): ObjectInfo {
-  return e.retainUntil ? { key, size: e.data.length, retainUntil: new Date(e.retainUntil) } : { key, size: e.data.length };
+  return e.retainUntil
+    ? { key, size: e.data.length, retainUntil: new Date(e.retainUntil) }
+    : { key, size: e.data.length };
 }

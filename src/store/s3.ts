@@ -27,8 +27,28 @@ import type { Log } from '../log.js';
 import { silentLog } from '../log.js';
 import { showPath } from '../paths.js';
 import { Pacer, type PacerOptions } from '../providers/_pacer.js';
-import { checkDigest, checkKey, checkListPrefix, checkPutOptions, chunksOf, discardBody, emptyStream, isFuture, normalisePrefix, rangeWithin, sha256Hex } from './_util.js';
-import type { GetOptions, ObjectInfo, PrepareOptions, PrepareReport, PutOptions, Store, StoreFeatures } from './types.js';
+import {
+  checkDigest,
+  checkKey,
+  checkListPrefix,
+  checkPutOptions,
+  chunksOf,
+  discardBody,
+  emptyStream,
+  isFuture,
+  normalisePrefix,
+  rangeWithin,
+  sha256Hex,
+} from './_util.js';
+import type {
+  GetOptions,
+  ObjectInfo,
+  PrepareOptions,
+  PrepareReport,
+  PutOptions,
+  Store,
+  StoreFeatures,
+} from './types.js';
 
 // On Node 20 the AWS SDK warns, on every client it makes, that its releases after January 2027 need
 // Node 22. syncguard pins a release that runs on Node 20, so the warning would only be noise on stderr.
@@ -84,7 +104,10 @@ export class S3Store implements Store {
 
   constructor(config: S3StoreConfig, opts: S3StoreOptions = {}) {
     if (!!config.accessKeyId !== !!config.secretAccessKey) {
-      throw new SyncguardError('CONFIG', 'store: give both accessKeyId and secretAccessKey, or neither (to use the AWS credential chain)');
+      throw new SyncguardError(
+        'CONFIG',
+        'store: give both accessKeyId and secretAccessKey, or neither (to use the AWS credential chain)',
+      );
     }
     this.bucket = config.bucket;
     this.prefix = normalisePrefix(config.prefix);
@@ -96,19 +119,38 @@ export class S3Store implements Store {
     this.partSize = Math.max(MIN_PART, opts.partSize ?? 16 * MiB);
     this.queueSize = Math.max(1, opts.queueSize ?? 3);
     this.log = opts.log ?? silentLog;
-    this.secrets = [config.secretAccessKey, config.sessionToken].filter((s): s is string => !!s && s.length >= 4);
-    this.pacer = new Pacer({ concurrency: 64, maxAttempts: 6, baseDelayMs: 200, maxDelayMs: 20_000, maxElapsedMs: 5 * 60_000, ...opts.retry });
+    this.secrets = [config.secretAccessKey, config.sessionToken].filter(
+      (s): s is string => !!s && s.length >= 4,
+    );
+    this.pacer = new Pacer({
+      concurrency: 64,
+      maxAttempts: 6,
+      baseDelayMs: 200,
+      maxDelayMs: 20_000,
+      maxElapsedMs: 5 * 60_000,
+      ...opts.retry,
+    });
     this.client = new S3Client({
       region: this.region,
       endpoint: config.endpoint,
       forcePathStyle: config.forcePathStyle,
-      credentials: config.accessKeyId && config.secretAccessKey
-        ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey, sessionToken: config.sessionToken }
-        : undefined,
+      credentials:
+        config.accessKeyId && config.secretAccessKey
+          ? {
+              accessKeyId: config.accessKeyId,
+              secretAccessKey: config.secretAccessKey,
+              sessionToken: config.sessionToken,
+            }
+          : undefined,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 1,
-      requestHandler: { connectionTimeout: 15_000, socketTimeout: 120_000, httpAgent: { keepAlive: true, maxSockets: 64 }, httpsAgent: { keepAlive: true, maxSockets: 64 } },
+      requestHandler: {
+        connectionTimeout: 15_000,
+        socketTimeout: 120_000,
+        httpAgent: { keepAlive: true, maxSockets: 64 },
+        httpsAgent: { keepAlive: true, maxSockets: 64 },
+      },
     });
     this.description = `s3://${this.bucket}/${this.prefix}${config.endpoint ? ` at ${withoutUserinfo(config.endpoint)}` : ` in ${this.region}`}`;
   }
@@ -123,34 +165,56 @@ export class S3Store implements Store {
     let created = false;
     if (!(await this.bucketExists())) {
       if (!opts.create) {
-        throw new SyncguardError('NOT_FOUND', `the bucket ${this.bucket} does not exist${this.customEndpoint ? '' : ` in ${this.region}`}: run \`syncguard init\` to create it`);
+        throw new SyncguardError(
+          'NOT_FOUND',
+          `the bucket ${this.bucket} does not exist${this.customEndpoint ? '' : ` in ${this.region}`}: run \`syncguard init\` to create it`,
+        );
       }
       await this.createBucket();
       created = true;
-      notes.push(`created the bucket ${this.bucket}${this.lockMode ? ' with Object Lock (and so versioning)' : ''}`);
+      notes.push(
+        `created the bucket ${this.bucket}${this.lockMode ? ' with Object Lock (and so versioning)' : ''}`,
+      );
     } else {
       notes.push(`the bucket ${this.bucket} exists`);
     }
-    const versioning = await this.call('prepare', undefined, () => this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket })));
+    const versioning = await this.call('prepare', undefined, () =>
+      this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket })),
+    );
     const versioned = versioning.Status === 'Enabled';
     const lock = await this.bucketLock();
     notes.push(`versioning: ${versioning.Status ?? 'never enabled'}`);
     if (this.lockMode) {
       if (!lock.enabled || !versioned) {
-        throw new SyncguardError('STORE_NO_LOCK', `the bucket ${this.bucket} has no Object Lock${lock.enabled ? ' (versioning is off)' : ''}, so its objects could be deleted or overwritten: `
-          + 'Object Lock can only be switched on when a bucket is created on most servers, so create a new bucket (`syncguard init` does, with Object Lock) and name it in the config, '
-          + 'or write `objectLock: off` in the store section to accept a store without it');
+        throw new SyncguardError(
+          'STORE_NO_LOCK',
+          `the bucket ${this.bucket} has no Object Lock${lock.enabled ? ' (versioning is off)' : ''}, so its objects could be deleted or overwritten: ` +
+            'Object Lock can only be switched on when a bucket is created on most servers, so create a new bucket (`syncguard init` does, with Object Lock) and name it in the config, ' +
+            'or write `objectLock: off` in the store section to accept a store without it',
+        );
       }
-      notes.push(`Object Lock is enabled: every object is locked (${this.lockMode}) until the date its snapshots need`);
-      if (lock.defaultRetention) notes.push(`the bucket also has a default retention (${lock.defaultRetention}): every object is kept at least that long, whatever the keep policy says`);
+      notes.push(
+        `Object Lock is enabled: every object is locked (${this.lockMode}) until the date its snapshots need`,
+      );
+      if (lock.defaultRetention)
+        notes.push(
+          `the bucket also has a default retention (${lock.defaultRetention}): every object is kept at least that long, whatever the keep policy says`,
+        );
     } else {
       this.features.objectLock = false;
-      notes.push(lock.enabled
-        ? 'the bucket has Object Lock, but the config says `objectLock: off`: objects are written without retention of their own'
-        : 'Object Lock is off (as configured): anyone holding the store\'s keys can delete the backups');
+      notes.push(
+        lock.enabled
+          ? 'the bucket has Object Lock, but the config says `objectLock: off`: objects are written without retention of their own'
+          : "Object Lock is off (as configured): anyone holding the store's keys can delete the backups",
+      );
     }
     this.features.versioned = versioned;
-    return { created, objectLock: this.lockMode && lock.enabled ? 'enabled' : 'off', versioning: versioned ? 'enabled' : 'off', notes };
+    return {
+      created,
+      objectLock: this.lockMode && lock.enabled ? 'enabled' : 'off',
+      versioning: versioned ? 'enabled' : 'off',
+      notes,
+    };
   }
 
   async put(key: string, body: Buffer | Readable, opts: PutOptions = {}): Promise<void> {
@@ -168,7 +232,8 @@ export class S3Store implements Store {
     try {
       // One part, or less, is sent with a single PutObject; more go up as a multipart upload.
       const first = await parts.next();
-      if (first.done || first.value.length < pool.size) return await this.putSingle(key, first.value ?? Buffer.alloc(0), opts);
+      if (first.done || first.value.length < pool.size)
+        return await this.putSingle(key, first.value ?? Buffer.alloc(0), opts);
       await this.putMultipart(key, first.value, parts, pool, opts);
     } finally {
       await parts.return(undefined);
@@ -182,15 +247,26 @@ export class S3Store implements Store {
     rangeWithin(key, Number.MAX_SAFE_INTEGER, opts);
     const start = opts.offset ?? 0;
     if (opts.length === 0) return this.emptyRange(key, opts);
-    const range = start === 0 && opts.length === undefined ? undefined : `bytes=${start}-${opts.length === undefined ? '' : start + opts.length - 1}`;
-    const res = await this.call('get', key, async () => {
-      try {
-        return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key), Range: range }), { abortSignal: opts.signal });
-      } catch (e) {
-        if (status(e) === 416) return undefined; // the range starts at or after the end
-        throw e;
-      }
-    }, opts.signal);
+    const range =
+      start === 0 && opts.length === undefined
+        ? undefined
+        : `bytes=${start}-${opts.length === undefined ? '' : start + opts.length - 1}`;
+    const res = await this.call(
+      'get',
+      key,
+      async () => {
+        try {
+          return await this.client.send(
+            new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key), Range: range }),
+            { abortSignal: opts.signal },
+          );
+        } catch (e) {
+          if (status(e) === 416) return undefined; // the range starts at or after the end
+          throw e;
+        }
+      },
+      opts.signal,
+    );
     if (!res) return this.emptyRange(key, opts);
     const body = res.Body as Readable | undefined;
     const got = res.ContentLength ?? 0;
@@ -198,7 +274,10 @@ export class S3Store implements Store {
     if (opts.length !== undefined && got !== opts.length) {
       body?.destroy();
       rangeWithin(key, total, opts);
-      throw new SyncguardError('INTEGRITY', `${this.where(key)}: asked for ${opts.length} bytes at ${start}, the server sent ${got}`);
+      throw new SyncguardError(
+        'INTEGRITY',
+        `${this.where(key)}: asked for ${opts.length} bytes at ${start}, the server sent ${got}`,
+      );
     }
     if (!body) return emptyStream();
     // Errors while streaming are AWS/network errors too: translate them here, not in the caller.
@@ -222,9 +301,20 @@ export class S3Store implements Store {
     let token: string | undefined;
     do {
       throwIfAborted(signal);
-      const page = await this.call('list', prefix, () => this.client.send(new ListObjectsV2Command({
-        Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token,
-      }), { abortSignal: signal }), signal);
+      const page = await this.call(
+        'list',
+        prefix,
+        () =>
+          this.client.send(
+            new ListObjectsV2Command({
+              Bucket: this.bucket,
+              Prefix: this.prefix + prefix,
+              ContinuationToken: token,
+            }),
+            { abortSignal: signal },
+          ),
+        signal,
+      );
       for (const o of page.Contents ?? []) {
         // Folder markers ("a/") made by web consoles are not objects of ours.
         if (!o.Key || o.Key.endsWith('/')) continue;
@@ -242,10 +332,18 @@ export class S3Store implements Store {
     const current = h.ObjectLockRetainUntilDate;
     if (current && current.getTime() >= until.getTime()) return;
     // An object still under retention keeps its mode: changing it needs the governance bypass.
-    const mode = current && isFuture(current, new Date()) && h.ObjectLockMode ? h.ObjectLockMode : this.lockMode;
-    await this.call('extend retention of', key, () => this.client.send(new PutObjectRetentionCommand({
-      Bucket: this.bucket, Key: this.full(key), VersionId: h.VersionId, Retention: { Mode: mode, RetainUntilDate: until },
-    })));
+    const mode =
+      current && isFuture(current, new Date()) && h.ObjectLockMode ? h.ObjectLockMode : this.lockMode;
+    await this.call('extend retention of', key, () =>
+      this.client.send(
+        new PutObjectRetentionCommand({
+          Bucket: this.bucket,
+          Key: this.full(key),
+          VersionId: h.VersionId,
+          Retention: { Mode: mode, RetainUntilDate: until },
+        }),
+      ),
+    );
   }
 
   /** Deletes every version (and delete marker) of the key. A plain DeleteObject would only add a
@@ -254,13 +352,19 @@ export class S3Store implements Store {
     checkKey(key);
     const versions = await this.versionsOf(key);
     if (versions === undefined) {
-      await this.call('delete', key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) })));
+      await this.call('delete', key, () =>
+        this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key) })),
+      );
       return;
     }
     let locked: SyncguardError | undefined;
     for (const versionId of versions) {
       try {
-        await this.call('delete', key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key), VersionId: versionId })));
+        await this.call('delete', key, () =>
+          this.client.send(
+            new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key), VersionId: versionId }),
+          ),
+        );
       } catch (e) {
         if (!isSyncguardError(e, 'STORE_LOCKED')) throw e;
         locked ??= await this.lockedError(key, versionId);
@@ -287,38 +391,63 @@ export class S3Store implements Store {
       ...this.lockParams(opts.retainUntil),
     };
     let attempt = 0;
-    await this.call('put', key, async () => {
-      attempt++;
-      // Ceph RGW ignores If-None-Match in versioned buckets (every Object Lock bucket): a second
-      // PUT would add a version. So look first; If-None-Match still closes the race where honoured.
-      const existing = await this.headDirect(key);
-      if (existing) {
-        // A retry after a lost reply finds what our own first attempt wrote: that is success.
-        if (attempt > 1 && existing.Metadata?.sha256 === sha && existing.ContentLength === data.length) return;
-        throw this.conflict(key);
-      }
-      try {
-        await this.client.send(new PutObjectCommand(input), { abortSignal: opts.signal });
-      } catch (e) {
-        throw this.translate(e, 'put', key, opts.signal, input.ObjectLockMode !== undefined);
-      }
-    }, opts.signal);
+    await this.call(
+      'put',
+      key,
+      async () => {
+        attempt++;
+        // Ceph RGW ignores If-None-Match in versioned buckets (every Object Lock bucket): a second
+        // PUT would add a version. So look first; If-None-Match still closes the race where honoured.
+        const existing = await this.headDirect(key);
+        if (existing) {
+          // A retry after a lost reply finds what our own first attempt wrote: that is success.
+          if (attempt > 1 && existing.Metadata?.sha256 === sha && existing.ContentLength === data.length)
+            return;
+          throw this.conflict(key);
+        }
+        try {
+          await this.client.send(new PutObjectCommand(input), { abortSignal: opts.signal });
+        } catch (e) {
+          throw this.translate(e, 'put', key, opts.signal, input.ObjectLockMode !== undefined);
+        }
+      },
+      opts.signal,
+    );
   }
 
-  private async putMultipart(key: string, first: Buffer, rest: AsyncGenerator<Buffer>, pool: PartPool, opts: PutOptions): Promise<void> {
+  private async putMultipart(
+    key: string,
+    first: Buffer,
+    rest: AsyncGenerator<Buffer>,
+    pool: PartPool,
+    opts: PutOptions,
+  ): Promise<void> {
     const signal = opts.signal;
     // Ceph ignores If-None-Match on CompleteMultipartUpload: look before uploading gigabytes.
     if (await this.headRaw(key)) throw this.conflict(key);
-    const created = await this.call('put', key, () => this.client.send(new CreateMultipartUploadCommand({
-      Bucket: this.bucket,
-      Key: this.full(key),
-      ContentType: 'application/octet-stream',
-      Metadata: opts.sha256 ? { sha256: opts.sha256.toLowerCase() } : undefined,
-      ...(this.checksum === 'sha256' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
-      ...this.lockParams(opts.retainUntil),
-    }), { abortSignal: signal }), signal);
+    const created = await this.call(
+      'put',
+      key,
+      () =>
+        this.client.send(
+          new CreateMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: this.full(key),
+            ContentType: 'application/octet-stream',
+            Metadata: opts.sha256 ? { sha256: opts.sha256.toLowerCase() } : undefined,
+            ...(this.checksum === 'sha256' ? { ChecksumAlgorithm: 'SHA256' as const } : {}),
+            ...this.lockParams(opts.retainUntil),
+          }),
+          { abortSignal: signal },
+        ),
+      signal,
+    );
     const uploadId = created.UploadId;
-    if (!uploadId) throw new SyncguardError('STORE_ERROR', `put ${this.where(key)}: the server started a multipart upload without an UploadId`);
+    if (!uploadId)
+      throw new SyncguardError(
+        'STORE_ERROR',
+        `put ${this.where(key)}: the server started a multipart upload without an UploadId`,
+      );
     let versionId: string | undefined;
     try {
       const hash = createHash('sha256');
@@ -333,7 +462,10 @@ export class S3Store implements Store {
       };
       for await (const part of feed()) {
         if (++n > MAX_PARTS) {
-          failure = new SyncguardError('STORE_ERROR', `put ${this.where(key)}: the body is larger than ${MAX_PARTS} parts of ${pool.size} bytes; pass its size so the part size can grow`);
+          failure = new SyncguardError(
+            'STORE_ERROR',
+            `put ${this.where(key)}: the body is larger than ${MAX_PARTS} parts of ${pool.size} bytes; pass its size so the part size can grow`,
+          );
           break;
         }
         hash.update(part);
@@ -341,7 +473,15 @@ export class S3Store implements Store {
         const num = n;
         // The buffer is reused only once the server has taken all of it (the part succeeded).
         const p: Promise<void> = this.uploadPart(key, uploadId, num, part, signal)
-          .then((c) => { done[num - 1] = c; pool.release(part); }, (e) => { failure ??= e; })
+          .then(
+            (c) => {
+              done[num - 1] = c;
+              pool.release(part);
+            },
+            (e) => {
+              failure ??= e;
+            },
+          )
           .finally(() => inflight.delete(p));
         inflight.add(p);
         while (inflight.size >= this.queueSize && failure === undefined) await Promise.race(inflight);
@@ -358,62 +498,114 @@ export class S3Store implements Store {
     await this.lockAfterComplete(key, versionId, opts.retainUntil);
   }
 
-  private async uploadPart(key: string, uploadId: string, num: number, part: Buffer, signal?: AbortSignal): Promise<CompletedPart> {
+  private async uploadPart(
+    key: string,
+    uploadId: string,
+    num: number,
+    part: Buffer,
+    signal?: AbortSignal,
+  ): Promise<CompletedPart> {
     const sha = this.checksum === 'sha256' ? createHash('sha256').update(part).digest('base64') : undefined;
-    const res = await this.call('put', key, () => this.client.send(new UploadPartCommand({
-      Bucket: this.bucket,
-      Key: this.full(key),
-      UploadId: uploadId,
-      PartNumber: num,
-      Body: part,
-      ContentLength: part.length,
-      ContentMD5: createHash('md5').update(part).digest('base64'),
-      ChecksumSHA256: sha,
-    }), { abortSignal: signal }), signal);
-    return sha ? { PartNumber: num, ETag: res.ETag, ChecksumSHA256: sha } : { PartNumber: num, ETag: res.ETag };
+    const res = await this.call(
+      'put',
+      key,
+      () =>
+        this.client.send(
+          new UploadPartCommand({
+            Bucket: this.bucket,
+            Key: this.full(key),
+            UploadId: uploadId,
+            PartNumber: num,
+            Body: part,
+            ContentLength: part.length,
+            ContentMD5: createHash('md5').update(part).digest('base64'),
+            ChecksumSHA256: sha,
+          }),
+          { abortSignal: signal },
+        ),
+      signal,
+    );
+    return sha
+      ? { PartNumber: num, ETag: res.ETag, ChecksumSHA256: sha }
+      : { PartNumber: num, ETag: res.ETag };
   }
 
   /** Completes the upload and returns the new version's id. */
-  private async complete(key: string, uploadId: string, parts: CompletedPart[], size: number, signal?: AbortSignal): Promise<string | undefined> {
+  private async complete(
+    key: string,
+    uploadId: string,
+    parts: CompletedPart[],
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
     let attempt = 0;
-    return this.call('put', key, async () => {
-      attempt++;
-      try {
-        const r = await this.client.send(new CompleteMultipartUploadCommand({
-          Bucket: this.bucket, Key: this.full(key), UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: '*',
-        }), { abortSignal: signal });
-        return r.VersionId;
-      } catch (e) {
-        const err = this.translate(e, 'put', key, signal);
-        // A retry after a lost reply finds the upload gone: it completed if the object is there.
-        if (err.code === 'NOT_FOUND' && attempt > 1) {
-          const h = await this.headDirect(key);
-          if (h && h.ContentLength === size) return h.VersionId;
+    return this.call(
+      'put',
+      key,
+      async () => {
+        attempt++;
+        try {
+          const r = await this.client.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: this.full(key),
+              UploadId: uploadId,
+              MultipartUpload: { Parts: parts },
+              IfNoneMatch: '*',
+            }),
+            { abortSignal: signal },
+          );
+          return r.VersionId;
+        } catch (e) {
+          const err = this.translate(e, 'put', key, signal);
+          // A retry after a lost reply finds the upload gone: it completed if the object is there.
+          if (err.code === 'NOT_FOUND' && attempt > 1) {
+            const h = await this.headDirect(key);
+            if (h && h.ContentLength === size) return h.VersionId;
+          }
+          throw err;
         }
-        throw err;
-      }
-    }, signal);
+      },
+      signal,
+    );
   }
 
   /** Ceph ignores lock headers on CreateMultipartUpload: set the retention on the new version and
    *  read it back. A version that should be locked and is not is removed, not left behind. */
-  private async lockAfterComplete(key: string, versionId: string | undefined, until: Date | undefined): Promise<void> {
+  private async lockAfterComplete(
+    key: string,
+    versionId: string | undefined,
+    until: Date | undefined,
+  ): Promise<void> {
     if (!this.features.objectLock || !this.lockMode || !until) return;
     let vid = versionId;
     try {
       vid ??= (await this.headRaw(key))?.VersionId;
-      await this.call('lock', key, () => this.client.send(new PutObjectRetentionCommand({
-        Bucket: this.bucket, Key: this.full(key), VersionId: vid, Retention: { Mode: this.lockMode, RetainUntilDate: until },
-      })));
+      await this.call('lock', key, () =>
+        this.client.send(
+          new PutObjectRetentionCommand({
+            Bucket: this.bucket,
+            Key: this.full(key),
+            VersionId: vid,
+            Retention: { Mode: this.lockMode, RetainUntilDate: until },
+          }),
+        ),
+      );
       const h = await this.call('lock', key, () => this.headDirect(key, vid));
       const got = h?.ObjectLockRetainUntilDate;
       if (!got || Math.floor(got.getTime() / 1000) < Math.floor(until.getTime() / 1000)) {
-        throw new SyncguardError('STORE_ERROR', `put ${this.where(key)}: the server accepted the retention until ${until.toISOString()} but reports ${got ? got.toISOString() : 'none'}; the upload was removed. This server cannot lock multipart uploads: use another or \`objectLock: off\``);
+        throw new SyncguardError(
+          'STORE_ERROR',
+          `put ${this.where(key)}: the server accepted the retention until ${until.toISOString()} but reports ${got ? got.toISOString() : 'none'}; the upload was removed. This server cannot lock multipart uploads: use another or \`objectLock: off\``,
+        );
       }
     } catch (e) {
       if (vid) {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key), VersionId: vid }))
-          .catch(() => this.log('warn', `could not remove the unlocked upload ${this.where(key)} (version ${vid})`));
+        await this.client
+          .send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.full(key), VersionId: vid }))
+          .catch(() =>
+            this.log('warn', `could not remove the unlocked upload ${this.where(key)} (version ${vid})`),
+          );
       }
       throw e;
     }
@@ -421,15 +613,24 @@ export class S3Store implements Store {
 
   private async abortUpload(key: string, uploadId: string): Promise<void> {
     try {
-      await this.call('abort upload', key, () => this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.full(key), UploadId: uploadId })));
+      await this.call('abort upload', key, () =>
+        this.client.send(
+          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.full(key), UploadId: uploadId }),
+        ),
+      );
     } catch (e) {
       // Not fatal: a lifecycle rule (AbortIncompleteMultipartUpload) removes leftover parts.
       this.log('warn', `could not abort the multipart upload of ${this.where(key)}: ${(e as Error).message}`);
     }
   }
 
-  private lockParams(until: Date | undefined): { ObjectLockMode?: ObjectLockRetentionMode; ObjectLockRetainUntilDate?: Date } {
-    return this.features.objectLock && this.lockMode && until ? { ObjectLockMode: this.lockMode, ObjectLockRetainUntilDate: until } : {};
+  private lockParams(until: Date | undefined): {
+    ObjectLockMode?: ObjectLockRetentionMode;
+    ObjectLockRetainUntilDate?: Date;
+  } {
+    return this.features.objectLock && this.lockMode && until
+      ? { ObjectLockMode: this.lockMode, ObjectLockRetainUntilDate: until }
+      : {};
   }
 
   /** Large enough that a body of `size` bytes fits in MAX_PARTS parts, in whole MiB. */
@@ -448,7 +649,9 @@ export class S3Store implements Store {
    *  its own caller holds). Undefined when missing; other errors are left for call() to translate. */
   private async headDirect(key: string, versionId?: string): Promise<HeadObjectCommandOutput | undefined> {
     try {
-      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key), VersionId: versionId }));
+      return await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.full(key), VersionId: versionId }),
+      );
     } catch (e) {
       if (status(e) === 404 && nameOf(e) !== 'NoSuchBucket') return undefined;
       throw e;
@@ -472,11 +675,23 @@ export class S3Store implements Store {
     for (;;) {
       let page;
       try {
-        page = await this.call('delete', key, () => this.client.send(new ListObjectVersionsCommand({
-          Bucket: this.bucket, Prefix: full, KeyMarker: keyMarker, VersionIdMarker: versionMarker,
-        })));
+        page = await this.call('delete', key, () =>
+          this.client.send(
+            new ListObjectVersionsCommand({
+              Bucket: this.bucket,
+              Prefix: full,
+              KeyMarker: keyMarker,
+              VersionIdMarker: versionMarker,
+            }),
+          ),
+        );
       } catch (e) {
-        if (!this.features.versioned && isSyncguardError(e, 'STORE_ERROR') && /NotImplemented|HTTP 501/.test(e.message)) return undefined;
+        if (
+          !this.features.versioned &&
+          isSyncguardError(e, 'STORE_ERROR') &&
+          /NotImplemented|HTTP 501/.test(e.message)
+        )
+          return undefined;
         throw e;
       }
       for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) {
@@ -491,7 +706,10 @@ export class S3Store implements Store {
   private async lockedError(key: string, versionId: string): Promise<SyncguardError> {
     const h = await this.headDirect(key, versionId).catch(() => undefined);
     const until = h?.ObjectLockRetainUntilDate;
-    return new SyncguardError('STORE_LOCKED', `${this.where(key)} is locked${until ? ` until ${until.toISOString()}` : ''} (Object Lock${h?.ObjectLockMode ? `, ${h.ObjectLockMode}` : ''})${h?.ObjectLockLegalHoldStatus === 'ON' ? ' and under a legal hold' : ''}: it can be deleted ${until ? 'after that' : 'once its retention ends'}`);
+    return new SyncguardError(
+      'STORE_LOCKED',
+      `${this.where(key)} is locked${until ? ` until ${until.toISOString()}` : ''} (Object Lock${h?.ObjectLockMode ? `, ${h.ObjectLockMode}` : ''})${h?.ObjectLockLegalHoldStatus === 'ON' ? ' and under a legal hold' : ''}: it can be deleted ${until ? 'after that' : 'once its retention ends'}`,
+    );
   }
 
   // ---- the bucket ----
@@ -505,7 +723,10 @@ export class S3Store implements Store {
         if (status(e) === 404) return false;
         if (status(e) === 403 && !['InvalidAccessKeyId', 'SignatureDoesNotMatch'].includes(nameOf(e))) {
           // A HEAD has no body: a wrong secret, a missing permission and someone else's bucket look alike.
-          throw new SyncguardError('STORE_AUTH', `the bucket ${this.bucket} refused these credentials: check accessKeyId and secretAccessKey, that they may use this bucket, and that the name is not someone else's bucket`);
+          throw new SyncguardError(
+            'STORE_AUTH',
+            `the bucket ${this.bucket} refused these credentials: check accessKeyId and secretAccessKey, that they may use this bucket, and that the name is not someone else's bucket`,
+          );
         }
         throw e;
       }
@@ -515,16 +736,25 @@ export class S3Store implements Store {
   private async createBucket(): Promise<void> {
     await this.call('create bucket', undefined, async () => {
       try {
-        await this.client.send(new CreateBucketCommand({
-          Bucket: this.bucket,
-          ObjectLockEnabledForBucket: this.lockMode ? true : undefined,
-          // Only AWS needs the region spelled out; other servers reject names they do not know.
-          CreateBucketConfiguration: !this.customEndpoint && this.region !== 'us-east-1' ? { LocationConstraint: this.region as never } : undefined,
-        }));
+        await this.client.send(
+          new CreateBucketCommand({
+            Bucket: this.bucket,
+            ObjectLockEnabledForBucket: this.lockMode ? true : undefined,
+            // Only AWS needs the region spelled out; other servers reject names they do not know.
+            CreateBucketConfiguration:
+              !this.customEndpoint && this.region !== 'us-east-1'
+                ? { LocationConstraint: this.region as never }
+                : undefined,
+          }),
+        );
       } catch (e) {
         const name = nameOf(e);
         if (name === 'BucketAlreadyOwnedByYou') return;
-        if (name === 'BucketAlreadyExists') throw new SyncguardError('STORE_ERROR', `the bucket name ${this.bucket} is taken by someone else: choose another name in the config`);
+        if (name === 'BucketAlreadyExists')
+          throw new SyncguardError(
+            'STORE_ERROR',
+            `the bucket name ${this.bucket} is taken by someone else: choose another name in the config`,
+          );
         throw e;
       }
     });
@@ -541,7 +771,8 @@ export class S3Store implements Store {
         };
       } catch (e) {
         // No configuration (404 ObjectLockConfigurationNotFoundError), or a server without the API.
-        if (status(e) === 404 || status(e) === 501 || nameOf(e) === 'ObjectLockConfigurationNotFoundError') return { enabled: false };
+        if (status(e) === 404 || status(e) === 501 || nameOf(e) === 'ObjectLockConfigurationNotFoundError')
+          return { enabled: false };
         throw e;
       }
     });
@@ -549,7 +780,12 @@ export class S3Store implements Store {
 
   // ---- errors ----
 
-  private call<T>(op: string, key: string | undefined, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  private call<T>(
+    op: string,
+    key: string | undefined,
+    fn: () => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
     return this.pacer.call(async () => {
       try {
         return await fn();
@@ -561,7 +797,13 @@ export class S3Store implements Store {
 
   /** The one place AWS errors become SyncguardErrors. The AWS error is not kept as the cause: it
    *  would carry the raw response out of this file. */
-  private translate(e: unknown, op: string, key: string | undefined, signal?: AbortSignal, sentLock = false): SyncguardError {
+  private translate(
+    e: unknown,
+    op: string,
+    key: string | undefined,
+    signal?: AbortSignal,
+    sentLock = false,
+  ): SyncguardError {
     if (isSyncguardError(e)) return e;
     if (signal?.aborted) return abortError(signal);
     const err = e as { message?: string; code?: string };
@@ -571,40 +813,91 @@ export class S3Store implements Store {
     const message = err.message && err.message !== name && err.message !== 'UnknownError' ? err.message : '';
     const detail = this.scrub(`${name}${http ? ` HTTP ${http}` : ''}${message ? `: ${message}` : ''}`);
     const say = (code: ErrorCode, text: string, retryable?: boolean) =>
-      new SyncguardError(code, `${op} ${where}: ${text} (${detail})`, retryable === undefined ? {} : { retryable });
+      new SyncguardError(
+        code,
+        `${op} ${where}: ${text} (${detail})`,
+        retryable === undefined ? {} : { retryable },
+      );
 
     if (name === 'AbortError') return new SyncguardError('ABORTED', `${op} ${where} was aborted`);
-    if (['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidToken', 'ExpiredToken', 'TokenRefreshRequired', 'CredentialsProviderError', 'InvalidClientTokenId'].includes(name)) {
-      return say('STORE_AUTH', 'the store refused the credentials: check accessKeyId and secretAccessKey in the config (or the AWS credential chain)');
+    if (
+      [
+        'InvalidAccessKeyId',
+        'SignatureDoesNotMatch',
+        'InvalidToken',
+        'ExpiredToken',
+        'TokenRefreshRequired',
+        'CredentialsProviderError',
+        'InvalidClientTokenId',
+      ].includes(name)
+    ) {
+      return say(
+        'STORE_AUTH',
+        'the store refused the credentials: check accessKeyId and secretAccessKey in the config (or the AWS credential chain)',
+      );
     }
-    if (name === 'RequestTimeTooSkewed') return say('STORE_AUTH', 'this machine\'s clock is too far from the server\'s: set the clock right (NTP)');
+    if (name === 'RequestTimeTooSkewed')
+      return say(
+        'STORE_AUTH',
+        "this machine's clock is too far from the server's: set the clock right (NTP)",
+      );
     if (http === 403 || name === 'AccessDenied') {
-      if (/object ?lock|worm|retention|protected/i.test(message)) return say('STORE_LOCKED', 'Object Lock refuses it while the object is retained');
+      if (/object ?lock|worm|retention|protected/i.test(message))
+        return say('STORE_LOCKED', 'Object Lock refuses it while the object is retained');
       // A HEAD has no body to say why: a wrong secret and a missing permission look the same.
-      return say('STORE_AUTH', 'access denied: check the credentials in the config, and that they may use this bucket');
+      return say(
+        'STORE_AUTH',
+        'access denied: check the credentials in the config, and that they may use this bucket',
+      );
     }
-    if (name === 'NoSuchBucket') return say('NOT_FOUND', 'the bucket does not exist: run `syncguard init` to create it');
-    if (http === 404 || ['NoSuchKey', 'NotFound', 'NoSuchVersion', 'NoSuchUpload'].includes(name)) return say('NOT_FOUND', 'it does not exist');
-    if (http === 412 || name === 'PreconditionFailed') return say('STORE_CONFLICT', 'it exists already: objects are written once');
+    if (name === 'NoSuchBucket')
+      return say('NOT_FOUND', 'the bucket does not exist: run `syncguard init` to create it');
+    if (http === 404 || ['NoSuchKey', 'NotFound', 'NoSuchVersion', 'NoSuchUpload'].includes(name))
+      return say('NOT_FOUND', 'it does not exist');
+    if (http === 412 || name === 'PreconditionFailed')
+      return say('STORE_CONFLICT', 'it exists already: objects are written once');
     // AWS: another conditional write to the key is under way; retrying gives 412 or success.
-    if (name === 'ConditionalRequestConflict') return say('STORE_CONFLICT', 'another write to it is under way', true);
+    if (name === 'ConditionalRequestConflict')
+      return say('STORE_CONFLICT', 'another write to it is under way', true);
     if (['BadDigest', 'InvalidDigest', 'XAmzContentSHA256Mismatch'].includes(name)) {
       return say('INTEGRITY', 'the server received other bytes than were sent (damaged in transit)', true);
     }
     // AWS says "Bucket is missing Object Lock Configuration"; Ceph sends a bare InvalidRequest.
     if (name === 'InvalidRequest' && (/object ?lock/i.test(message) || sentLock)) {
-      return say('STORE_NO_LOCK', 'the bucket has no Object Lock: run `syncguard init` to check the bucket, or write `objectLock: off` in the config');
+      return say(
+        'STORE_NO_LOCK',
+        'the bucket has no Object Lock: run `syncguard init` to check the bucket, or write `objectLock: off` in the config',
+      );
     }
-    if (http === 301 || name === 'PermanentRedirect' || name === 'AuthorizationHeaderMalformed' || name === 'IllegalLocationConstraintException') {
+    if (
+      http === 301 ||
+      name === 'PermanentRedirect' ||
+      name === 'AuthorizationHeaderMalformed' ||
+      name === 'IllegalLocationConstraintException'
+    ) {
       return say('STORE_ERROR', 'the bucket is in another region: set store.region in the config');
     }
-    if (http === 501 || name === 'NotImplemented') return say('STORE_ERROR', 'the server does not implement this (NotImplemented)');
-    if (http === 503 || name === 'SlowDown' || name === 'ServiceUnavailable') return say('STORE_UNAVAILABLE', 'the server asks to slow down or is unavailable');
-    if ((http !== undefined && http >= 500) || ['InternalError', 'RequestTimeout', 'RequestTimeoutException', 'OperationAborted', 'TimeoutError'].includes(name)) {
+    if (http === 501 || name === 'NotImplemented')
+      return say('STORE_ERROR', 'the server does not implement this (NotImplemented)');
+    if (http === 503 || name === 'SlowDown' || name === 'ServiceUnavailable')
+      return say('STORE_UNAVAILABLE', 'the server asks to slow down or is unavailable');
+    if (
+      (http !== undefined && http >= 500) ||
+      [
+        'InternalError',
+        'RequestTimeout',
+        'RequestTimeoutException',
+        'OperationAborted',
+        'TimeoutError',
+      ].includes(name)
+    ) {
       return say('STORE_UNAVAILABLE', 'the server failed; it will be tried again');
     }
     if (http === undefined && err.code !== undefined) {
-      return say('STORE_UNAVAILABLE', `the server cannot be reached (${err.code ?? name}): check store.endpoint and the network`);
+      return say(
+        'STORE_UNAVAILABLE',
+        `the server cannot be reached (${err.code ?? name}): check store.endpoint and the network`,
+      );
     }
     return say('STORE_ERROR', 'the server refused it');
   }
@@ -616,7 +909,10 @@ export class S3Store implements Store {
   }
 
   private conflict(key: string): SyncguardError {
-    return new SyncguardError('STORE_CONFLICT', `${this.where(key)} exists already: objects are written once`);
+    return new SyncguardError(
+      'STORE_CONFLICT',
+      `${this.where(key)} exists already: objects are written once`,
+    );
   }
 
   private notFound(key: string): SyncguardError {

@@ -6,8 +6,26 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { cliJson, expectCli, expectNoSecret, localConfigYaml, writeConfig, type CliOptions, type SnapshotJson } from '../helpers/cli.js';
-import { MiB, ODD_NAMES, bytesOf, makeTree, readTree, treeBytes, writeFile, type TreeItem, type TreeOptions } from '../helpers/tree.js';
+import {
+  cliJson,
+  expectCli,
+  expectNoSecret,
+  localConfigYaml,
+  writeConfig,
+  type CliOptions,
+  type SnapshotJson,
+} from '../helpers/cli.js';
+import {
+  MiB,
+  ODD_NAMES,
+  bytesOf,
+  makeTree,
+  readTree,
+  treeBytes,
+  writeFile,
+  type TreeItem,
+  type TreeOptions,
+} from '../helpers/tree.js';
 
 export interface FlowOptions {
   dir: string;
@@ -46,12 +64,21 @@ interface SnapshotRun {
 }
 
 /** What changed between two tree pictures, as `diff --json` should say it. */
-export function treeDiff(a: TreeItem[], b: TreeItem[]): { added: string[]; changed: string[]; deleted: string[] } {
+export function treeDiff(
+  a: TreeItem[],
+  b: TreeItem[],
+): { added: string[]; changed: string[]; deleted: string[] } {
   const before = new Map(a.map((x) => [x.name, x]));
   const after = new Map(b.map((x) => [x.name, x]));
   const added = b.filter((x) => !before.has(x.name)).map((x) => x.name);
   const deleted = a.filter((x) => !after.has(x.name)).map((x) => x.name);
-  const changed = b.filter((x) => before.has(x.name) && (before.get(x.name)!.type !== x.type || before.get(x.name)!.sha256 !== x.sha256)).map((x) => x.name);
+  const changed = b
+    .filter(
+      (x) =>
+        before.has(x.name) &&
+        (before.get(x.name)!.type !== x.type || before.get(x.name)!.sha256 !== x.sha256),
+    )
+    .map((x) => x.name);
   return { added: added.sort(), changed: changed.sort(), deleted: deleted.sort() };
 }
 
@@ -76,7 +103,14 @@ export async function endToEnd(o: FlowOptions): Promise<FlowResult> {
   expect((await run(['init'], 0)).stdout).toMatch(/^checked /);
   const files = await makeTree(src, o.tree);
   const [one] = await json<SnapshotRun[]>(['snapshot', 'laptop']);
-  expect(one).toMatchObject({ account: 'laptop', ok: true, files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), failed: [], filesRead: files.length });
+  expect(one).toMatchObject({
+    account: 'laptop',
+    ok: true,
+    files: files.length,
+    bytes: files.reduce((n, f) => n + f.size, 0),
+    failed: [],
+    filesRead: files.length,
+  });
   const expected1 = await readTree(src);
 
   // A day's work: deletions (a file, a whole folder), edits, renames, new files.
@@ -92,7 +126,12 @@ export async function endToEnd(o: FlowOptions): Promise<FlowResult> {
   await writeFile(src, 'added/new.txt', 'new today', edited);
   const [two] = await json<SnapshotRun[]>(['snapshot', 'laptop']);
   const expected2 = await readTree(src);
-  expect(two).toMatchObject({ ok: true, files: expected2.filter((x) => x.type === 'file').length, bytes: treeBytes(expected2), failed: [] });
+  expect(two).toMatchObject({
+    ok: true,
+    files: expected2.filter((x) => x.type === 'file').length,
+    bytes: treeBytes(expected2),
+    failed: [],
+  });
   // Only what changed was read (renamed files are read, as a local folder has no hash) ...
   expect(two.filesRead).toBe(6);
   // ... and only new content was stored: the edits, and a pack index or two.
@@ -104,7 +143,9 @@ export async function endToEnd(o: FlowOptions): Promise<FlowResult> {
   const list = await json<SnapshotJson[]>(['snapshots']);
   expect(list).toHaveLength(2);
   for (const s of list) {
-    expect(Object.keys(s)).toEqual(expect.arrayContaining(['id', 'account', 'time', 'files', 'bytes', 'failed', 'lockedUntil']));
+    expect(Object.keys(s)).toEqual(
+      expect.arrayContaining(['id', 'account', 'time', 'files', 'bytes', 'failed', 'lockedUntil']),
+    );
     expect(s.account).toBe('laptop');
     expect(s.time).toBe(new Date(s.time).toISOString());
     expect(s.id).toBe(s.time.replace(/[-:]/g, ''));
@@ -121,21 +162,39 @@ export async function endToEnd(o: FlowOptions): Promise<FlowResult> {
   expect(first.id).toBe(one.id);
   expect(second.id).toBe(two.id);
   expect(Date.parse(first.time)).toBeLessThan(Date.parse(second.time));
-  expect(first).toMatchObject({ files: expected1.filter((x) => x.type === 'file').length, bytes: treeBytes(expected1) });
-  expect(second).toMatchObject({ files: expected2.filter((x) => x.type === 'file').length, bytes: treeBytes(expected2) });
+  expect(first).toMatchObject({
+    files: expected1.filter((x) => x.type === 'file').length,
+    bytes: treeBytes(expected1),
+  });
+  expect(second).toMatchObject({
+    files: expected2.filter((x) => x.type === 'file').length,
+    bytes: treeBytes(expected2),
+  });
   expect(await json<SnapshotJson[]>(['snapshots', 'laptop'])).toEqual(list);
 
   // Both snapshots come back byte for byte, names, contents and times.
   await run(['restore', 'laptop', '--at', first.id, '--to', 'restored-1'], 0);
   expect(await readTree(join(o.dir, 'restored-1'))).toEqual(expected1);
-  const r2 = await json<{ snapshot: string; files: number; failed: unknown[] }>(['restore', 'laptop', '--at', second.id, '--to', join(o.dir, 'restored-2')]);
+  const r2 = await json<{ snapshot: string; files: number; failed: unknown[] }>([
+    'restore',
+    'laptop',
+    '--at',
+    second.id,
+    '--to',
+    join(o.dir, 'restored-2'),
+  ]);
   expect(r2).toMatchObject({ snapshot: second.id, files: second.files, failed: [] });
   expect(await readTree(join(o.dir, 'restored-2'))).toEqual(expected2);
 
   // ls: a folder's children, or all below it.
-  const top = await json<{ snapshot: string; entries: Array<{ path: string; type: string; size: number; sha256: string | null }> }>(['ls', 'laptop', '--at', first.id]);
+  const top = await json<{
+    snapshot: string;
+    entries: Array<{ path: string; type: string; size: number; sha256: string | null }>;
+  }>(['ls', 'laptop', '--at', first.id]);
   expect(top.snapshot).toBe(first.id);
-  expect(top.entries.map((e) => e.path)).toEqual(expected1.filter((x) => !x.name.includes('/')).map((x) => x.name));
+  expect(top.entries.map((e) => e.path)).toEqual(
+    expected1.filter((x) => !x.name.includes('/')).map((x) => x.name),
+  );
   const deep = await json<typeof top>(['ls', 'laptop', 'd3', '-r']);
   expect(deep.snapshot).toBe(second.id);
   expect(deep.entries.map((e) => [e.path, e.type, e.size, e.sha256])).toEqual(
@@ -143,7 +202,13 @@ export async function endToEnd(o: FlowOptions): Promise<FlowResult> {
   );
 
   // diff: exactly what the day's work did.
-  const d = await json<{ from: string; to: string; added: Array<{ path: string }>; changed: Array<{ path: string; before: { sha256: string }; after: { sha256: string } }>; deleted: Array<{ path: string }> }>(['diff', 'laptop', first.id, second.id]);
+  const d = await json<{
+    from: string;
+    to: string;
+    added: Array<{ path: string }>;
+    changed: Array<{ path: string; before: { sha256: string }; after: { sha256: string } }>;
+    deleted: Array<{ path: string }>;
+  }>(['diff', 'laptop', first.id, second.id]);
   const want = treeDiff(expected1, expected2);
   expect({ from: d.from, to: d.to }).toEqual({ from: first.id, to: second.id });
   expect(d.added.map((e) => e.path).sort()).toEqual(want.added);
@@ -154,7 +219,10 @@ export async function endToEnd(o: FlowOptions): Promise<FlowResult> {
   // verify: everything stored is sound.
   const v = await run(['verify'], 0);
   expect(v.stdout).toContain('no problems found');
-  const vj = await json<{ snapshots: number; problems: unknown[]; objectsChecked: number; objects: number }>(['verify', 'laptop']);
+  const vj = await json<{ snapshots: number; problems: unknown[]; objectsChecked: number; objects: number }>([
+    'verify',
+    'laptop',
+  ]);
   expect(vj).toMatchObject({ snapshots: 2, problems: [] });
   expect(vj.objectsChecked).toBe(vj.objects);
 
@@ -167,11 +235,18 @@ export async function expectHelpWithExitCodes(cli: CliOptions): Promise<string[]
   const top = await expectCli(['--help'], cli, 0);
   expect(top.stdout).toMatch(/^ {2}3 {2}done, but some files could not be read/m);
   const commands = [...top.stdout.matchAll(/^ {2}([a-z]+)\b/gm)].map((m) => m[1]).filter((c) => c !== 'help');
-  expect(commands).toEqual(expect.arrayContaining(['init', 'snapshot', 'snapshots', 'ls', 'diff', 'restore', 'verify', 'config']));
+  expect(commands).toEqual(
+    expect.arrayContaining(['init', 'snapshot', 'snapshots', 'ls', 'diff', 'restore', 'verify', 'config']),
+  );
   const { run } = await import('../../src/cli/main.js');
   for (const c of commands) {
     let out = '';
-    const sink = { write: (s: string) => { out += s; return true; } } as unknown as NodeJS.WritableStream;
+    const sink = {
+      write: (s: string) => {
+        out += s;
+        return true;
+      },
+    } as unknown as NodeJS.WritableStream;
     expect(await run([c, '--help'], { stdout: sink, stderr: sink }, {}), `${c} --help`).toBe(0);
     expect(out, `${c} --help`).toContain('Exit codes:');
     expect(out, `${c} --help`).toMatch(/^ {2}3 {2}done, but some files could not be read/m);

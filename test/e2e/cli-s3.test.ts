@@ -1,14 +1,40 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { DeleteObjectCommand, GetBucketVersioningCommand, GetObjectLockConfigurationCommand, HeadObjectCommand, ListObjectVersionsCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetBucketVersioningCommand,
+  GetObjectLockConfigurationCommand,
+  HeadObjectCommand,
+  ListObjectVersionsCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { expectCli, expectNoSecret, localConfigYaml, s3Env, s3StoreYaml, tempDir, uniqueBucket, writeConfig } from '../helpers/cli.js';
-import { createPlainBucket, getObject, listKeys, rawClient, removeBucket, tryDeleteVersion } from '../helpers/s3-client.js';
+import {
+  expectCli,
+  expectNoSecret,
+  localConfigYaml,
+  s3Env,
+  s3StoreYaml,
+  tempDir,
+  uniqueBucket,
+  writeConfig,
+} from '../helpers/cli.js';
+import {
+  createPlainBucket,
+  getObject,
+  listKeys,
+  rawClient,
+  removeBucket,
+  tryDeleteVersion,
+} from '../helpers/s3-client.js';
 import { MiB, sha256 } from '../helpers/tree.js';
 import { endToEnd, type FlowResult } from './_flow.js';
 
 const s3 = inject('s3');
-if (!s3) console.warn('\n!!! e2e: CLI with the S3 store SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
+if (!s3)
+  console.warn(
+    '\n!!! e2e: CLI with the S3 store SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n',
+  );
 
 const DAY = 86_400_000;
 const PREFIX = 'family/backups/';
@@ -41,7 +67,9 @@ describe.skipIf(!s3)('e2e: CLI with the S3 store', () => {
     const env = s3Env(s3!);
     await writeConfig(cwd, localConfigYaml(s3StoreYaml(plain, s3!), './src'));
     const refused = await expectCli(['init'], { cwd, env }, 1);
-    expect(refused.stderr).toMatch(new RegExp(`the bucket ${plain} has no Object Lock.*create a new bucket.*objectLock: off`));
+    expect(refused.stderr).toMatch(
+      new RegExp(`the bucket ${plain} has no Object Lock.*create a new bucket.*objectLock: off`),
+    );
     expectNoSecret(refused, s3!.secretAccessKey);
     // A snapshot into it is refused the same way, and leaves nothing behind.
     await fsp.writeFile(join(cwd, 'src/a.txt'), 'a');
@@ -63,7 +91,9 @@ describe.skipIf(!s3)('e2e: CLI with the S3 store', () => {
       env: s3Env(s3!),
       secrets: [s3!.secretAccessKey],
       locked: true,
-      tree: { large: [Math.round(1.1 * MiB), Math.round(1.3 * MiB), Math.round(1.6 * MiB), 20 * MiB + 12_345] },
+      tree: {
+        large: [Math.round(1.1 * MiB), Math.round(1.3 * MiB), Math.round(1.6 * MiB), 20 * MiB + 12_345],
+      },
     });
     const lock = await raw.send(new GetObjectLockConfigurationCommand({ Bucket: bucket }));
     expect(lock.ObjectLockConfiguration?.ObjectLockEnabled).toBe('Enabled');
@@ -73,14 +103,20 @@ describe.skipIf(!s3)('e2e: CLI with the S3 store', () => {
     // Everything lies under the configured prefix, in the documented layout.
     const keys = (await listKeys(raw, bucket)).map((k) => k.key);
     expect(keys.every((k) => k.startsWith(PREFIX))).toBe(true);
-    expect(new Set(keys.map((k) => k.slice(PREFIX.length).split('/')[0]))).toEqual(new Set(['blobs', 'packs', 'snapshots']));
+    expect(new Set(keys.map((k) => k.slice(PREFIX.length).split('/')[0]))).toEqual(
+      new Set(['blobs', 'packs', 'snapshots']),
+    );
   }, 240_000);
 
   it('locks every object it wrote, the multipart-uploaded one too, until at least the day the config asks for', async () => {
     const all = await listKeys(raw, bucket);
     const big = all.filter((k) => k.key.includes('/blobs/')).sort((a, b) => b.size - a.size)[0];
     expect(big.size).toBe(20 * MiB + 12_345);
-    const sample = [big, ...all.filter((k) => k.key.endsWith('.pack')).slice(0, 2), ...all.filter((k) => k.key.includes('/snapshots/'))];
+    const sample = [
+      big,
+      ...all.filter((k) => k.key.endsWith('.pack')).slice(0, 2),
+      ...all.filter((k) => k.key.includes('/snapshots/')),
+    ];
     for (const o of sample) {
       const h = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: o.key }));
       expect(h.ObjectLockMode, o.key).toBe('GOVERNANCE');
@@ -98,7 +134,8 @@ describe.skipIf(!s3)('e2e: CLI with the S3 store', () => {
     const manifest = all.find((k) => k.key.includes('/snapshots/'))!.key;
     for (const key of [blob, manifest]) {
       const before = await getObject(raw, bucket, key);
-      const versions = (await raw.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }))).Versions ?? [];
+      const versions =
+        (await raw.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }))).Versions ?? [];
       expect(versions.length, key).toBe(1);
       const refused = await tryDeleteVersion(raw, bucket, key, versions[0].VersionId!);
       expect(refused, key).toEqual({ name: 'AccessDenied', status: 403 });

@@ -2,12 +2,25 @@ import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { cliJson, expectCli, localConfigYaml, s3Env, s3StoreYaml, startCli, tempDir, uniqueBucket, writeConfig, type CliOptions, type SnapshotJson } from '../helpers/cli.js';
+import {
+  cliJson,
+  expectCli,
+  localConfigYaml,
+  s3Env,
+  s3StoreYaml,
+  startCli,
+  tempDir,
+  uniqueBucket,
+  writeConfig,
+  type CliOptions,
+  type SnapshotJson,
+} from '../helpers/cli.js';
 import { listKeys, rawClient, removeBucket } from '../helpers/s3-client.js';
 import { MiB, makeTree, readTree, treeBytes, type TreeItem } from '../helpers/tree.js';
 
 const s3 = inject('s3');
-if (!s3) console.warn('\n!!! e2e: crash test SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
+if (!s3)
+  console.warn('\n!!! e2e: crash test SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
 
 const PREFIX = 'crash/';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -38,10 +51,17 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
     dir = await tempDir('crash');
     raw = rawClient(s3!);
     bucket = uniqueBucket('crash');
-    await makeTree(join(dir, 'src'), { small: 600, large: Array.from({ length: 10 }, (_, i) => Math.round(1.2 * MiB) + i * 4099), odd: false });
+    await makeTree(join(dir, 'src'), {
+      small: 600,
+      large: Array.from({ length: 10 }, (_, i) => Math.round(1.2 * MiB) + i * 4099),
+      odd: false,
+    });
     expected = await readTree(join(dir, 'src'));
     bytes = treeBytes(expected);
-    await writeConfig(dir, localConfigYaml(s3StoreYaml(bucket, s3!, '{ mode: GOVERNANCE, days: 1 }', PREFIX), './src'));
+    await writeConfig(
+      dir,
+      localConfigYaml(s3StoreYaml(bucket, s3!, '{ mode: GOVERNANCE, days: 1 }', PREFIX), './src'),
+    );
     cli = { cwd: dir, env: s3Env(s3!), timeoutMs: 240_000 };
     await expectCli(['init'], cli, 0);
   }, 120_000);
@@ -58,14 +78,18 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
     return { objects: content.length, bytes: content.reduce((n, k) => n + k.size, 0) };
   };
 
-  it('lists no half snapshot, takes the dead run\'s lock over, and the next run completes, reusing what was stored', async () => {
+  it("lists no half snapshot, takes the dead run's lock over, and the next run completes, reusing what was stored", async () => {
     const restored = new Set<string>();
     /** Every snapshot listed restores completely, byte for byte (the tree never changes in this test). */
     const checkListed = async () => {
       const list = await cliJson<SnapshotJson[]>(['snapshots'], cli);
       for (const s of list) {
         if (restored.has(s.id)) continue;
-        expect(s).toMatchObject({ files: expected.filter((x) => x.type === 'file').length, bytes, failed: 0 });
+        expect(s).toMatchObject({
+          files: expected.filter((x) => x.type === 'file').length,
+          bytes,
+          failed: 0,
+        });
         const to = join(dir, `restore-${s.id}`);
         await expectCli(['restore', 'laptop', '--at', s.id, '--to', to], cli, 0);
         expect(await readTree(to), `snapshot ${s.id}`).toEqual(expected);
@@ -75,17 +99,28 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
       return list;
     };
 
-    const points: Array<{ name: string; reached: (base: { objects: number; bytes: number }) => Promise<boolean> }> = [
+    const points: Array<{
+      name: string;
+      reached: (base: { objects: number; bytes: number }) => Promise<boolean>;
+    }> = [
       { name: 'once it holds the run lock', reached: async () => existsSync(lockFile()) },
-      { name: 'once it stored its first object', reached: async (base) => (await stored()).objects > base.objects },
-      { name: 'once it stored a third of what is left', reached: async (base) => (await stored()).bytes - base.bytes >= (bytes - base.bytes) / 3 },
+      {
+        name: 'once it stored its first object',
+        reached: async (base) => (await stored()).objects > base.objects,
+      },
+      {
+        name: 'once it stored a third of what is left',
+        reached: async (base) => (await stored()).bytes - base.bytes >= (bytes - base.bytes) / 3,
+      },
     ];
     let completed = 0;
     for (const point of points) {
       const base = await stored();
       const { child, finished } = startCli(['snapshot', 'laptop'], cli);
       let exited = false;
-      void finished.then(() => { exited = true; });
+      void finished.then(() => {
+        exited = true;
+      });
       while (!exited && !(await point.reached(base).catch(() => false))) await sleep(20);
       if (!exited) child.kill('SIGKILL');
       const r = await finished;
@@ -105,8 +140,14 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
     }
 
     // A run after the kills: not refused as BUSY, complete, and cheaper than the tree.
-    const [run] = await cliJson<Array<{ ok: boolean; id: string; files: number; bytesAdded: number; failed: unknown[] }>>(['snapshot', 'laptop'], cli);
-    expect(run).toMatchObject({ ok: true, files: expected.filter((x) => x.type === 'file').length, failed: [] });
+    const [run] = await cliJson<
+      Array<{ ok: boolean; id: string; files: number; bytesAdded: number; failed: unknown[] }>
+    >(['snapshot', 'laptop'], cli);
+    expect(run).toMatchObject({
+      ok: true,
+      files: expected.filter((x) => x.type === 'file').length,
+      failed: [],
+    });
     expect(run.bytesAdded).toBeLessThanOrEqual(bytes);
     expect(existsSync(lockFile())).toBe(false);
     const list = await checkListed();

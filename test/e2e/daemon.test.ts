@@ -2,32 +2,51 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { snapshotId } from '../../src/snapshot/layout.js';
-import { holdingProxy, prose, runCli, s3Bucket, startCli, tempDir, writeFiles, type CliRun } from '../schedule/_helpers.js';
+import {
+  holdingProxy,
+  prose,
+  runCli,
+  s3Bucket,
+  startCli,
+  tempDir,
+  writeFiles,
+  type CliRun,
+} from '../schedule/_helpers.js';
 
 /** `syncguard daemon` as a process, as systemd runs it. */
 const s3 = inject('s3');
 const dirs: string[] = [];
 const children: CliRun[] = [];
 afterAll(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) { c.child.kill('SIGKILL'); await c.exited; }
+  for (const c of children)
+    if (c.child.exitCode === null && c.child.signalCode === null) {
+      c.child.kill('SIGKILL');
+      await c.exited;
+    }
   for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
 });
 
 async function folder(label: string, store: string, schedule: string, extra: string[] = []): Promise<string> {
   const dir = await tempDir(label);
   dirs.push(dir);
-  await writeFiles(join(dir, 'tree'), Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`notes/n${i}.txt`, prose(i, 2000)])));
-  await fsp.writeFile(join(dir, 'syncguard.yaml'), [
-    store,
-    'stateDir: ./state',
-    `schedule: { cron: "${schedule}", timezone: UTC }`,
-    ...extra,
-    'accounts:',
-    '  - name: docs',
-    '    provider: local',
-    '    path: ./tree',
-    '',
-  ].join('\n'));
+  await writeFiles(
+    join(dir, 'tree'),
+    Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`notes/n${i}.txt`, prose(i, 2000)])),
+  );
+  await fsp.writeFile(
+    join(dir, 'syncguard.yaml'),
+    [
+      store,
+      'stateDir: ./state',
+      `schedule: { cron: "${schedule}", timezone: UTC }`,
+      ...extra,
+      'accounts:',
+      '  - name: docs',
+      '    provider: local',
+      '    path: ./tree',
+      '',
+    ].join('\n'),
+  );
   return dir;
 }
 
@@ -37,15 +56,20 @@ function daemon(dir: string): CliRun {
   return d;
 }
 
-const snapshotsOf = async (dir: string) => JSON.parse((await runCli(['snapshots', '--json'], dir)).stdout) as Array<{ id: string }>;
+const snapshotsOf = async (dir: string) =>
+  JSON.parse((await runCli(['snapshots', '--json'], dir)).stdout) as Array<{ id: string }>;
 
 describe('e2e: the daemon', () => {
   it('runs the schedule, skips while a manual run holds the account, serves /metrics, and stops on SIGTERM', async () => {
-    const dir = await folder('daemon', 'store: { type: fs, path: ./store }', '*/2 * * * * *', ['status: { port: 0 }']);
+    const dir = await folder('daemon', 'store: { type: fs, path: ./store }', '*/2 * * * * *', [
+      'status: { port: 0 }',
+    ]);
     const d = daemon(dir);
     await d.waitFor(/status: http:\/\/127\.0\.0\.1:(\d+)\/healthz/);
     const port = Number(/status: http:\/\/127\.0\.0\.1:(\d+)\//.exec(d.stderr())![1]);
-    await d.waitFor(/docs: snapshot \S+: 20 files[^\n]*\(ok,[^\n]*\n[\s\S]*docs: snapshot \S+: 20 files[^\n]*\(ok,/);
+    await d.waitFor(
+      /docs: snapshot \S+: 20 files[^\n]*\(ok,[^\n]*\n[\s\S]*docs: snapshot \S+: 20 files[^\n]*\(ok,/,
+    );
 
     // A manual run holds the account's lock (this test process plays it): the daemon leaves it alone.
     await fsp.writeFile(join(dir, 'state', 'locks', 'docs.lock'), `${process.pid}\n`);
@@ -53,7 +77,9 @@ describe('e2e: the daemon', () => {
     await d.waitFor(/docs: skipped: a snapshot of "docs" is already running on this machine/);
     const during = (await snapshotsOf(dir)).length;
     await fsp.rm(join(dir, 'state', 'locks', 'docs.lock'));
-    await d.waitFor(new RegExp(`[\\s\\S]{${mark}}[\\s\\S]*skipped[\\s\\S]*docs: snapshot \\S+: 20 files[^\\n]*\\(ok,`));
+    await d.waitFor(
+      new RegExp(`[\\s\\S]{${mark}}[\\s\\S]*skipped[\\s\\S]*docs: snapshot \\S+: 20 files[^\\n]*\\(ok,`),
+    );
     expect((await snapshotsOf(dir)).length).toBeGreaterThan(during);
 
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -73,10 +99,32 @@ describe('e2e: the daemon', () => {
     const dir = await folder('daemon-catchup', 'store: { type: fs, path: ./store }', '0 3 * * *');
     // The last run was two days ago: a 03:00 has passed since.
     const started = new Date(Date.now() - 2 * 86_400_000);
-    const report = { format: 'syncguard-run-report', version: 1, id: `${snapshotId(started)}-abcdef`, account: 'docs', provider: 'local', trigger: 'schedule', started: started.toISOString(), finished: started.toISOString(), durationMs: 1000, result: 'ok', warnings: [], throttledMs: 0, retries: 0, alerts: [], host: 'h', pid: 1, tool: 'syncguard' };
-    await writeFiles(join(dir, 'state', 'reports', 'docs'), { [`${report.id}.json`]: JSON.stringify(report) });
+    const report = {
+      format: 'syncguard-run-report',
+      version: 1,
+      id: `${snapshotId(started)}-abcdef`,
+      account: 'docs',
+      provider: 'local',
+      trigger: 'schedule',
+      started: started.toISOString(),
+      finished: started.toISOString(),
+      durationMs: 1000,
+      result: 'ok',
+      warnings: [],
+      throttledMs: 0,
+      retries: 0,
+      alerts: [],
+      host: 'h',
+      pid: 1,
+      tool: 'syncguard',
+    };
+    await writeFiles(join(dir, 'state', 'reports', 'docs'), {
+      [`${report.id}.json`]: JSON.stringify(report),
+    });
     const d = daemon(dir);
-    await d.waitFor(/docs: the run of \S+T03:00:00\.000Z was missed \(the last run started [^)]+\): running it now/);
+    await d.waitFor(
+      /docs: the run of \S+T03:00:00\.000Z was missed \(the last run started [^)]+\): running it now/,
+    );
     await d.waitFor(/docs: snapshot \S+: 20 files[^\n]*\(ok,/);
     d.child.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
@@ -93,39 +141,52 @@ describe('e2e: the daemon', () => {
     expect(again.stderr()).not.toMatch(/was missed/);
   }, 120_000);
 
-  it.skipIf(!s3)('stops a run cleanly on SIGTERM in the middle of it: no snapshot, no lock left, a "stopped" report', async () => {
-    const { store, bucket } = await s3Bucket(s3!, 'daemon-stop');
-    const proxy = await holdingProxy(s3!.endpoint);
-    try {
-      const dir = await folder('daemon-stop', [
-        'store:',
-        '  type: s3',
-        `  bucket: ${bucket}`,
-        `  endpoint: ${proxy.url}`,
-        '  forcePathStyle: true',
-        '  accessKeyId: ${AWS_ACCESS_KEY_ID}',
-        '  secretAccessKey: ${AWS_SECRET_ACCESS_KEY}',
-        '  objectLock: { mode: GOVERNANCE, days: 1 }',
-      ].join('\n'), '*/2 * * * * *');
-      const d = startCli(['daemon'], dir, { AWS_ACCESS_KEY_ID: s3!.accessKeyId, AWS_SECRET_ACCESS_KEY: s3!.secretAccessKey });
-      children.push(d);
-      await proxy.heldOnce; // a pack is on its way: the run is in the middle
-      d.child.kill('SIGTERM');
-      const { code } = await d.exited;
-      expect(code, d.stderr()).toBe(0);
-      expect(d.stderr()).toMatch(/docs: stopped before it finished; nothing was written \(stopped,/);
-      expect(d.stderr()).not.toContain(s3!.secretAccessKey);
-      const manifests: string[] = [];
-      for await (const o of store.list('snapshots/')) manifests.push(o.key);
-      expect(manifests).toEqual([]);
-      expect(await fsp.readdir(join(dir, 'state', 'locks'))).toEqual([]);
-      const reports = await fsp.readdir(join(dir, 'state', 'reports', 'docs'));
-      const last = JSON.parse(await fsp.readFile(join(dir, 'state', 'reports', 'docs', reports.sort().pop()!), 'utf8'));
-      expect(last).toMatchObject({ result: 'stopped', trigger: 'schedule', error: { code: 'ABORTED' } });
-    } finally {
-      proxy.release();
-      await proxy.close();
-      store.close();
-    }
-  }, 120_000);
+  it.skipIf(!s3)(
+    'stops a run cleanly on SIGTERM in the middle of it: no snapshot, no lock left, a "stopped" report',
+    async () => {
+      const { store, bucket } = await s3Bucket(s3!, 'daemon-stop');
+      const proxy = await holdingProxy(s3!.endpoint);
+      try {
+        const dir = await folder(
+          'daemon-stop',
+          [
+            'store:',
+            '  type: s3',
+            `  bucket: ${bucket}`,
+            `  endpoint: ${proxy.url}`,
+            '  forcePathStyle: true',
+            '  accessKeyId: ${AWS_ACCESS_KEY_ID}',
+            '  secretAccessKey: ${AWS_SECRET_ACCESS_KEY}',
+            '  objectLock: { mode: GOVERNANCE, days: 1 }',
+          ].join('\n'),
+          '*/2 * * * * *',
+        );
+        const d = startCli(['daemon'], dir, {
+          AWS_ACCESS_KEY_ID: s3!.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: s3!.secretAccessKey,
+        });
+        children.push(d);
+        await proxy.heldOnce; // a pack is on its way: the run is in the middle
+        d.child.kill('SIGTERM');
+        const { code } = await d.exited;
+        expect(code, d.stderr()).toBe(0);
+        expect(d.stderr()).toMatch(/docs: stopped before it finished; nothing was written \(stopped,/);
+        expect(d.stderr()).not.toContain(s3!.secretAccessKey);
+        const manifests: string[] = [];
+        for await (const o of store.list('snapshots/')) manifests.push(o.key);
+        expect(manifests).toEqual([]);
+        expect(await fsp.readdir(join(dir, 'state', 'locks'))).toEqual([]);
+        const reports = await fsp.readdir(join(dir, 'state', 'reports', 'docs'));
+        const last = JSON.parse(
+          await fsp.readFile(join(dir, 'state', 'reports', 'docs', reports.sort().pop()!), 'utf8'),
+        );
+        expect(last).toMatchObject({ result: 'stopped', trigger: 'schedule', error: { code: 'ABORTED' } });
+      } finally {
+        proxy.release();
+        await proxy.close();
+        store.close();
+      }
+    },
+    120_000,
+  );
 });

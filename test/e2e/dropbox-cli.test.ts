@@ -3,13 +3,26 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CLI, expectCli, s3Env, s3StoreYaml, tempDir, uniqueBucket, writeConfig, type CliOptions, type CliResult } from '../helpers/cli.js';
+import {
+  CLI,
+  expectCli,
+  s3Env,
+  s3StoreYaml,
+  tempDir,
+  uniqueBucket,
+  writeConfig,
+  type CliOptions,
+  type CliResult,
+} from '../helpers/cli.js';
 import { listKeys, rawClient, removeBucket } from '../helpers/s3-client.js';
 import { KiB, bytesOf, readTree, sha256, type TreeItem } from '../helpers/tree.js';
 import { startDropboxEmulator, type DropboxEmulator, type DropboxNamespace } from '../emulators/dropbox.js';
 
 const s3 = inject('s3');
-if (!s3) console.warn('\n!!! e2e: CLI with Dropbox SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
+if (!s3)
+  console.warn(
+    '\n!!! e2e: CLI with Dropbox SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n',
+  );
 
 const ACCOUNT = 'family-dropbox';
 const ENV_ACCOUNT = 'ci-dropbox';
@@ -39,7 +52,8 @@ interface RestoreJson {
   failed: unknown[];
 }
 
-const byBytes = (a: TreeItem, b: TreeItem) => Buffer.compare(Buffer.from(a.hex, 'hex'), Buffer.from(b.hex, 'hex'));
+const byBytes = (a: TreeItem, b: TreeItem) =>
+  Buffer.compare(Buffer.from(a.hex, 'hex'), Buffer.from(b.hex, 'hex'));
 
 /**
  * What the emulated Dropbox holds below `base` ('' for all of it), as `readTree` pictures a folder on
@@ -52,9 +66,17 @@ function picture(ns: DropboxNamespace, base = ''): TreeItem[] {
   for (const n of ns.nodes.values()) {
     if (!n.pathLower.startsWith(prefix)) continue;
     const name = n.pathDisplay.slice(prefix.length);
-    const item: TreeItem = n.tag === 'file'
-      ? { name, hex: Buffer.from(name).toString('hex'), type: 'file', size: n.content!.length, sha256: sha256(n.content!), mtimeMs: Date.parse(n.clientModified!) }
-      : { name, hex: Buffer.from(name).toString('hex'), type: 'dir', size: 0, mtimeMs: 0 };
+    const item: TreeItem =
+      n.tag === 'file'
+        ? {
+            name,
+            hex: Buffer.from(name).toString('hex'),
+            type: 'file',
+            size: n.content!.length,
+            sha256: sha256(n.content!),
+            mtimeMs: Date.parse(n.clientModified!),
+          }
+        : { name, hex: Buffer.from(name).toString('hex'), type: 'dir', size: 0, mtimeMs: 0 };
     out.push(item);
   }
   return out.sort(byBytes);
@@ -62,10 +84,12 @@ function picture(ns: DropboxNamespace, base = ''): TreeItem[] {
 
 /** The part of a picture below `base`, with names relative to it. */
 function below(pic: TreeItem[], base: string): TreeItem[] {
-  return pic.filter((i) => i.name.startsWith(base + '/')).map((i) => {
-    const name = i.name.slice(base.length + 1);
-    return { ...i, name, hex: Buffer.from(name).toString('hex') };
-  });
+  return pic
+    .filter((i) => i.name.startsWith(base + '/'))
+    .map((i) => {
+      const name = i.name.slice(base.length + 1);
+      return { ...i, name, hex: Buffer.from(name).toString('hex') };
+    });
 }
 
 /** A Dropbox as a family's might be: photos by year, documents (one file above the pack threshold),
@@ -73,7 +97,8 @@ function below(pic: TreeItem[], base: string): TreeItem[] {
 function fill(ns: DropboxNamespace): void {
   const t = (i: number) => new Date(Date.UTC(2025, 5, 1, 8, 0, 0) + i * 61_000);
   let i = 0;
-  const put = (path: string, size: number) => ns.put(path, bytesOf(`dbx:${path}`, size), { clientModified: t(i++) });
+  const put = (path: string, size: number) =>
+    ns.put(path, bytesOf(`dbx:${path}`, size), { clientModified: t(i++) });
   for (let k = 0; k < 25; k++) put(`/Photos/2023/IMG_${String(k).padStart(4, '0')}.jpg`, 2 * KiB + k * 97);
   for (let k = 0; k < 10; k++) put(`/Photos/2024/IMG_${String(k).padStart(4, '0')}.jpg`, 3 * KiB + k * 131);
   for (let k = 0; k < 6; k++) put(`/Documents/report-${String(k).padStart(2, '0')}.txt`, 500 + k * 37);
@@ -87,24 +112,47 @@ function fill(ns: DropboxNamespace): void {
 }
 
 /** The CLI as a subprocess whose stdin a test can type into (the auth command reads the code there). */
-function startInteractive(args: string[], cli: CliOptions): { stdin: NodeJS.WritableStream; stderrSoFar: () => string; finished: Promise<CliResult> } {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: cli.cwd, TZ: 'UTC', LANG: 'C.UTF-8', NODE_NO_WARNINGS: '1', ...cli.env };
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: cli.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+function startInteractive(
+  args: string[],
+  cli: CliOptions,
+): { stdin: NodeJS.WritableStream; stderrSoFar: () => string; finished: Promise<CliResult> } {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: cli.cwd,
+    TZ: 'UTC',
+    LANG: 'C.UTF-8',
+    NODE_NO_WARNINGS: '1',
+    ...cli.env,
+  };
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: cli.cwd,
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+    stdout += s;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    stderr += s;
+  });
   const timeout = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const finished = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code, signal) => { clearTimeout(timeout); resolve({ code, signal, stdout, stderr }); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timeout);
+      resolve({ code, signal, stdout, stderr });
+    });
   });
   return { stdin: child.stdin!, stderrSoFar: () => stderr, finished };
 }
 
 async function until<T>(what: string, probe: () => T | undefined, finished: Promise<unknown>): Promise<T> {
   let done = false;
-  void finished.then(() => { done = true; });
+  void finished.then(() => {
+    done = true;
+  });
   for (;;) {
     const v = probe();
     if (v !== undefined) return v;
@@ -131,15 +179,21 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
   let second: SnapshotRun;
 
   const credsFile = () => join(dir, 'family-dropbox.json');
-  const savedToken = async () => (JSON.parse(await fsp.readFile(credsFile(), 'utf8')) as { refreshToken: string }).refreshToken;
+  const savedToken = async () =>
+    (JSON.parse(await fsp.readFile(credsFile(), 'utf8')) as { refreshToken: string }).refreshToken;
 
   /** Nothing that looks like a token, and none of the known secrets, in what the CLI printed. */
   async function expectNoToken(r: CliResult): Promise<void> {
     const secrets = [envToken, s3!.secretAccessKey];
-    try { secrets.push(await savedToken()); } catch { /* not signed in yet */ }
+    try {
+      secrets.push(await savedToken());
+    } catch {
+      /* not signed in yet */
+    }
     for (const text of [r.stdout, r.stderr]) {
       for (const s of secrets) expect(text.includes(s), 'a secret was printed').toBe(false);
-      for (const shape of TOKEN_SHAPES) expect(shape.test(text), 'something shaped like a token was printed').toBe(false);
+      for (const shape of TOKEN_SHAPES)
+        expect(shape.test(text), 'something shaped like a token was printed').toBe(false);
     }
   }
   const run = async (args: string[], code: number) => {
@@ -147,15 +201,24 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     await expectNoToken(r);
     return r;
   };
-  const json = async <T>(args: string[], code = 0): Promise<T> => JSON.parse((await run([...args, '--json'], code)).stdout) as T;
+  const json = async <T>(args: string[], code = 0): Promise<T> =>
+    JSON.parse((await run([...args, '--json'], code)).stdout) as T;
 
   /** `syncguard auth dropbox`: the user opens the printed address, clicks Allow, and pastes the code. */
   async function authDropbox(): Promise<CliResult> {
     const child = startInteractive(['auth', 'dropbox', '--account', ACCOUNT], cli);
-    const url = await until('it printed the address to open', () => /^\s*(https:\/\/\S+)$/m.exec(child.stderrSoFar())?.[1], child.finished);
+    const url = await until(
+      'it printed the address to open',
+      () => /^\s*(https:\/\/\S+)$/m.exec(child.stderrSoFar())?.[1],
+      child.finished,
+    );
     const page = await (await emu.fetch(url)).text();
     const code = /value="([^"]+)"/.exec(page)![1];
-    await until('it asked for the code', () => (child.stderrSoFar().includes('Paste the access code here') ? true : undefined), child.finished);
+    await until(
+      'it asked for the code',
+      () => (child.stderrSoFar().includes('Paste the access code here') ? true : undefined),
+      child.finished,
+    );
     child.stdin.end(`${code}\n`);
     const r = await child.finished;
     expect(r.code, `auth dropbox exited ${r.code}\n${r.stderr}`).toBe(0);
@@ -168,7 +231,11 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
   }
 
   /** Requests of a route since `from` (an index into emu.requests), by the status answered. */
-  const answered = (from: number, route: string) => emu.requests.slice(from).filter((r) => r.route === route).map((r) => r.status);
+  const answered = (from: number, route: string) =>
+    emu.requests
+      .slice(from)
+      .filter((r) => r.route === route)
+      .map((r) => r.status);
 
   beforeAll(async () => {
     emu = await startDropboxEmulator();
@@ -176,23 +243,26 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     raw = rawClient(s3!);
     bucket = uniqueBucket('e2e-dbx');
     envToken = emu.issueRefreshToken();
-    await writeConfig(dir, [
-      s3StoreYaml(bucket, s3!),
-      'stateDir: ./state',
-      'accounts:',
-      `  - name: ${ACCOUNT}`,
-      '    provider: dropbox',
-      `    appKey: ${emu.appKey}`,
-      '    credentials: ./family-dropbox.json',
-      `    endpoint: ${emu.url}`,
-      `  - name: ${ENV_ACCOUNT}`,
-      '    provider: dropbox',
-      `    appKey: ${emu.appKey}`,
-      '    refreshToken: ${DROPBOX_REFRESH_TOKEN}',
-      `    endpoint: ${emu.url}`,
-      '    folders: ["/Documents"]',
-      '',
-    ].join('\n'));
+    await writeConfig(
+      dir,
+      [
+        s3StoreYaml(bucket, s3!),
+        'stateDir: ./state',
+        'accounts:',
+        `  - name: ${ACCOUNT}`,
+        '    provider: dropbox',
+        `    appKey: ${emu.appKey}`,
+        '    credentials: ./family-dropbox.json',
+        `    endpoint: ${emu.url}`,
+        `  - name: ${ENV_ACCOUNT}`,
+        '    provider: dropbox',
+        `    appKey: ${emu.appKey}`,
+        '    refreshToken: ${DROPBOX_REFRESH_TOKEN}',
+        `    endpoint: ${emu.url}`,
+        '    folders: ["/Documents"]',
+        '',
+      ].join('\n'),
+    );
     cli = { cwd: dir, env: { ...s3Env(s3!), DROPBOX_REFRESH_TOKEN: envToken }, timeoutMs: 60_000 };
   });
   afterAll(async () => {
@@ -207,14 +277,21 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
   it('init; without a sign-in, snapshot says to run `auth dropbox`, which signs in through PKCE with the code typed in', async () => {
     expect((await run(['init'], 0)).stdout).toMatch(/^created s3:\/\//);
     const before = await run(['snapshot', ACCOUNT], 1);
-    expect(before.stderr).toContain(`syncguard: ${ACCOUNT}: no Dropbox authorization saved for account "${ACCOUNT}" (${credsFile()} does not exist): run \`syncguard auth dropbox --account ${ACCOUNT}\``);
+    expect(before.stderr).toContain(
+      `syncguard: ${ACCOUNT}: no Dropbox authorization saved for account "${ACCOUNT}" (${credsFile()} does not exist): run \`syncguard auth dropbox --account ${ACCOUNT}\``,
+    );
 
     const r = await authDropbox();
     expect(r.stderr).toContain('Linked to the Dropbox account of Ada Lovelace <ada@example.com>.');
     expect(r.stdout).toBe(`saved the refresh token for "${ACCOUNT}" to ${credsFile()}\n`);
     expect((await fsp.stat(credsFile())).mode & 0o777).toBe(0o600);
     const saved = JSON.parse(await fsp.readFile(credsFile(), 'utf8'));
-    expect(saved).toMatchObject({ version: 1, provider: 'dropbox', appKey: emu.appKey, accountId: emu.user.accountId });
+    expect(saved).toMatchObject({
+      version: 1,
+      provider: 'dropbox',
+      appKey: emu.appKey,
+      accountId: emu.user.accountId,
+    });
     expect(emu.count('oauth2/token')).toBe(1);
   });
 
@@ -225,7 +302,14 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     const mark = emu.requests.length;
     emu.resetCounts();
     [first] = await json<SnapshotRun[]>(['snapshot', ACCOUNT]);
-    expect(first).toMatchObject({ account: ACCOUNT, ok: true, files: files.length, dirs: state1.length - files.length, failed: [], filesRead: files.length });
+    expect(first).toMatchObject({
+      account: ACCOUNT,
+      ok: true,
+      files: files.length,
+      dirs: state1.length - files.length,
+      failed: [],
+      filesRead: files.length,
+    });
     expect(first.bytes).toBe(files.reduce((n, f) => n + f.size, 0));
     expect(emu.count('files/list_folder')).toBe(1);
     expect(emu.count('files/list_folder/continue')).toBe(0);
@@ -234,8 +318,14 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
 
   it('a night of changes under throttling (add, edit, delete a folder, rename a folder): only the changes are listed, only changed files are read', async () => {
     const t = new Date('2026-11-26T21:30:00Z');
-    const added = [emu.home.put('/Documents/new/added.txt', bytesOf('added', 4321), { clientModified: t }), emu.home.put('/Photos/2024/IMG_9999.jpg', bytesOf('new photo', 5432), { clientModified: t })];
-    const edited = [emu.home.put('/Documents/report-03.txt', bytesOf('edited report', 777), { clientModified: t }), emu.home.put('/Photos/2024/IMG_0005.jpg', bytesOf('edited photo', 3333), { clientModified: t })];
+    const added = [
+      emu.home.put('/Documents/new/added.txt', bytesOf('added', 4321), { clientModified: t }),
+      emu.home.put('/Photos/2024/IMG_9999.jpg', bytesOf('new photo', 5432), { clientModified: t }),
+    ];
+    const edited = [
+      emu.home.put('/Documents/report-03.txt', bytesOf('edited report', 777), { clientModified: t }),
+      emu.home.put('/Photos/2024/IMG_0005.jpg', bytesOf('edited photo', 3333), { clientModified: t }),
+    ];
     emu.home.remove('/Old');
     emu.home.move('/Photos/2023', '/Photos/2023 Holiday');
     const renamedIds = new Set(emu.home.subtree(emu.home.get('/Photos/2023 Holiday')!).map((n) => n.id));
@@ -248,7 +338,13 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     emu.resetCounts();
     [second] = await json<SnapshotRun[]>(['snapshot', ACCOUNT]);
     const files = state2.filter((i) => i.type === 'file');
-    expect(second).toMatchObject({ ok: true, files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), failed: [], filesRead: 4 });
+    expect(second).toMatchObject({
+      ok: true,
+      files: files.length,
+      bytes: files.reduce((n, f) => n + f.size, 0),
+      failed: [],
+      filesRead: 4,
+    });
 
     // Listing: the stored cursor's changes only, no full listing; the throttled call was repeated.
     expect(emu.count('files/list_folder')).toBe(0);
@@ -284,15 +380,38 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
   it('in place (--into ""), refuses to overwrite and writes nothing; a deleted folder goes back; --overwrite puts the earlier state back', async () => {
     const logBefore = emu.home.log.length;
     const refused = await run(['restore', ACCOUNT, '--at', first.id, '--to', 'dropbox', '--into', ''], 1);
-    expect(refused.stderr).toMatch(/^syncguard: \d+ file\(s\) already exist in the account \(.*\); nothing was written\. .*add --overwrite to replace them\n$/);
+    expect(refused.stderr).toMatch(
+      /^syncguard: \d+ file\(s\) already exist in the account \(.*\); nothing was written\. .*add --overwrite to replace them\n$/,
+    );
     expect(emu.home.log.length).toBe(logBefore);
 
     // The folder deleted that night is not in the way of anything: it goes back where it was.
-    const old = await json<RestoreJson>(['restore', ACCOUNT, '--at', first.id, '--path', 'Old', '--to', 'dropbox', '--into', '']);
+    const old = await json<RestoreJson>([
+      'restore',
+      ACCOUNT,
+      '--at',
+      first.id,
+      '--path',
+      'Old',
+      '--to',
+      'dropbox',
+      '--into',
+      '',
+    ]);
     expect(old).toMatchObject({ target: '', failed: [], overwritten: 0 });
     expect(picture(emu.home, 'Old')).toEqual(below(state1, 'Old'));
 
-    const back = await json<RestoreJson>(['restore', ACCOUNT, '--at', first.id, '--to', 'dropbox', '--into', '', '--overwrite']);
+    const back = await json<RestoreJson>([
+      'restore',
+      ACCOUNT,
+      '--at',
+      first.id,
+      '--to',
+      'dropbox',
+      '--into',
+      '',
+      '--overwrite',
+    ]);
     expect(back).toMatchObject({ target: '', files: first.files, failed: [] });
     // Regression: with --overwrite the replaced files were not counted (overwritten: 0).
     expect(back.overwritten).toBeGreaterThan(0);
@@ -304,15 +423,25 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
   it('a revoked refresh token ends `snapshot` with exit 1 and says to run `syncguard auth dropbox`, printing no token', async () => {
     // The environment's token works until it is revoked, as in CI.
     const [ci] = await json<SnapshotRun[]>(['snapshot', ENV_ACCOUNT]);
-    expect(ci).toMatchObject({ ok: true, failed: [], files: picture(emu.home, 'Documents').filter((i) => i.type === 'file').length });
+    expect(ci).toMatchObject({
+      ok: true,
+      failed: [],
+      files: picture(emu.home, 'Documents').filter((i) => i.type === 'file').length,
+    });
 
     emu.revokeRefreshToken(await savedToken());
     emu.revokeRefreshToken(envToken);
     const r = await run(['snapshot'], 1);
-    expect(r.stderr).toContain(`syncguard: ${ACCOUNT}: Dropbox no longer accepts the saved authorization of account "${ACCOUNT}" (invalid_grant: refresh token is invalid or revoked): run \`syncguard auth dropbox --account ${ACCOUNT}\` again`);
-    expect(r.stderr).toContain(`syncguard: ${ENV_ACCOUNT}: Dropbox no longer accepts the saved authorization of account "${ENV_ACCOUNT}"`);
+    expect(r.stderr).toContain(
+      `syncguard: ${ACCOUNT}: Dropbox no longer accepts the saved authorization of account "${ACCOUNT}" (invalid_grant: refresh token is invalid or revoked): run \`syncguard auth dropbox --account ${ACCOUNT}\` again`,
+    );
+    expect(r.stderr).toContain(
+      `syncguard: ${ENV_ACCOUNT}: Dropbox no longer accepts the saved authorization of account "${ENV_ACCOUNT}"`,
+    );
     expect(r.stdout).toMatch(/^0 of 2 accounts done in /);
-    expect((await listKeys(raw, bucket, `snapshots/${ACCOUNT}/`)).map((k) => k.key)).toEqual([first.id, second.id].map((id) => `snapshots/${ACCOUNT}/${id}.ndjson.gz`));
+    expect((await listKeys(raw, bucket, `snapshots/${ACCOUNT}/`)).map((k) => k.key)).toEqual(
+      [first.id, second.id].map((id) => `snapshots/${ACCOUNT}/${id}.ndjson.gz`),
+    );
 
     // Signing in again is all it takes: the next run goes on from the stored cursor, with no snapshot
     // missing in between. It reads only the contents the last snapshot does not hold (what the restores
@@ -323,7 +452,13 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     const mark = emu.requests.length;
     emu.resetCounts();
     const [after] = await json<SnapshotRun[]>(['snapshot', ACCOUNT]);
-    expect(after).toMatchObject({ ok: true, failed: [], files: now.length, filesRead: now.filter((i) => !known.has(i.sha256)).length, bytesAdded: 0 });
+    expect(after).toMatchObject({
+      ok: true,
+      failed: [],
+      files: now.length,
+      filesRead: now.filter((i) => !known.has(i.sha256)).length,
+      bytesAdded: 0,
+    });
     expect(emu.count('files/list_folder')).toBe(0);
     expect(answered(mark, 'files/download').filter((s) => s === 200)).toHaveLength(after.filesRead);
   });

@@ -2,13 +2,26 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { expectCli, s3Env, s3StoreYaml, startCli, tempDir, uniqueBucket, writeConfig, type CliOptions, type CliResult } from '../helpers/cli.js';
+import {
+  expectCli,
+  s3Env,
+  s3StoreYaml,
+  startCli,
+  tempDir,
+  uniqueBucket,
+  writeConfig,
+  type CliOptions,
+  type CliResult,
+} from '../helpers/cli.js';
 import { listKeys, rawClient, removeBucket } from '../helpers/s3-client.js';
 import { KiB, bytesOf, readTree, sha256, type TreeItem } from '../helpers/tree.js';
 import { startGraphEmulator, type EmuDrive, type GraphEmulator } from '../emulators/graph.js';
 
 const s3 = inject('s3');
-if (!s3) console.warn('\n!!! e2e: CLI with OneDrive SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
+if (!s3)
+  console.warn(
+    '\n!!! e2e: CLI with OneDrive SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n',
+  );
 
 const ACCOUNT = 'work-onedrive';
 /** Items per delta page: small, so that a full listing takes several pages and an incremental one takes one. */
@@ -35,8 +48,13 @@ interface RestoreJson {
   dryRun: boolean;
 }
 
-const byBytes = (a: TreeItem, b: TreeItem) => Buffer.compare(Buffer.from(a.hex, 'hex'), Buffer.from(b.hex, 'hex'));
-const item = (name: string, rest: Omit<TreeItem, 'name' | 'hex'>): TreeItem => ({ name, hex: Buffer.from(name).toString('hex'), ...rest });
+const byBytes = (a: TreeItem, b: TreeItem) =>
+  Buffer.compare(Buffer.from(a.hex, 'hex'), Buffer.from(b.hex, 'hex'));
+const item = (name: string, rest: Omit<TreeItem, 'name' | 'hex'>): TreeItem => ({
+  name,
+  hex: Buffer.from(name).toString('hex'),
+  ...rest,
+});
 
 /** What the emulated drive holds below `base` ('' for all of it), as `readTree` pictures a folder on
  *  disk: names, bytes, and the times OneDrive keeps (fileSystemInfo.lastModifiedDateTime). */
@@ -48,9 +66,11 @@ function picture(drive: EmuDrive, base = ''): TreeItem[] {
     const v = drive.item(path)!;
     const mtimeMs = Date.parse(v.fileSystemInfo.lastModifiedDateTime);
     const name = path.slice(prefix.length);
-    out.push(v.kind === 'file'
-      ? item(name, { type: 'file', size: v.content!.length, sha256: sha256(v.content!), mtimeMs })
-      : item(name, { type: 'dir', size: 0, mtimeMs }));
+    out.push(
+      v.kind === 'file'
+        ? item(name, { type: 'file', size: v.content!.length, sha256: sha256(v.content!), mtimeMs })
+        : item(name, { type: 'dir', size: 0, mtimeMs }),
+    );
   }
   return out.sort(byBytes);
 }
@@ -60,7 +80,16 @@ const fileTimes = (pic: TreeItem[]) => pic.map((i) => (i.type === 'dir' ? { ...i
 
 /** The part of a picture below `base`, with names relative to it. */
 function below(pic: TreeItem[], base: string): TreeItem[] {
-  return pic.filter((i) => i.name.startsWith(base + '/')).map((i) => item(i.name.slice(base.length + 1), { type: i.type, size: i.size, sha256: i.sha256, mtimeMs: i.mtimeMs }));
+  return pic
+    .filter((i) => i.name.startsWith(base + '/'))
+    .map((i) =>
+      item(i.name.slice(base.length + 1), {
+        type: i.type,
+        size: i.size,
+        sha256: i.sha256,
+        mtimeMs: i.mtimeMs,
+      }),
+    );
 }
 
 /** A work drive: projects (one of 35 files to be renamed), an archive by year, documents (one above
@@ -68,7 +97,8 @@ function below(pic: TreeItem[], base: string): TreeItem[] {
 function fill(drive: EmuDrive): void {
   const t = (i: number) => new Date(Date.UTC(2025, 8, 1, 9, 0, 0, 123) + i * 60_007);
   let i = 0;
-  const put = (path: string, size: number) => drive.write(path, bytesOf(`od:${path}`, size), { modified: t(i++) });
+  const put = (path: string, size: number) =>
+    drive.write(path, bytesOf(`od:${path}`, size), { modified: t(i++) });
   for (let k = 0; k < 30; k++) put(`Projects/Alpha/spec-${String(k).padStart(2, '0')}.txt`, 1 * KiB + k * 53);
   for (let k = 0; k < 5; k++) put(`Projects/Alpha/drafts/draft-${k}.md`, 900 + k * 41);
   for (let k = 0; k < 10; k++) put(`Projects/Beta/b-${String(k).padStart(2, '0')}.txt`, 2 * KiB + k * 71);
@@ -104,14 +134,16 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
   /** None of the tokens the emulator ever issued, nor the S3 secret, in what the CLI printed. */
   function expectNoToken(r: CliResult): void {
     const secrets = [...emu.refreshTokensIssued, ...emu.accessTokensIssued, s3!.secretAccessKey];
-    for (const text of [r.stdout, r.stderr]) for (const s of secrets) expect(text.includes(s), 'a secret was printed').toBe(false);
+    for (const text of [r.stdout, r.stderr])
+      for (const s of secrets) expect(text.includes(s), 'a secret was printed').toBe(false);
   }
   const run = async (args: string[], code: number) => {
     const r = await expectCli(args, cli, code);
     expectNoToken(r);
     return r;
   };
-  const json = async <T>(args: string[], code = 0): Promise<T> => JSON.parse((await run([...args, '--json'], code)).stdout) as T;
+  const json = async <T>(args: string[], code = 0): Promise<T> =>
+    JSON.parse((await run([...args, '--json'], code)).stdout) as T;
 
   /** `syncguard auth onedrive --write`: the user reads the code the CLI prints and enters it on the sign-in page. */
   async function authOnedrive(): Promise<CliResult> {
@@ -134,23 +166,30 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
   }
 
   beforeAll(async () => {
-    emu = await startGraphEmulator({ driveType: 'business', pageSize: PAGE, user: { name: 'Ada Example', username: 'ada@contoso.com' } });
+    emu = await startGraphEmulator({
+      driveType: 'business',
+      pageSize: PAGE,
+      user: { name: 'Ada Example', username: 'ada@contoso.com' },
+    });
     dir = await tempDir('e2e-onedrive');
     raw = rawClient(s3!);
     bucket = uniqueBucket('e2e-od');
-    await writeConfig(dir, [
-      s3StoreYaml(bucket, s3!),
-      'stateDir: ./state',
-      'accounts:',
-      `  - name: ${ACCOUNT}`,
-      '    provider: onedrive',
-      '    clientId: 11111111-2222-3333-4444-555555555555',
-      '    tenant: organizations',
-      '    credentials: ./work-onedrive.json',
-      `    endpoint: ${emu.url}`,
-      `    authority: ${emu.url}`,
-      '',
-    ].join('\n'));
+    await writeConfig(
+      dir,
+      [
+        s3StoreYaml(bucket, s3!),
+        'stateDir: ./state',
+        'accounts:',
+        `  - name: ${ACCOUNT}`,
+        '    provider: onedrive',
+        '    clientId: 11111111-2222-3333-4444-555555555555',
+        '    tenant: organizations',
+        '    credentials: ./work-onedrive.json',
+        `    endpoint: ${emu.url}`,
+        `    authority: ${emu.url}`,
+        '',
+      ].join('\n'),
+    );
     cli = { cwd: dir, env: s3Env(s3!), timeoutMs: 60_000 };
   });
   afterAll(async () => {
@@ -164,8 +203,12 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
 
   it('auth onedrive: device code sign-in, the token cache saved to a 0600 file and never printed', async () => {
     const r = await authOnedrive();
-    expect(r.stderr).toMatch(/^To sign in to OneDrive for account "work-onedrive", open https:\/\/microsoft\.com\/devicelogin and enter the code [0-9A-F]+$/m);
-    expect(r.stdout).toBe(`signed in as ada@contoso.com; saved the token cache for "${ACCOUNT}" to ${cacheFile()}\n`);
+    expect(r.stderr).toMatch(
+      /^To sign in to OneDrive for account "work-onedrive", open https:\/\/microsoft\.com\/devicelogin and enter the code [0-9A-F]+$/m,
+    );
+    expect(r.stdout).toBe(
+      `signed in as ada@contoso.com; saved the token cache for "${ACCOUNT}" to ${cacheFile()}\n`,
+    );
     expect((await fsp.stat(cacheFile())).mode & 0o777).toBe(0o600);
     const cache = await fsp.readFile(cacheFile(), 'utf8');
     expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the cache holds the refresh token').toBe(true);
@@ -179,7 +222,14 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
     const files = state1.filter((i) => i.type === 'file');
     emu.resetCounters();
     [first] = await json<SnapshotRun[]>(['snapshot', ACCOUNT]);
-    expect(first).toMatchObject({ account: ACCOUNT, ok: true, files: files.length, dirs: state1.length - files.length, failed: [], filesRead: files.length });
+    expect(first).toMatchObject({
+      account: ACCOUNT,
+      ok: true,
+      files: files.length,
+      dirs: state1.length - files.length,
+      failed: [],
+      filesRead: files.length,
+    });
     expect(first.bytes).toBe(files.reduce((n, f) => n + f.size, 0));
     // The root and every item, PAGE items a page.
     expect(emu.count('delta')).toBe(Math.ceil((state1.length + 1) / PAGE));
@@ -207,7 +257,13 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
     emu.resetCounters();
     [second] = await json<SnapshotRun[]>(['snapshot', ACCOUNT]);
     const files = state2.filter((i) => i.type === 'file');
-    expect(second).toMatchObject({ ok: true, files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), failed: [], filesRead: 3 });
+    expect(second).toMatchObject({
+      ok: true,
+      files: files.length,
+      bytes: files.reduce((n, f) => n + f.size, 0),
+      failed: [],
+      filesRead: 3,
+    });
 
     // One page of changes since the stored delta link (plus the throttled try), nothing listed folder by folder.
     expect(emu.count('delta')).toBe(1 + 1);
@@ -241,14 +297,37 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
   it('in place (--into ""), refuses to overwrite and writes nothing; a deleted subtree goes back; --overwrite puts the earlier state back', async () => {
     const logBefore = drive().log.length;
     const refused = await run(['restore', ACCOUNT, '--at', first.id, '--to', 'onedrive', '--into', ''], 1);
-    expect(refused.stderr).toMatch(/^syncguard: \d+ file\(s\) already exist in the account \(.*\); nothing was written\. .*add --overwrite to replace them\n$/);
+    expect(refused.stderr).toMatch(
+      /^syncguard: \d+ file\(s\) already exist in the account \(.*\); nothing was written\. .*add --overwrite to replace them\n$/,
+    );
     expect(drive().log.length).toBe(logBefore);
 
-    const archive = await json<RestoreJson>(['restore', ACCOUNT, '--at', first.id, '--path', 'Archive/2019', '--to', 'onedrive', '--into', '']);
+    const archive = await json<RestoreJson>([
+      'restore',
+      ACCOUNT,
+      '--at',
+      first.id,
+      '--path',
+      'Archive/2019',
+      '--to',
+      'onedrive',
+      '--into',
+      '',
+    ]);
     expect(archive).toMatchObject({ target: '', failed: [], overwritten: 0, files: 14 });
     expect(fileTimes(picture(drive(), 'Archive/2019'))).toEqual(fileTimes(below(state1, 'Archive/2019')));
 
-    const back = await json<RestoreJson>(['restore', ACCOUNT, '--at', first.id, '--to', 'onedrive', '--into', '', '--overwrite']);
+    const back = await json<RestoreJson>([
+      'restore',
+      ACCOUNT,
+      '--at',
+      first.id,
+      '--to',
+      'onedrive',
+      '--into',
+      '',
+      '--overwrite',
+    ]);
     expect(back).toMatchObject({ target: '', files: first.files, failed: [] });
     // Regression: with --overwrite the replaced files were not counted (overwritten: 0).
     expect(back.overwritten).toBeGreaterThan(0);
@@ -260,9 +339,13 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
   it('a revoked sign-in ends `snapshot` with exit 1 and says to run `syncguard auth onedrive`, printing no token', async () => {
     emu.revokeSignIn();
     const r = await run(['snapshot', ACCOUNT], 1);
-    expect(r.stderr).toMatch(new RegExp(`^syncguard: ${ACCOUNT}: .*run \`syncguard auth onedrive --account ${ACCOUNT}\` again`, 'm'));
+    expect(r.stderr).toMatch(
+      new RegExp(`^syncguard: ${ACCOUNT}: .*run \`syncguard auth onedrive --account ${ACCOUNT}\` again`, 'm'),
+    );
     expect(r.stderr).toMatch(/expired or was revoked|refused the sign-in/);
-    expect((await listKeys(raw, bucket, `snapshots/${ACCOUNT}/`)).map((k) => k.key)).toEqual([first.id, second.id].map((id) => `snapshots/${ACCOUNT}/${id}.ndjson.gz`));
+    expect((await listKeys(raw, bucket, `snapshots/${ACCOUNT}/`)).map((k) => k.key)).toEqual(
+      [first.id, second.id].map((id) => `snapshots/${ACCOUNT}/${id}.ndjson.gz`),
+    );
 
     // Signing in again is all it takes: the next run goes on from the stored delta link. It reads only
     // the contents the last snapshot does not hold (what the restores brought back), and stores nothing new.
@@ -272,7 +355,13 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
     emu.resetCounters();
     const out = await run(['snapshot', ACCOUNT, '--json'], 0);
     const [after] = JSON.parse(out.stdout) as SnapshotRun[];
-    expect(after).toMatchObject({ ok: true, failed: [], files: now.length, filesRead: now.filter((i) => !known.has(i.sha256)).length, bytesAdded: 0 });
+    expect(after).toMatchObject({
+      ok: true,
+      failed: [],
+      files: now.length,
+      filesRead: now.filter((i) => !known.has(i.sha256)).length,
+      bytesAdded: 0,
+    });
     expect(emu.count('download')).toBe(after.filesRead);
     expect(out.stderr).not.toMatch(/listing everything/);
   });

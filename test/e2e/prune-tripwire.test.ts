@@ -16,20 +16,26 @@ describe('e2e: prune, the tripwire and ack', () => {
   beforeAll(async () => {
     dir = await tempDir('e2e-prune');
     rx = await receiver();
-    await writeFiles(join(dir, 'tree'), Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`docs/d${i % 3}/letter-${i}.txt`, prose(i)])));
-    await fsp.writeFile(join(dir, 'syncguard.yaml'), [
-      'store: { type: fs, path: ./store }',
-      'stateDir: ./state',
-      'schedule: { cron: "0 2 * * *", timezone: UTC }',
-      'keep: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }',
-      'prune: { graceHours: 0 }',
-      `alerts: { on: [failure, tripwire], webhook: "${rx.url}/hook" }`,
-      'accounts:',
-      '  - name: docs',
-      '    provider: local',
-      '    path: ./tree',
-      '',
-    ].join('\n'));
+    await writeFiles(
+      join(dir, 'tree'),
+      Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`docs/d${i % 3}/letter-${i}.txt`, prose(i)])),
+    );
+    await fsp.writeFile(
+      join(dir, 'syncguard.yaml'),
+      [
+        'store: { type: fs, path: ./store }',
+        'stateDir: ./state',
+        'schedule: { cron: "0 2 * * *", timezone: UTC }',
+        'keep: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }',
+        'prune: { graceHours: 0 }',
+        `alerts: { on: [failure, tripwire], webhook: "${rx.url}/hook" }`,
+        'accounts:',
+        '  - name: docs',
+        '    provider: local',
+        '    path: ./tree',
+        '',
+      ].join('\n'),
+    );
   });
   afterAll(async () => {
     await rx.close();
@@ -51,26 +57,45 @@ describe('e2e: prune, the tripwire and ack', () => {
     await writeFiles(join(dir, 'tree'), { 'docs/d0/HOW_TO_DECRYPT.txt': 'pay us' });
     const attacked = await cli(['snapshot']);
     expect(attacked.code, attacked.stderr).toBe(4);
-    expect(attacked.stdout).toMatch(/TRIPWIRE: 82% of the files reappeared under another extension \(50 of 61: \.crypt: 50/);
+    expect(attacked.stdout).toMatch(
+      /TRIPWIRE: 82% of the files reappeared under another extension \(50 of 61: \.crypt: 50/,
+    );
     const alert = JSON.parse(rx.got.find((r) => r.url === '/hook')!.body);
-    expect(alert).toMatchObject({ event: 'tripwire', account: 'docs', result: 'tripwire', tripwire: { fired: true } });
-    expect(alert.summary).toMatch(/RANSOMWARE TRIPWIRE: .*Pruning of this account stops until `syncguard ack docs`/);
+    expect(alert).toMatchObject({
+      event: 'tripwire',
+      account: 'docs',
+      result: 'tripwire',
+      tripwire: { fired: true },
+    });
+    expect(alert.summary).toMatch(
+      /RANSOMWARE TRIPWIRE: .*Pruning of this account stops until `syncguard ack docs`/,
+    );
 
     const blocked = await cli(['prune']);
     expect(blocked.code, blocked.stderr).toBe(4);
-    expect(blocked.stderr).toMatch(/docs was not pruned: the ransomware tripwire fired on \d{8}T\d{6}\.\d{3}Z .*run `syncguard ack docs`/);
+    expect(blocked.stderr).toMatch(
+      /docs was not pruned: the ransomware tripwire fired on \d{8}T\d{6}\.\d{3}Z .*run `syncguard ack docs`/,
+    );
     expect(blocked.stdout).not.toMatch(/^removed +docs/m);
     expect(blocked.stdout.match(/^keep +docs/gm)).toHaveLength(3);
 
     const st = await cli(['status', '--json']);
     expect(st.code).toBe(4);
     const docs = JSON.parse(st.stdout).accounts[0];
-    expect(docs).toMatchObject({ account: 'docs', snapshots: 3, kept: 3, tripwire: { tripped: true }, lastRun: { result: 'tripwire', trigger: 'manual' } });
+    expect(docs).toMatchObject({
+      account: 'docs',
+      snapshots: 3,
+      kept: 3,
+      tripwire: { tripped: true },
+      lastRun: { result: 'tripwire', trigger: 'manual' },
+    });
     expect(docs.lastGood.id).not.toBe(docs.tripwire.fired[0].id);
 
     const acked = await cli(['ack', 'docs', '--note', 'checked: a test']);
     expect(acked.code).toBe(0);
-    expect(acked.stdout).toMatch(/docs: acknowledged the tripwire of snapshot .*\ndocs: pruning resumes \(acknowledgement acks\/docs\/\d{8}T\d{6}\.\d{3}Z\.json\)/);
+    expect(acked.stdout).toMatch(
+      /docs: acknowledged the tripwire of snapshot .*\ndocs: pruning resumes \(acknowledgement acks\/docs\/\d{8}T\d{6}\.\d{3}Z\.json\)/,
+    );
 
     const dry = await cli(['prune', '--dry-run']);
     expect(dry.code).toBe(0);
@@ -83,7 +108,10 @@ describe('e2e: prune, the tripwire and ack', () => {
     expect(result.snapshots.map((s: { action: string }) => s.action)).toEqual(['remove', 'remove', 'keep']);
     // The draft's pack and its index: no snapshot left names them. The letters' pack stays: the
     // kept snapshot still names the ten letters that were not encrypted.
-    expect(result.objects.deleted.map((d: { key: string }) => d.key.replace(/[0-9a-f]{32}/, 'ID'))).toEqual([expect.stringMatching(/\.idx$/), expect.stringMatching(/\.pack$/)]);
+    expect(result.objects.deleted.map((d: { key: string }) => d.key.replace(/[0-9a-f]{32}/, 'ID'))).toEqual([
+      expect.stringMatching(/\.idx$/),
+      expect.stringMatching(/\.pack$/),
+    ]);
     const quiet = await cli(['status']);
     expect(quiet.code).toBe(0);
     expect(quiet.stdout).toMatch(/tripwire\s+quiet \(last acknowledged /);
@@ -99,7 +127,9 @@ describe('e2e: prune, the tripwire and ack', () => {
     try {
       const r = await cli(['prune']);
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain('cannot prune now: a run of "docs" holds its lock on this machine; prune again when it has finished');
+      expect(r.stderr).toContain(
+        'cannot prune now: a run of "docs" holds its lock on this machine; prune again when it has finished',
+      );
     } finally {
       await fsp.rm(join(dir, 'state', 'locks', 'docs.lock'), { force: true });
     }

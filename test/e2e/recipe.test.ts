@@ -6,12 +6,24 @@ import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { cliJson, expectCli, localConfigYaml, s3Env, s3StoreYaml, tempDir, uniqueBucket, writeConfig } from '../helpers/cli.js';
+import {
+  cliJson,
+  expectCli,
+  localConfigYaml,
+  s3Env,
+  s3StoreYaml,
+  tempDir,
+  uniqueBucket,
+  writeConfig,
+} from '../helpers/cli.js';
 import { getObject, rawClient, removeBucket } from '../helpers/s3-client.js';
 import { KiB, MiB, bytesOf, writeFile } from '../helpers/tree.js';
 
 const s3 = inject('s3');
-if (!s3) console.warn('\n!!! e2e: the README recipe SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
+if (!s3)
+  console.warn(
+    '\n!!! e2e: the README recipe SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n',
+  );
 
 const RECIPE = fileURLToPath(new URL('./recipe.sh', import.meta.url));
 const PREFIX = 'syncguard/';
@@ -36,7 +48,10 @@ describe.skipIf(!s3)('e2e: restore with zcat, jq and curl (the README recipe)', 
     bucket = uniqueBucket('recipe');
     for (const [p, c] of Object.entries(files)) await writeFile(join(dir, 'src'), p, c, mtime);
     await writeFile(join(dir, 'src'), 'filler/other.txt', 'other', mtime);
-    await writeConfig(dir, localConfigYaml(s3StoreYaml(bucket, s3!, '{ mode: GOVERNANCE, days: 1 }', PREFIX), './src'));
+    await writeConfig(
+      dir,
+      localConfigYaml(s3StoreYaml(bucket, s3!, '{ mode: GOVERNANCE, days: 1 }', PREFIX), './src'),
+    );
     const cli = { cwd: dir, env: s3Env(s3!) };
     await expectCli(['init'], cli, 0);
     const [run] = await cliJson<Array<{ id: string; ok: boolean }>>(['snapshot'], cli);
@@ -50,20 +65,45 @@ describe.skipIf(!s3)('e2e: restore with zcat, jq and curl (the README recipe)', 
   });
 
   async function recipe(path: string, out: string, id?: string) {
-    const env = { PATH: process.env.PATH, S3_ENDPOINT: s3!.endpoint, BUCKET: bucket, PREFIX, AWS_REGION: 'us-east-1', ...s3Env(s3!) };
-    const r = await promisify(execFile)('bash', [RECIPE, 'laptop', path, out, ...(id ? [id] : [])], { env, cwd: dir });
+    const env = {
+      PATH: process.env.PATH,
+      S3_ENDPOINT: s3!.endpoint,
+      BUCKET: bucket,
+      PREFIX,
+      AWS_REGION: 'us-east-1',
+      ...s3Env(s3!),
+    };
+    const r = await promisify(execFile)('bash', [RECIPE, 'laptop', path, out, ...(id ? [id] : [])], {
+      env,
+      cwd: dir,
+    });
     expect(r.stdout + r.stderr).not.toContain(s3!.secretAccessKey);
     return r;
   }
 
   it('restores a packed file (a byte range of a pack) and a blob file, byte for byte, with their times', async () => {
     // The two ways a manifest names content are both in play.
-    const manifest = gunzipSync(await getObject(raw, bucket, `${PREFIX}snapshots/laptop/${snapshotId}.ndjson.gz`)).toString('utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const manifest = gunzipSync(
+      await getObject(raw, bucket, `${PREFIX}snapshots/laptop/${snapshotId}.ndjson.gz`),
+    )
+      .toString('utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const entry = (p: string) => manifest.find((e) => e.path === p);
-    expect(entry('docs/report.txt')).toMatchObject({ object: expect.stringMatching(/^packs\//), offset: expect.any(Number), length: 3 * KiB });
+    expect(entry('docs/report.txt')).toMatchObject({
+      object: expect.stringMatching(/^packs\//),
+      offset: expect.any(Number),
+      length: 3 * KiB,
+    });
     expect(entry('media/video.bin')).toMatchObject({ object: expect.stringMatching(/^blobs\/sha256\//) });
     expect(entry('media/video.bin').offset).toBeUndefined();
-    for (const path of ['docs/report.txt', 'media/video.bin', 'Fotos/Urlaub \u{1F3D6}\u{FE0F} "Sommer".jpg', 'docs/empty.txt']) {
+    for (const path of [
+      'docs/report.txt',
+      'media/video.bin',
+      'Fotos/Urlaub \u{1F3D6}\u{FE0F} "Sommer".jpg',
+      'docs/empty.txt',
+    ]) {
       const out = join(dir, `out-${Object.keys(files).indexOf(path)}`);
       const r = await recipe(path, out);
       expect(r.stdout).toContain(`restored ${path} from ${PREFIX}snapshots/laptop/${snapshotId}.ndjson.gz`);
@@ -75,8 +115,13 @@ describe.skipIf(!s3)('e2e: restore with zcat, jq and curl (the README recipe)', 
   it('takes a snapshot id, and fails clearly for a file the snapshot does not hold', async () => {
     await recipe('docs/report.txt', join(dir, 'by-id'), snapshotId);
     expect((await fsp.readFile(join(dir, 'by-id'))).equals(files['docs/report.txt'])).toBe(true);
-    const err = await recipe('docs/nope.txt', join(dir, 'nope')).then(() => undefined, (e: { code: number; stderr: string }) => e);
+    const err = await recipe('docs/nope.txt', join(dir, 'nope')).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(err?.code).toBe(1);
-    expect(err?.stderr).toContain(`no file docs/nope.txt in ${PREFIX}snapshots/laptop/${snapshotId}.ndjson.gz`);
+    expect(err?.stderr).toContain(
+      `no file docs/nope.txt in ${PREFIX}snapshots/laptop/${snapshotId}.ndjson.gz`,
+    );
   });
 });

@@ -28,7 +28,10 @@ interface LogRecord {
   display: string;
 }
 
-export type Metadata = Record<string, unknown> & { '.tag': 'file' | 'folder' | 'deleted'; path_lower: string };
+export type Metadata = Record<string, unknown> & {
+  '.tag': 'file' | 'folder' | 'deleted';
+  path_lower: string;
+};
 
 /** Dropbox timestamps have whole seconds. */
 export const dbxTime = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -69,7 +72,11 @@ export class DropboxNamespace {
   }
 
   /** Creates or replaces a file (parents made as needed); its id survives a replacement. */
-  put(path: string, content: Buffer | string, opts: { clientModified?: Date; downloadable?: boolean } = {}): DropboxNode {
+  put(
+    path: string,
+    content: Buffer | string,
+    opts: { clientModified?: Date; downloadable?: boolean } = {},
+  ): DropboxNode {
     const display = normalise(path);
     if (display === '') throw new Error('cannot write the root');
     this.mkdir(parentOf(display));
@@ -79,7 +86,14 @@ export class DropboxNamespace {
     let node = this.nodes.get(lower);
     if (node?.tag === 'folder') throw new Error(`${display} is a folder`);
     if (!node) {
-      node = { tag: 'file', id: nextId(), name: nameOf(display), pathDisplay: display, pathLower: lower, seq: ++this.seq };
+      node = {
+        tag: 'file',
+        id: nextId(),
+        name: nameOf(display),
+        pathDisplay: display,
+        pathLower: lower,
+        seq: ++this.seq,
+      };
       this.nodes.set(lower, node);
       this.byId.set(node.id, node);
     }
@@ -103,7 +117,14 @@ export class DropboxNamespace {
       return existing;
     }
     this.mkdir(parentOf(display));
-    const node: DropboxNode = { tag: 'folder', id: nextId(), name: nameOf(display), pathDisplay: display, pathLower: display.toLowerCase(), seq: ++this.seq };
+    const node: DropboxNode = {
+      tag: 'folder',
+      id: nextId(),
+      name: nameOf(display),
+      pathDisplay: display,
+      pathLower: display.toLowerCase(),
+      seq: ++this.seq,
+    };
     this.nodes.set(node.pathLower, node);
     this.byId.set(node.id, node);
     this.log.push({ op: 'upsert', lower: node.pathLower, display });
@@ -159,12 +180,26 @@ export class DropboxNamespace {
 
   metadata(node: DropboxNode): Metadata {
     if (node.tag === 'folder') {
-      return { '.tag': 'folder', name: node.name, path_lower: node.pathLower, path_display: node.pathDisplay, id: node.id };
+      return {
+        '.tag': 'folder',
+        name: node.name,
+        path_lower: node.pathLower,
+        path_display: node.pathDisplay,
+        id: node.id,
+      };
     }
     const meta: Metadata = {
-      '.tag': 'file', name: node.name, path_lower: node.pathLower, path_display: node.pathDisplay, id: node.id,
-      client_modified: node.clientModified, server_modified: node.serverModified, rev: node.rev,
-      size: node.content!.length, is_downloadable: node.downloadable, content_hash: node.contentHash,
+      '.tag': 'file',
+      name: node.name,
+      path_lower: node.pathLower,
+      path_display: node.pathDisplay,
+      id: node.id,
+      client_modified: node.clientModified,
+      server_modified: node.serverModified,
+      rev: node.rev,
+      size: node.content!.length,
+      is_downloadable: node.downloadable,
+      content_hash: node.contentHash,
     };
     if (!node.downloadable) meta.export_info = { export_as: 'html' };
     return meta;
@@ -177,10 +212,18 @@ export class DropboxNamespace {
   }
 
   /** Where paged full listings stopped, so the next page does not walk the namespace from the start. */
-  private readonly listings = new Map<string, { it: Iterator<DropboxNode>; pending?: { node: DropboxNode; seq: number } }>();
+  private readonly listings = new Map<
+    string,
+    { it: Iterator<DropboxNode>; pending?: { node: DropboxNode; seq: number } }
+  >();
 
   /** A page of a full listing: entries created after `afterSeq`, in creation order (a folder before what it holds). */
-  listPage(scope: string, recursive: boolean, afterSeq: number, limit: number): { entries: Metadata[]; lastSeq: number; more: boolean } {
+  listPage(
+    scope: string,
+    recursive: boolean,
+    afterSeq: number,
+    limit: number,
+  ): { entries: Metadata[]; lastSeq: number; more: boolean } {
     const key = (after: number) => `${scope}\0${recursive}\0${after}`;
     // A Map iterator stays valid while the Map changes: entries deleted meanwhile are skipped, entries
     // (re)inserted meanwhile come at the end with a higher seq, exactly as a fresh walk would see them.
@@ -201,7 +244,8 @@ export class DropboxNamespace {
       return true;
     };
     const p = saved?.pending;
-    if (p && p.node.seq === p.seq && this.nodes.get(p.node.pathLower) === p.node && !take(p.node)) return { entries, lastSeq, more: true };
+    if (p && p.node.seq === p.seq && this.nodes.get(p.node.pathLower) === p.node && !take(p.node))
+      return { entries, lastSeq, more: true };
     for (let r = it.next(); !r.done; r = it.next()) {
       if (!take(r.value)) return { entries, lastSeq, more: true };
     }
@@ -213,14 +257,19 @@ export class DropboxNamespace {
    * changed path, in the order of its last change; a deleted folder as one entry, not one per child; a
    * path deleted and created again as a deletion then the new entry.
    */
-  changesSince(pos: number, scope: string, recursive: boolean, limit: number): { entries: Metadata[]; next: number; more: boolean } {
+  changesSince(
+    pos: number,
+    scope: string,
+    recursive: boolean,
+    limit: number,
+  ): { entries: Metadata[]; next: number; more: boolean } {
     const end = this.log.length;
     const seen = new Map<string, { firstDelete: number; last: number; display: string }>();
     for (let i = pos; i < end; i++) {
       const r = this.log[i];
       if (!this.inScope(r.lower, scope, recursive)) continue;
       let s = seen.get(r.lower);
-      if (!s) seen.set(r.lower, s = { firstDelete: -1, last: i, display: r.display });
+      if (!s) seen.set(r.lower, (s = { firstDelete: -1, last: i, display: r.display }));
       if (r.op === 'delete' && s.firstDelete < 0) s.firstDelete = i;
       s.last = i;
       s.display = r.display;
@@ -228,7 +277,12 @@ export class DropboxNamespace {
     const out: Array<{ at: number; meta: Metadata }> = [];
     for (const [lower, s] of seen) {
       const node = this.nodes.get(lower);
-      const deleted = (): Metadata => ({ '.tag': 'deleted', name: nameOf(s.display), path_lower: lower, path_display: s.display });
+      const deleted = (): Metadata => ({
+        '.tag': 'deleted',
+        name: nameOf(s.display),
+        path_lower: lower,
+        path_display: s.display,
+      });
       if (node) {
         if (s.firstDelete >= 0) out.push({ at: s.firstDelete, meta: deleted() });
         out.push({ at: s.last, meta: this.metadata(node) });

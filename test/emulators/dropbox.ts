@@ -97,24 +97,63 @@ export interface DropboxEmulator {
   close(): Promise<void>;
 }
 
-interface RefreshRecord { token: string; appKey: string; team: boolean; account: EmulatedAccount; revoked: boolean; scope: string }
-interface AccessRecord { rt: RefreshRecord; expiresAt: number; expired: boolean }
-interface CodeRecord { appKey: string; challenge?: string; method?: string; offline: boolean; used: boolean; expiresAt: number }
-interface Session { ns: DropboxNamespace; chunks: Buffer[]; size: number; closed: boolean }
-interface Cursor { ns: string; gen: number; scope: string; rec: boolean; pos: number; after?: number }
-
-class HttpError extends Error {
-  constructor(readonly status: number, readonly body: unknown, readonly headers: Record<string, string> = {}) { super(String(status)); }
+interface RefreshRecord {
+  token: string;
+  appKey: string;
+  team: boolean;
+  account: EmulatedAccount;
+  revoked: boolean;
+  scope: string;
+}
+interface AccessRecord {
+  rt: RefreshRecord;
+  expiresAt: number;
+  expired: boolean;
+}
+interface CodeRecord {
+  appKey: string;
+  challenge?: string;
+  method?: string;
+  offline: boolean;
+  used: boolean;
+  expiresAt: number;
+}
+interface Session {
+  ns: DropboxNamespace;
+  chunks: Buffer[];
+  size: number;
+  closed: boolean;
+}
+interface Cursor {
+  ns: string;
+  gen: number;
+  scope: string;
+  rec: boolean;
+  pos: number;
+  after?: number;
 }
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}) => new HttpError(status, body, headers);
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(String(status));
+  }
+}
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new HttpError(status, body, headers);
 /** A 409 endpoint error: error_summary is the tags joined by '/', then '/..', as Dropbox writes it. */
 function endpointError(error: Record<string, unknown>, summary: string): HttpError {
   return json(409, { error_summary: summary + '/..', error });
 }
-const badRequest = (route: string, what: string) => new HttpError(400, `Error in call to API function "${route}": ${what}`);
+const badRequest = (route: string, what: string) =>
+  new HttpError(400, `Error in call to API function "${route}": ${what}`);
 const notFound = () => endpointError({ '.tag': 'path', path: { '.tag': 'not_found' } }, 'path/not_found');
-const headerSafe = (v: unknown) => JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+const headerSafe = (v: unknown) =>
+  JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
 const b64url = (b: Buffer) => b.toString('base64url');
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 
@@ -129,7 +168,12 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     namespaces.set(ns.id, ns);
     return ns;
   };
-  const user: EmulatedAccount = { accountId: 'dbid:AADemuUser0000000000000000000000001', email: 'ada@example.com', displayName: 'Ada Lovelace', home: newNamespace() };
+  const user: EmulatedAccount = {
+    accountId: 'dbid:AADemuUser0000000000000000000000001',
+    email: 'ada@example.com',
+    displayName: 'Ada Lovelace',
+    home: newNamespace(),
+  };
   const members = new Map<string, EmulatedAccount>();
   let teamRoot: DropboxNamespace | undefined;
   if (opts.team) {
@@ -137,7 +181,13 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     user.memberId = 'dbmid:AADemuMember0';
     members.set(user.memberId, user);
     (opts.team.members ?? []).forEach((memberId, i) => {
-      members.set(memberId, { accountId: `dbid:AADemuMember${i + 1}`, memberId, email: `member${i + 1}@example.com`, displayName: `Member ${i + 1}`, home: newNamespace() });
+      members.set(memberId, {
+        accountId: `dbid:AADemuMember${i + 1}`,
+        memberId,
+        email: `member${i + 1}@example.com`,
+        displayName: `Member ${i + 1}`,
+        home: newNamespace(),
+      });
     });
   }
 
@@ -151,7 +201,14 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
 
   const issueRefreshToken = (o: { team?: boolean; appKey?: string; account?: EmulatedAccount } = {}) => {
     const token = 'rt-' + b64url(randomBytes(24));
-    refreshTokens.set(token, { token, appKey: o.appKey ?? appKey, team: o.team ?? false, account: o.account ?? user, revoked: false, scope: 'account_info.read files.content.read files.content.write files.metadata.read' });
+    refreshTokens.set(token, {
+      token,
+      appKey: o.appKey ?? appKey,
+      team: o.team ?? false,
+      account: o.account ?? user,
+      revoked: false,
+      scope: 'account_info.read files.content.read files.content.write files.metadata.read',
+    });
     return token;
   };
   const issueAccessToken = (rt: RefreshRecord) => {
@@ -168,9 +225,15 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     return f.fault;
   };
 
-  const rootInfo = (a: EmulatedAccount) => (teamRoot
-    ? { '.tag': 'team', root_namespace_id: teamRoot.id, home_namespace_id: a.home.id, home_path: '/' + a.displayName }
-    : { '.tag': 'user', root_namespace_id: a.home.id, home_namespace_id: a.home.id });
+  const rootInfo = (a: EmulatedAccount) =>
+    teamRoot
+      ? {
+          '.tag': 'team',
+          root_namespace_id: teamRoot.id,
+          home_namespace_id: a.home.id,
+          home_path: '/' + a.displayName,
+        }
+      : { '.tag': 'user', root_namespace_id: a.home.id, home_namespace_id: a.home.id };
 
   const encodeCursor = (c: Cursor) => 'AAE' + Buffer.from(JSON.stringify(c)).toString('base64url');
   const decodeCursor = (route: string, s: unknown): Cursor => {
@@ -185,19 +248,30 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
   /** Which account a call acts as, and in which namespace its paths live. */
   function context(route: string, req: IncomingMessage): { account: EmulatedAccount; ns: DropboxNamespace } {
     const authz = req.headers.authorization;
-    if (!authz?.startsWith('Bearer ')) throw badRequest(route, 'Must provide HTTP header "Authorization" or URL parameter "authorization".');
+    if (!authz?.startsWith('Bearer '))
+      throw badRequest(route, 'Must provide HTTP header "Authorization" or URL parameter "authorization".');
     const rec = accessTokens.get(authz.slice(7));
-    if (!rec || rec.rt.revoked) throw json(401, { error_summary: 'invalid_access_token/', error: { '.tag': 'invalid_access_token' } });
-    if (rec.expired || Date.now() >= rec.expiresAt) throw json(401, { error_summary: 'expired_access_token/', error: { '.tag': 'expired_access_token' } });
+    if (!rec || rec.rt.revoked)
+      throw json(401, { error_summary: 'invalid_access_token/', error: { '.tag': 'invalid_access_token' } });
+    if (rec.expired || Date.now() >= rec.expiresAt)
+      throw json(401, { error_summary: 'expired_access_token/', error: { '.tag': 'expired_access_token' } });
     const select = req.headers['dropbox-api-select-user'] as string | undefined;
     let account = rec.rt.account;
     if (rec.rt.team) {
-      if (!select) throw badRequest(route, 'This API function operates on a single Dropbox account, but the OAuth 2 access token you provided is for an entire Dropbox Business team. Since your API app key has team member file access permissions, you can operate on a team member\'s Dropbox by providing the "Dropbox-API-Select-User" HTTP header or "select_user" URL parameter to specify the exact user <https://www.dropbox.com/developers/documentation/http/teams>.');
+      if (!select)
+        throw badRequest(
+          route,
+          'This API function operates on a single Dropbox account, but the OAuth 2 access token you provided is for an entire Dropbox Business team. Since your API app key has team member file access permissions, you can operate on a team member\'s Dropbox by providing the "Dropbox-API-Select-User" HTTP header or "select_user" URL parameter to specify the exact user <https://www.dropbox.com/developers/documentation/http/teams>.',
+        );
       const member = members.get(select);
-      if (!member) throw json(401, { error_summary: 'invalid_select_user/', error: { '.tag': 'invalid_select_user' } });
+      if (!member)
+        throw json(401, { error_summary: 'invalid_select_user/', error: { '.tag': 'invalid_select_user' } });
       account = member;
     } else if (select) {
-      throw badRequest(route, 'Unexpected select user header "Dropbox-API-Select-User": the access token belongs to a single user, not a team.');
+      throw badRequest(
+        route,
+        'Unexpected select user header "Dropbox-API-Select-User": the access token belongs to a single user, not a team.',
+      );
     }
     const rootHeader = req.headers['dropbox-api-path-root'] as string | undefined;
     if (!rootHeader) return { account, ns: account.home };
@@ -205,16 +279,26 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     try {
       root = JSON.parse(rootHeader);
     } catch {
-      throw badRequest(route, 'Invalid value in HTTP header "Dropbox-API-Path-Root": could not decode input as JSON');
+      throw badRequest(
+        route,
+        'Invalid value in HTTP header "Dropbox-API-Path-Root": could not decode input as JSON',
+      );
     }
     const info = rootInfo(account);
     if (root['.tag'] === 'home') return { account, ns: account.home };
     if (root['.tag'] === 'root') {
-      if (root.root !== info.root_namespace_id) throw json(422, { error_summary: 'invalid_root/..', error: { '.tag': 'invalid_root', invalid_root: info } });
+      if (root.root !== info.root_namespace_id)
+        throw json(422, {
+          error_summary: 'invalid_root/..',
+          error: { '.tag': 'invalid_root', invalid_root: info },
+        });
       return { account, ns: namespaces.get(info.root_namespace_id)! };
     }
     if (root['.tag'] === 'namespace_id') {
-      const ns = root.namespace_id === account.home.id || root.namespace_id === teamRoot?.id ? namespaces.get(root.namespace_id!) : undefined;
+      const ns =
+        root.namespace_id === account.home.id || root.namespace_id === teamRoot?.id
+          ? namespaces.get(root.namespace_id!)
+          : undefined;
       if (!ns) throw json(422, { error_summary: 'no_permission/', error: { '.tag': 'no_permission' } });
       return { account, ns };
     }
@@ -223,62 +307,107 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
 
   const pathArg = (route: string, arg: { path?: unknown }, allowRoot: boolean): string => {
     const p = arg?.path;
-    if (typeof p !== 'string') throw badRequest(route, 'request body: missing required field \'path\'');
-    if (p === '/') throw badRequest(route, 'request body: path: Specify the root folder as an empty string rather than as "/".');
-    if (p === '' && !allowRoot) throw badRequest(route, 'request body: path: The root folder is unsupported.');
-    if (p !== '' && !p.startsWith('/') && !p.startsWith('id:')) throw badRequest(route, `request body: path: '${p}' did not match pattern '(/(.|[\\r\\n])*|id:.*)|(rev:[0-9a-f]{9,})|(ns:[0-9]+(/.*)?)'`);
+    if (typeof p !== 'string') throw badRequest(route, "request body: missing required field 'path'");
+    if (p === '/')
+      throw badRequest(
+        route,
+        'request body: path: Specify the root folder as an empty string rather than as "/".',
+      );
+    if (p === '' && !allowRoot)
+      throw badRequest(route, 'request body: path: The root folder is unsupported.');
+    if (p !== '' && !p.startsWith('/') && !p.startsWith('id:'))
+      throw badRequest(
+        route,
+        `request body: path: '${p}' did not match pattern '(/(.|[\\r\\n])*|id:.*)|(rev:[0-9a-f]{9,})|(ns:[0-9]+(/.*)?)'`,
+      );
     return p;
   };
 
   /** CommitInfo applied to new content: files/upload and upload_session/finish. */
-  function commit(route: string, ns: DropboxNamespace, info: Record<string, unknown>, data: Buffer, wrap: (e: Record<string, unknown>, s: string) => HttpError): Metadata {
+  function commit(
+    route: string,
+    ns: DropboxNamespace,
+    info: Record<string, unknown>,
+    data: Buffer,
+    wrap: (e: Record<string, unknown>, s: string) => HttpError,
+  ): Metadata {
     const path = pathArg(route, info as { path?: unknown }, false);
-    if (!path.startsWith('/') || path.endsWith('/') || path.includes('//')) throw wrap({ '.tag': 'malformed_path' }, 'malformed_path');
-    const mode = typeof info.mode === 'string' ? info.mode : ((info.mode as { '.tag'?: string } | undefined)?.['.tag'] ?? 'add');
+    if (!path.startsWith('/') || path.endsWith('/') || path.includes('//'))
+      throw wrap({ '.tag': 'malformed_path' }, 'malformed_path');
+    const mode =
+      typeof info.mode === 'string'
+        ? info.mode
+        : ((info.mode as { '.tag'?: string } | undefined)?.['.tag'] ?? 'add');
     const cm = info.client_modified;
     if (cm !== undefined && (typeof cm !== 'string' || !TIMESTAMP.test(cm))) {
-      throw badRequest(route, `HTTP header "Dropbox-API-Arg": client_modified: time data '${String(cm)}' does not match format '%Y-%m-%dT%H:%M:%SZ'`);
+      throw badRequest(
+        route,
+        `HTTP header "Dropbox-API-Arg": client_modified: time data '${String(cm)}' does not match format '%Y-%m-%dT%H:%M:%SZ'`,
+      );
     }
     const segments = path.split('/').slice(1);
     for (let i = 1; i < segments.length; i++) {
       const anc = ns.get(segments.slice(0, i).join('/'));
-      if (anc?.tag === 'file') throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'file_ancestor' } }, 'conflict/file_ancestor');
+      if (anc?.tag === 'file')
+        throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'file_ancestor' } }, 'conflict/file_ancestor');
     }
     let target = path;
     const existing = ns.get(path);
-    if (existing?.tag === 'folder') throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'folder' } }, 'conflict/folder');
+    if (existing?.tag === 'folder')
+      throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'folder' } }, 'conflict/folder');
     if (existing) {
       const same = existing.contentHash === dropboxContentHash(data);
       if (mode === 'add') {
         if (same && !info.strict_conflict) return ns.metadata(existing);
-        if (!info.autorename) throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'file' } }, 'conflict/file');
+        if (!info.autorename)
+          throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'file' } }, 'conflict/file');
         const dot = path.lastIndexOf('.') > path.lastIndexOf('/') ? path.lastIndexOf('.') : path.length;
         for (let i = 1; ns.get(target); i++) target = `${path.slice(0, dot)} (${i})${path.slice(dot)}`;
       } else if (mode === 'update') {
         const rev = (info.mode as { update?: string }).update;
-        if (rev !== existing.rev) throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'file' } }, 'conflict/file');
+        if (rev !== existing.rev)
+          throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'file' } }, 'conflict/file');
       } else if (mode !== 'overwrite') {
         throw badRequest(route, `mode: unknown tag '${mode}'`);
       }
     }
-    return ns.metadata(ns.put(target, data, { clientModified: typeof cm === 'string' ? new Date(cm) : undefined }));
+    return ns.metadata(
+      ns.put(target, data, { clientModified: typeof cm === 'string' ? new Date(cm) : undefined }),
+    );
   }
 
-  const checkHash = (arg: { content_hash?: unknown }, data: Buffer, wrap: (e: Record<string, unknown>, s: string) => HttpError) => {
+  const checkHash = (
+    arg: { content_hash?: unknown },
+    data: Buffer,
+    wrap: (e: Record<string, unknown>, s: string) => HttpError,
+  ) => {
     if (typeof arg.content_hash === 'string' && arg.content_hash !== dropboxContentHash(data)) {
       throw wrap({ '.tag': 'content_hash_mismatch' }, 'content_hash_mismatch');
     }
   };
 
-  const sessionLookup = (route: string, cursor: { session_id?: string; offset?: number } | undefined, wrap: (e: Record<string, unknown>, s: string) => HttpError): Session => {
+  const sessionLookup = (
+    route: string,
+    cursor: { session_id?: string; offset?: number } | undefined,
+    wrap: (e: Record<string, unknown>, s: string) => HttpError,
+  ): Session => {
     const s = cursor?.session_id ? sessions.get(cursor.session_id) : undefined;
     if (!s) throw wrap({ '.tag': 'not_found' }, 'not_found');
-    if (cursor!.offset !== s.size) throw wrap({ '.tag': 'incorrect_offset', correct_offset: s.size }, 'incorrect_offset');
+    if (cursor!.offset !== s.size)
+      throw wrap({ '.tag': 'incorrect_offset', correct_offset: s.size }, 'incorrect_offset');
     if (s.closed) throw wrap({ '.tag': 'closed' }, 'closed');
     return s;
   };
 
-  type Handler = (ctx: { route: string; req: IncomingMessage; res: ServerResponse; arg: any; body: Buffer; fault?: Fault; drop: boolean }) => Promise<unknown> | unknown;
+  type Handler = (ctx: {
+    route: string;
+    req: IncomingMessage;
+    res: ServerResponse;
+    arg: any;
+    body: Buffer;
+    fault?: Fault;
+    drop: boolean;
+  }) => Promise<unknown> | unknown;
 
   const rpc: Record<string, Handler> = {
     'users/get_current_account': ({ route, req }) => {
@@ -286,12 +415,25 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       const [given, ...rest] = account.displayName.split(' ');
       return {
         account_id: account.accountId,
-        name: { given_name: given, surname: rest.join(' '), familiar_name: given, display_name: account.displayName, abbreviated_name: given[0] + (rest[0]?.[0] ?? '') },
-        email: account.email, email_verified: true, disabled: false, locale: 'en', referral_link: 'https://db.tt/emulator', is_paired: false,
+        name: {
+          given_name: given,
+          surname: rest.join(' '),
+          familiar_name: given,
+          display_name: account.displayName,
+          abbreviated_name: given[0] + (rest[0]?.[0] ?? ''),
+        },
+        email: account.email,
+        email_verified: true,
+        disabled: false,
+        locale: 'en',
+        referral_link: 'https://db.tt/emulator',
+        is_paired: false,
         account_type: { '.tag': teamRoot ? 'business' : 'basic' },
         root_info: rootInfo(account),
         country: 'GB',
-        ...(teamRoot ? { team: { id: 'dbtid:AADemuTeam', name: 'Emulated Team' }, team_member_id: account.memberId } : {}),
+        ...(teamRoot
+          ? { team: { id: 'dbtid:AADemuTeam', name: 'Emulated Team' }, team_member_id: account.memberId }
+          : {}),
       };
     },
     'files/get_metadata': ({ route, req, arg }) => {
@@ -304,22 +446,35 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       const { ns } = context(route, req);
       const path = pathArg(route, arg, true);
       const limit = arg.limit ?? 2000;
-      if (!Number.isInteger(limit) || limit < 1 || limit > 2000) throw badRequest(route, `request body: limit: ${limit} is not within range [1, 2000]`);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 2000)
+        throw badRequest(route, `request body: limit: ${limit} is not within range [1, 2000]`);
       const node = ns.resolve(path);
       if (!node) throw notFound();
-      if (node !== 'root' && node.tag !== 'folder') throw endpointError({ '.tag': 'path', path: { '.tag': 'not_folder' } }, 'path/not_folder');
+      if (node !== 'root' && node.tag !== 'folder')
+        throw endpointError({ '.tag': 'path', path: { '.tag': 'not_folder' } }, 'path/not_folder');
       const scope = node === 'root' ? '' : node.pathLower;
       const recursive = arg.recursive === true;
       const pos = ns.log.length;
       const page = ns.listPage(scope, recursive, 0, limit);
-      const entries = arg.include_non_downloadable_files === false ? page.entries.filter((e) => e.is_downloadable !== false) : page.entries;
-      const cursor: Cursor = { ns: ns.id, gen: ns.generation, scope, rec: recursive, pos, ...(page.more ? { after: page.lastSeq } : {}) };
+      const entries =
+        arg.include_non_downloadable_files === false
+          ? page.entries.filter((e) => e.is_downloadable !== false)
+          : page.entries;
+      const cursor: Cursor = {
+        ns: ns.id,
+        gen: ns.generation,
+        scope,
+        rec: recursive,
+        pos,
+        ...(page.more ? { after: page.lastSeq } : {}),
+      };
       return { entries, cursor: encodeCursor(cursor), has_more: page.more };
     },
     'files/list_folder/continue': ({ route, req, arg, fault }) => {
       const { ns } = context(route, req);
       const c = decodeCursor(route, arg?.cursor);
-      if (fault?.kind === 'reset' || c.ns !== ns.id || c.gen !== ns.generation) throw endpointError({ '.tag': 'reset' }, 'reset');
+      if (fault?.kind === 'reset' || c.ns !== ns.id || c.gen !== ns.generation)
+        throw endpointError({ '.tag': 'reset' }, 'reset');
       if (c.after !== undefined) {
         const page = ns.listPage(c.scope, c.rec, c.after, 2000);
         const next: Cursor = { ...c, after: page.more ? page.lastSeq : undefined };
@@ -333,18 +488,33 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       const node = ns.resolve(pathArg(route, arg, true));
       if (!node) throw notFound();
       const scope = node === 'root' ? '' : node.pathLower;
-      return { cursor: encodeCursor({ ns: ns.id, gen: ns.generation, scope, rec: arg.recursive === true, pos: ns.log.length }) };
+      return {
+        cursor: encodeCursor({
+          ns: ns.id,
+          gen: ns.generation,
+          scope,
+          rec: arg.recursive === true,
+          pos: ns.log.length,
+        }),
+      };
     },
     'files/create_folder_v2': ({ route, req, arg }) => {
       const { ns } = context(route, req);
       const path = pathArg(route, arg, false);
       const existing = ns.resolve(path);
       if (existing && existing !== 'root') {
-        throw endpointError({ '.tag': 'path', path: { '.tag': 'conflict', conflict: { '.tag': existing.tag } } }, `path/conflict/${existing.tag}`);
+        throw endpointError(
+          { '.tag': 'path', path: { '.tag': 'conflict', conflict: { '.tag': existing.tag } } },
+          `path/conflict/${existing.tag}`,
+        );
       }
       const segments = path.split('/').slice(1);
       for (let i = 1; i < segments.length; i++) {
-        if (ns.get(segments.slice(0, i).join('/'))?.tag === 'file') throw endpointError({ '.tag': 'path', path: { '.tag': 'conflict', conflict: { '.tag': 'file_ancestor' } } }, 'path/conflict/file_ancestor');
+        if (ns.get(segments.slice(0, i).join('/'))?.tag === 'file')
+          throw endpointError(
+            { '.tag': 'path', path: { '.tag': 'conflict', conflict: { '.tag': 'file_ancestor' } } },
+            'path/conflict/file_ancestor',
+          );
       }
       return { metadata: ns.metadata(ns.mkdir(path)!) };
     },
@@ -353,10 +523,15 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
   const upload: Record<string, Handler> = {
     'files/upload': ({ route, req, arg, body }) => {
       const { ns } = context(route, req);
-      const wrap = (e: Record<string, unknown>, s: string) => (s === 'content_hash_mismatch'
-        ? endpointError(e, s)
-        : endpointError({ '.tag': 'path', reason: e, upload_session_id: 'pid_upload_session:emu' }, `path/${s}`));
-      if (body.length > 150 * 1024 * 1024) throw endpointError({ '.tag': 'payload_too_large' }, 'payload_too_large');
+      const wrap = (e: Record<string, unknown>, s: string) =>
+        s === 'content_hash_mismatch'
+          ? endpointError(e, s)
+          : endpointError(
+              { '.tag': 'path', reason: e, upload_session_id: 'pid_upload_session:emu' },
+              `path/${s}`,
+            );
+      if (body.length > 150 * 1024 * 1024)
+        throw endpointError({ '.tag': 'payload_too_large' }, 'payload_too_large');
       checkHash(arg, body, wrap);
       return commit(route, ns, arg, body, wrap);
     },
@@ -378,16 +553,20 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     },
     'files/upload_session/finish': ({ route, req, arg, body }) => {
       const { ns } = context(route, req);
-      const lookup = (e: Record<string, unknown>, s: string) => endpointError({ '.tag': 'lookup_failed', lookup_failed: e }, `lookup_failed/${s}`);
+      const lookup = (e: Record<string, unknown>, s: string) =>
+        endpointError({ '.tag': 'lookup_failed', lookup_failed: e }, `lookup_failed/${s}`);
       const s = sessions.get(arg?.cursor?.session_id);
       if (!s || s.ns !== ns) throw lookup({ '.tag': 'not_found' }, 'not_found');
-      if (arg.cursor.offset !== s.size) throw lookup({ '.tag': 'incorrect_offset', correct_offset: s.size }, 'incorrect_offset');
+      if (arg.cursor.offset !== s.size)
+        throw lookup({ '.tag': 'incorrect_offset', correct_offset: s.size }, 'incorrect_offset');
       // A closed session is finished with no more data.
       if (s.closed && body.length > 0) throw lookup({ '.tag': 'closed' }, 'closed');
       checkHash(arg, body, endpointError);
       const session = s;
       const data = Buffer.concat([...session.chunks, body]);
-      const meta = commit(route, ns, arg.commit ?? {}, data, (e, tag) => endpointError({ '.tag': 'path', path: e }, `path/${tag}`));
+      const meta = commit(route, ns, arg.commit ?? {}, data, (e, tag) =>
+        endpointError({ '.tag': 'path', path: e }, `path/${tag}`),
+      );
       sessions.delete(arg.cursor.session_id);
       return meta;
     },
@@ -397,20 +576,33 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     const { ns } = context(route, req);
     const node = ns.resolve(pathArg(route, arg, false));
     if (!node || node === 'root') throw notFound();
-    if (node.tag !== 'file') throw endpointError({ '.tag': 'path', path: { '.tag': 'not_file' } }, 'path/not_file');
+    if (node.tag !== 'file')
+      throw endpointError({ '.tag': 'path', path: { '.tag': 'not_file' } }, 'path/not_file');
     if (!node.downloadable) throw endpointError({ '.tag': 'unsupported_file' }, 'unsupported_file');
     const content = node.content!;
     let start = 0;
     let end = content.length - 1;
     let status = 200;
-    const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', 'Dropbox-API-Result': headerSafe(ns.metadata(node)), ETag: `W/"${node.rev}"`, 'Accept-Ranges': 'bytes' };
+    const headers: Record<string, string> = {
+      'Content-Type': 'application/octet-stream',
+      'Dropbox-API-Result': headerSafe(ns.metadata(node)),
+      ETag: `W/"${node.rev}"`,
+      'Accept-Ranges': 'bytes',
+    };
     const range = req.headers.range;
     if (range) {
       const m = /^bytes=(\d*)-(\d*)$/.exec(range);
-      if (!m || (m[1] === '' && m[2] === '')) throw new HttpError(416, 'Invalid range', { 'Content-Range': `bytes */${content.length}` });
+      if (!m || (m[1] === '' && m[2] === ''))
+        throw new HttpError(416, 'Invalid range', { 'Content-Range': `bytes */${content.length}` });
       if (m[1] === '') start = Math.max(0, content.length - Number(m[2]));
-      else { start = Number(m[1]); if (m[2] !== '') end = Math.min(end, Number(m[2])); }
-      if (start >= content.length && content.length > 0) throw new HttpError(416, 'Requested range not satisfiable', { 'Content-Range': `bytes */${content.length}` });
+      else {
+        start = Number(m[1]);
+        if (m[2] !== '') end = Math.min(end, Number(m[2]));
+      }
+      if (start >= content.length && content.length > 0)
+        throw new HttpError(416, 'Requested range not satisfiable', {
+          'Content-Range': `bytes */${content.length}`,
+        });
       status = 206;
       headers['Content-Range'] = `bytes ${start}-${end}/${content.length}`;
     }
@@ -421,7 +613,8 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     }
     headers['Content-Length'] = String(body.length);
     res.writeHead(status, headers);
-    const cutAt = fault?.kind === 'cut' ? Math.min(fault.afterBytes ?? body.length >> 1, body.length) : Infinity;
+    const cutAt =
+      fault?.kind === 'cut' ? Math.min(fault.afterBytes ?? body.length >> 1, body.length) : Infinity;
     for (let off = 0; off < body.length; off += chunkSize) {
       const piece = body.subarray(off, Math.min(off + chunkSize, body.length, cutAt));
       if (piece.length > 0 && !res.write(piece)) await new Promise((r) => res.once('drain', r));
@@ -439,17 +632,21 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     if (/x-www-form-urlencoded/.test(req.headers['content-type'] ?? '') && body.length > 0) {
       for (const [k, v] of new URLSearchParams(body.toString())) params.set(k, v);
     }
-    const basic = req.headers.authorization?.startsWith('Basic ') ? Buffer.from(req.headers.authorization.slice(6), 'base64').toString() : undefined;
+    const basic = req.headers.authorization?.startsWith('Basic ')
+      ? Buffer.from(req.headers.authorization.slice(6), 'base64').toString()
+      : undefined;
     if (basic) {
       const i = basic.indexOf(':');
       params.set('client_id', basic.slice(0, i));
       params.set('client_secret', basic.slice(i + 1));
     }
-    const oauthErr = (error: string, description: string) => json(400, { error, error_description: description });
+    const oauthErr = (error: string, description: string) =>
+      json(400, { error, error_description: description });
     const clientId = params.get('client_id');
     const secret = params.get('client_secret');
     if (clientId !== appKey) throw oauthErr('invalid_client', 'Invalid client_id or client_secret');
-    if (secret !== null && secret !== opts.appSecret) throw oauthErr('invalid_client', 'Invalid client_id or client_secret');
+    if (secret !== null && secret !== opts.appSecret)
+      throw oauthErr('invalid_client', 'Invalid client_id or client_secret');
     const grant = params.get('grant_type');
     if (grant === 'refresh_token') {
       const rec = refreshTokens.get(params.get('refresh_token') ?? '');
@@ -460,12 +657,15 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     if (grant === 'authorization_code') {
       const code = params.get('code') ?? '';
       const rec = codes.get(code);
-      if (!rec || rec.used || Date.now() > rec.expiresAt) throw oauthErr('invalid_grant', 'code doesn\'t exist or has expired');
+      if (!rec || rec.used || Date.now() > rec.expiresAt)
+        throw oauthErr('invalid_grant', "code doesn't exist or has expired");
       if (rec.appKey !== clientId) throw oauthErr('invalid_grant', 'code was issued to another app');
       if (rec.challenge !== undefined) {
         const verifier = params.get('code_verifier');
-        if (!verifier) throw oauthErr('invalid_request', 'No code_verifier given: the authorization used PKCE');
-        const computed = rec.method === 'plain' ? verifier : b64url(createHash('sha256').update(verifier).digest());
+        if (!verifier)
+          throw oauthErr('invalid_request', 'No code_verifier given: the authorization used PKCE');
+        const computed =
+          rec.method === 'plain' ? verifier : b64url(createHash('sha256').update(verifier).digest());
         if (computed !== rec.challenge) throw oauthErr('invalid_grant', 'invalid code verifier');
       } else if (secret === null) {
         throw oauthErr('invalid_client', 'No client_secret given: the authorization did not use PKCE');
@@ -474,9 +674,13 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       const rt = issueRefreshToken();
       const r = refreshTokens.get(rt)!;
       return {
-        access_token: issueAccessToken(r), token_type: 'bearer', expires_in: ttl,
+        access_token: issueAccessToken(r),
+        token_type: 'bearer',
+        expires_in: ttl,
         ...(rec.offline ? { refresh_token: rt } : {}),
-        scope: r.scope, uid: '12345', account_id: user.accountId,
+        scope: r.scope,
+        uid: '12345',
+        account_id: user.accountId,
       };
     }
     throw oauthErr('unsupported_grant_type', `grant_type "${grant}" is not supported`);
@@ -486,12 +690,21 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     const url = new URL(href);
     const p = url.searchParams;
     if (p.get('client_id') !== appKey) throw new HttpError(400, 'Invalid client_id');
-    if (p.get('response_type') !== 'code') throw new HttpError(400, 'response_type must be "code" for this app');
+    if (p.get('response_type') !== 'code')
+      throw new HttpError(400, 'response_type must be "code" for this app');
     const challenge = p.get('code_challenge') ?? undefined;
     const method = p.get('code_challenge_method') ?? (challenge ? 'plain' : undefined);
-    if (challenge && method !== 'S256' && method !== 'plain') throw new HttpError(400, 'Invalid code_challenge_method');
+    if (challenge && method !== 'S256' && method !== 'plain')
+      throw new HttpError(400, 'Invalid code_challenge_method');
     const code = b64url(randomBytes(30));
-    codes.set(code, { appKey, challenge, method, offline: p.get('token_access_type') === 'offline', used: false, expiresAt: Date.now() + 10 * 60_000 });
+    codes.set(code, {
+      appKey,
+      challenge,
+      method,
+      offline: p.get('token_access_type') === 'offline',
+      used: false,
+      expiresAt: Date.now() + 10 * 60_000,
+    });
     return code;
   }
 
@@ -502,16 +715,32 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks);
-    const record: RecordedRequest = { route, host: req.headers['x-forwarded-host'] as string | undefined, pathRoot: req.headers['dropbox-api-path-root'] as string | undefined, selectUser: req.headers['dropbox-api-select-user'] as string | undefined, range: req.headers.range };
+    const record: RecordedRequest = {
+      route,
+      host: req.headers['x-forwarded-host'] as string | undefined,
+      pathRoot: req.headers['dropbox-api-path-root'] as string | undefined,
+      selectUser: req.headers['dropbox-api-select-user'] as string | undefined,
+      range: req.headers.range,
+    };
     requests.push(record);
     if (requests.length > 5000) requests.splice(0, requests.length - 5000);
     const writeHead = res.writeHead.bind(res);
-    res.writeHead = ((status: number, ...rest: unknown[]) => { record.status = status; return (writeHead as (...a: unknown[]) => ServerResponse)(status, ...rest); }) as typeof res.writeHead;
+    res.writeHead = ((status: number, ...rest: unknown[]) => {
+      record.status = status;
+      return (writeHead as (...a: unknown[]) => ServerResponse)(status, ...rest);
+    }) as typeof res.writeHead;
     let arg: any;
-    const argHeader = (req.headers['dropbox-api-arg'] as string | undefined) ?? url.searchParams.get('arg') ?? undefined;
+    const argHeader =
+      (req.headers['dropbox-api-arg'] as string | undefined) ?? url.searchParams.get('arg') ?? undefined;
     try {
       if (argHeader !== undefined) arg = JSON.parse(argHeader);
-      else if (upload[route] === undefined && route !== 'files/download' && body.length > 0 && url.pathname.startsWith('/2/')) arg = JSON.parse(body.toString());
+      else if (
+        upload[route] === undefined &&
+        route !== 'files/download' &&
+        body.length > 0 &&
+        url.pathname.startsWith('/2/')
+      )
+        arg = JSON.parse(body.toString());
     } catch {
       throw badRequest(route, 'could not decode input as JSON');
     }
@@ -520,22 +749,45 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     const fault = takeFault(route);
     if (fault?.kind === 'status') {
       const ra = String(fault.retryAfter ?? opts.retryAfterS ?? 0);
-      if (fault.status === 429) throw json(429, { error_summary: 'too_many_requests/..', error: { reason: { '.tag': 'too_many_requests' }, retry_after: Number(ra) } }, { 'Retry-After': ra });
-      throw new HttpError(fault.status, fault.status === 503 ? 'Service Unavailable' : 'Internal Server Error', fault.status === 503 ? { 'Retry-After': ra } : {});
+      if (fault.status === 429)
+        throw json(
+          429,
+          {
+            error_summary: 'too_many_requests/..',
+            error: { reason: { '.tag': 'too_many_requests' }, retry_after: Number(ra) },
+          },
+          { 'Retry-After': ra },
+        );
+      throw new HttpError(
+        fault.status,
+        fault.status === 503 ? 'Service Unavailable' : 'Internal Server Error',
+        fault.status === 503 ? { 'Retry-After': ra } : {},
+      );
     }
-    if (fault?.kind === 'cut' && route !== 'files/download') { req.socket.destroy(); return; }
-    if (fault?.kind === 'expired-token') throw json(401, { error_summary: 'expired_access_token/', error: { '.tag': 'expired_access_token' } });
+    if (fault?.kind === 'cut' && route !== 'files/download') {
+      req.socket.destroy();
+      return;
+    }
+    if (fault?.kind === 'expired-token')
+      throw json(401, { error_summary: 'expired_access_token/', error: { '.tag': 'expired_access_token' } });
 
     const drop = fault?.kind === 'drop-response';
     const send = (status: number, payload: string | Buffer, headers: Record<string, string>) => {
-      if (drop) { req.socket.destroy(); return; }
+      if (drop) {
+        req.socket.destroy();
+        return;
+      }
       res.writeHead(status, { 'Content-Length': String(Buffer.byteLength(payload)), ...headers });
       res.end(payload);
     };
     const ctx = { route, req, res, arg, body, fault, drop };
     if (route === 'oauth2/authorize') {
       const code = authorize(url.href);
-      send(200, `<!doctype html><title>API Request Authorized</title><p>Enter this code into syncguard to finish the process.</p><input id="code" readonly value="${code}">`, { 'Content-Type': 'text/html; charset=utf-8' });
+      send(
+        200,
+        `<!doctype html><title>API Request Authorized</title><p>Enter this code into syncguard to finish the process.</p><input id="code" readonly value="${code}">`,
+        { 'Content-Type': 'text/html; charset=utf-8' },
+      );
       return;
     }
     if (route === 'oauth2/token') {
@@ -554,11 +806,17 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
 
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
-      if (res.headersSent || res.destroyed) { res.destroy(); return; }
+      if (res.headersSent || res.destroyed) {
+        res.destroy();
+        return;
+      }
       if (e instanceof HttpError) {
         const text = typeof e.body === 'string';
         const payload = text ? (e.body as string) : JSON.stringify(e.body);
-        res.writeHead(e.status, { 'Content-Type': text ? 'text/plain; charset=utf-8' : 'application/json', ...e.headers });
+        res.writeHead(e.status, {
+          'Content-Type': text ? 'text/plain; charset=utf-8' : 'application/json',
+          ...e.headers,
+        });
         res.end(payload);
         return;
       }
@@ -583,7 +841,9 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     appKey,
     user,
     home: user.home,
-    get teamRoot() { return teamRoot; },
+    get teamRoot() {
+      return teamRoot;
+    },
     replaceTeamRoot() {
       if (!teamRoot) throw new Error('the emulator was started without a team');
       teamRoot = newNamespace();
@@ -611,9 +871,10 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     requests,
     authorize,
     fetch: emuFetch,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

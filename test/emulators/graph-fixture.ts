@@ -9,7 +9,11 @@ import type { Provider } from '../../src/providers/types.js';
 import type { GraphEmulator } from './graph.js';
 
 /** A OneDrive account whose Graph and sign-in endpoints are the emulator. */
-export function onedriveAccount(emu: GraphEmulator, configDir: string, extra: Record<string, unknown> = {}): OnedriveAccountConfig {
+export function onedriveAccount(
+  emu: GraphEmulator,
+  configDir: string,
+  extra: Record<string, unknown> = {},
+): OnedriveAccountConfig {
   return onedriveAccountSchema.parse({
     name: 'work-onedrive',
     provider: 'onedrive',
@@ -23,7 +27,12 @@ export function onedriveAccount(emu: GraphEmulator, configDir: string, extra: Re
 }
 
 /** Signs in through the device code flow, entering the printed code the way a user would. */
-export async function signIn(emu: GraphEmulator, account: OnedriveAccountConfig, configDir: string, opts: { write?: boolean; fetch?: typeof fetch } = {}): Promise<{ credentialsPath: string; username?: string; printed: string[] }> {
+export async function signIn(
+  emu: GraphEmulator,
+  account: OnedriveAccountConfig,
+  configDir: string,
+  opts: { write?: boolean; fetch?: typeof fetch } = {},
+): Promise<{ credentialsPath: string; username?: string; printed: string[] }> {
   const printed: string[] = [];
   const r = await runOnedriveAuth({
     account,
@@ -55,19 +64,26 @@ export interface OnedriveTestbed {
 }
 
 /** An emulator, a config folder, a signed-in account, and providers for it. */
-export async function onedriveTestbed(emu: GraphEmulator, extra: Record<string, unknown> = {}, opts: { write?: boolean } = {}): Promise<OnedriveTestbed> {
+export async function onedriveTestbed(
+  emu: GraphEmulator,
+  extra: Record<string, unknown> = {},
+  opts: { write?: boolean } = {},
+): Promise<OnedriveTestbed> {
   const dir = await mkdtemp(join(tmpdir(), 'sg-onedrive-'));
   const account = onedriveAccount(emu, dir, extra);
   await signIn(emu, account, dir, opts);
   const logs: Array<{ level: string; message: string }> = [];
-  const log: Log = (level, message) => { logs.push({ level, message }); };
+  const log: Log = (level, message) => {
+    logs.push({ level, message });
+  };
   return {
     emu,
     dir,
     account,
     logs,
     log,
-    provider: (o = {}) => createOnedriveProvider(account, { configDir: dir, log, fetch: o.fetch }, { pacer: testPacer() }),
+    provider: (o = {}) =>
+      createOnedriveProvider(account, { configDir: dir, log, fetch: o.fetch }, { pacer: testPacer() }),
     cleanup: async () => {
       await emu.close();
       await rm(dir, { recursive: true, force: true });

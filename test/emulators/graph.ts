@@ -25,8 +25,21 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type GraphRoute =
-  | 'drive' | 'item' | 'children' | 'delta' | 'content' | 'download' | 'upload' | 'createUploadSession' | 'uploadFragment'
-  | 'patch' | 'createFolder' | 'site' | 'siteDrives' | 'devicecode' | 'token';
+  | 'drive'
+  | 'item'
+  | 'children'
+  | 'delta'
+  | 'content'
+  | 'download'
+  | 'upload'
+  | 'createUploadSession'
+  | 'uploadFragment'
+  | 'patch'
+  | 'createFolder'
+  | 'site'
+  | 'siteDrives'
+  | 'devicecode'
+  | 'token';
 
 export interface GraphEmulatorOptions {
   /** The signed-in user's drive: "personal" (OneDrive Personal) or "business" (OneDrive for Business). */
@@ -135,7 +148,14 @@ interface Enumeration {
   logPos: number;
 }
 
-const MIME: Record<string, string> = { txt: 'text/plain', json: 'application/json', jpg: 'image/jpeg', png: 'image/png', pdf: 'application/pdf', one: 'application/msonenote' };
+const MIME: Record<string, string> = {
+  txt: 'text/plain',
+  json: 'application/json',
+  jpg: 'image/jpeg',
+  png: 'image/png',
+  pdf: 'application/pdf',
+  one: 'application/msonenote',
+};
 
 function isoNow(): string {
   return new Date().toISOString();
@@ -168,7 +188,19 @@ export class EmuDrive {
   ) {
     this.rootId = this.newId();
     const now = isoNow();
-    this.items.set(this.rootId, { id: this.rootId, name: 'root', kind: 'root', size: 0, created: now, modified: now, fsCreated: now, fsModified: now, deleted: false, children: new Map(), version: 1 });
+    this.items.set(this.rootId, {
+      id: this.rootId,
+      name: 'root',
+      kind: 'root',
+      size: 0,
+      created: now,
+      modified: now,
+      fsCreated: now,
+      fsModified: now,
+      deleted: false,
+      children: new Map(),
+      version: 1,
+    });
     this.log.push(this.rootId);
   }
 
@@ -179,7 +211,9 @@ export class EmuDrive {
   private newId(): string {
     const n = this.seq++;
     // Personal ids look like "ABC123!105", Business ids like "01ABCDEF…".
-    return this.personal ? `${this.id.toUpperCase()}!${n}` : `01${createHash('sha1').update(`${this.id}/${n}`).digest('hex').slice(0, 30).toUpperCase()}`;
+    return this.personal
+      ? `${this.id.toUpperCase()}!${n}`
+      : `01${createHash('sha1').update(`${this.id}/${n}`).digest('hex').slice(0, 30).toUpperCase()}`;
   }
 
   // ---- the test's side: edit by path --------------------------------------------------------
@@ -196,9 +230,28 @@ export class EmuDrive {
       item = this.items.get(existingId)!;
       if (item.kind !== 'file') throw new Error(`emulator: ${path} is not a file`);
       this.addSize(item.parentId, data.length - item.size);
-      Object.assign(item, { content: data, size: data.length, modified: now, fsModified, version: item.version + 1 });
+      Object.assign(item, {
+        content: data,
+        size: data.length,
+        modified: now,
+        fsModified,
+        version: item.version + 1,
+      });
     } else {
-      item = { id: this.newId(), name, parentId: parent.id, kind: 'file', content: data, size: data.length, created: now, modified: now, fsCreated: now, fsModified, deleted: false, version: 1 };
+      item = {
+        id: this.newId(),
+        name,
+        parentId: parent.id,
+        kind: 'file',
+        content: data,
+        size: data.length,
+        created: now,
+        modified: now,
+        fsCreated: now,
+        fsModified,
+        deleted: false,
+        version: 1,
+      };
       this.items.set(item.id, item);
       parent.children!.set(name.toLowerCase(), item.id);
       this.addSize(parent.id, data.length);
@@ -219,7 +272,20 @@ export class EmuDrive {
         continue;
       }
       const now = isoNow();
-      const item: Item = { id: this.newId(), name: seg, parentId: cur.id, kind: 'folder', size: 0, created: now, modified: now, fsCreated: now, fsModified: (opts.modified ?? new Date()).toISOString(), deleted: false, children: new Map(), version: 1 };
+      const item: Item = {
+        id: this.newId(),
+        name: seg,
+        parentId: cur.id,
+        kind: 'folder',
+        size: 0,
+        created: now,
+        modified: now,
+        fsCreated: now,
+        fsModified: (opts.modified ?? new Date()).toISOString(),
+        deleted: false,
+        children: new Map(),
+        version: 1,
+      };
       this.items.set(item.id, item);
       cur.children!.set(seg.toLowerCase(), item.id);
       this.changed(item, true);
@@ -229,10 +295,26 @@ export class EmuDrive {
   }
 
   /** A OneNote notebook: a `package` item holding section files. */
-  addPackage(path: string, sections: Record<string, string | Buffer> = { 'Section 1.one': 'onenote section' }): ItemView {
+  addPackage(
+    path: string,
+    sections: Record<string, string | Buffer> = { 'Section 1.one': 'onenote section' },
+  ): ItemView {
     const { parent, name } = this.parentFor(path, true);
     const now = isoNow();
-    const item: Item = { id: this.newId(), name, parentId: parent.id, kind: 'package', size: 0, created: now, modified: now, fsCreated: now, fsModified: now, deleted: false, children: new Map(), version: 1 };
+    const item: Item = {
+      id: this.newId(),
+      name,
+      parentId: parent.id,
+      kind: 'package',
+      size: 0,
+      created: now,
+      modified: now,
+      fsCreated: now,
+      fsModified: now,
+      deleted: false,
+      children: new Map(),
+      version: 1,
+    };
     this.items.set(item.id, item);
     parent.children!.set(name.toLowerCase(), item.id);
     this.changed(item, true);
@@ -245,7 +327,20 @@ export class EmuDrive {
   addShortcut(path: string, target: { driveId: string; id: string }): ItemView {
     const { parent, name } = this.parentFor(path, true);
     const now = isoNow();
-    const item: Item = { id: this.newId(), name, parentId: parent.id, kind: 'remote', content: Buffer.from(JSON.stringify(target)), size: 0, created: now, modified: now, fsCreated: now, fsModified: now, deleted: false, version: 1 };
+    const item: Item = {
+      id: this.newId(),
+      name,
+      parentId: parent.id,
+      kind: 'remote',
+      content: Buffer.from(JSON.stringify(target)),
+      size: 0,
+      created: now,
+      modified: now,
+      fsCreated: now,
+      fsModified: now,
+      deleted: false,
+      version: 1,
+    };
     this.items.set(item.id, item);
     parent.children!.set(name.toLowerCase(), item.id);
     this.changed(item, true);
@@ -275,7 +370,8 @@ export class EmuDrive {
     const item = this.lookup(from);
     if (!item || item.kind === 'root') throw new Error(`emulator: no ${from}`);
     const { parent, name } = this.parentFor(to, true);
-    if (parent.children!.has(name.toLowerCase()) && parent.children!.get(name.toLowerCase()) !== item.id) throw new Error(`emulator: ${to} exists`);
+    if (parent.children!.has(name.toLowerCase()) && parent.children!.get(name.toLowerCase()) !== item.id)
+      throw new Error(`emulator: ${to} exists`);
     const oldParent = this.items.get(item.parentId!)!;
     oldParent.children!.delete(item.name.toLowerCase());
     this.addSize(oldParent.id, -item.size);
@@ -295,7 +391,8 @@ export class EmuDrive {
   /** Changes a file's bytes without changing the hash and size Graph reports (a corrupt download). */
   corrupt(path: string): void {
     const item = this.lookup(path);
-    if (!item?.content || item.content.length === 0) throw new Error(`emulator: ${path} has no content to corrupt`);
+    if (!item?.content || item.content.length === 0)
+      throw new Error(`emulator: ${path} has no content to corrupt`);
     const c = Buffer.from(item.content);
     c[c.length >> 1] ^= 0xff;
     item.content = c;
@@ -335,7 +432,15 @@ export class EmuDrive {
   // ---- internals ------------------------------------------------------------------------------
 
   private view(it: Item): ItemView {
-    return { id: it.id, name: it.name, kind: it.kind, size: it.size, content: it.content, quickXorHash: it.quickXor, fileSystemInfo: { createdDateTime: it.fsCreated, lastModifiedDateTime: it.fsModified } };
+    return {
+      id: it.id,
+      name: it.name,
+      kind: it.kind,
+      size: it.size,
+      content: it.content,
+      quickXorHash: it.quickXor,
+      fileSystemInfo: { createdDateTime: it.fsCreated, lastModifiedDateTime: it.fsModified },
+    };
   }
 
   lookup(path: string, from: string = this.rootId): Item | undefined {
@@ -352,13 +457,18 @@ export class EmuDrive {
   private parentFor(path: string, create: boolean): { parent: Item; name: string } {
     const i = path.lastIndexOf('/');
     const name = path.slice(i + 1);
-    const parent = i < 0 ? this.items.get(this.rootId)! : create ? this.lookup(path.slice(0, i)) ?? (this.mkdir(path.slice(0, i)), this.lookup(path.slice(0, i))!) : this.lookup(path.slice(0, i));
+    const parent =
+      i < 0
+        ? this.items.get(this.rootId)!
+        : create
+          ? (this.lookup(path.slice(0, i)) ?? (this.mkdir(path.slice(0, i)), this.lookup(path.slice(0, i))!))
+          : this.lookup(path.slice(0, i));
     if (!parent?.children) throw new Error(`emulator: no folder for ${path}`);
     return { parent, name };
   }
 
   private addSize(folderId: string | undefined, delta: number): void {
-    for (let id = folderId; id && delta !== 0; ) {
+    for (let id = folderId; id && delta !== 0;) {
       const f = this.items.get(id)!;
       f.size += delta;
       id = f.parentId;
@@ -371,7 +481,7 @@ export class EmuDrive {
     this.log.push(item.id);
     if (!withAncestors || !this.parentChain) return;
     const now = item.modified;
-    for (let id = item.parentId; id; ) {
+    for (let id = item.parentId; id;) {
       const f = this.items.get(id)!;
       f.modified = now;
       f.version++;
@@ -382,17 +492,38 @@ export class EmuDrive {
 
   pathOf(it: Item): string {
     const names: string[] = [];
-    for (let cur: Item | undefined = it; cur && cur.kind !== 'root'; cur = cur.parentId ? this.items.get(cur.parentId) : undefined) names.push(cur.name);
+    for (
+      let cur: Item | undefined = it;
+      cur && cur.kind !== 'root';
+      cur = cur.parentId ? this.items.get(cur.parentId) : undefined
+    )
+      names.push(cur.name);
     return names.reverse().join('/');
   }
 
   json(it: Item, opts: { withPath?: boolean } = {}): Record<string, unknown> {
     const parentReference = it.parentId
-      ? { driveId: this.id, driveType: this.driveType, id: it.parentId, ...(opts.withPath ? { path: `/drives/${this.id}/root:${this.pathOf(this.items.get(it.parentId)!) ? '/' + this.pathOf(this.items.get(it.parentId)!) : ''}` } : {}) }
+      ? {
+          driveId: this.id,
+          driveType: this.driveType,
+          id: it.parentId,
+          ...(opts.withPath
+            ? {
+                path: `/drives/${this.id}/root:${this.pathOf(this.items.get(it.parentId)!) ? '/' + this.pathOf(this.items.get(it.parentId)!) : ''}`,
+              }
+            : {}),
+        }
       : { driveId: this.id, driveType: this.driveType };
     if (it.deleted) {
       // Deletes omit cTag; Business omits name, Personal omits size (driveitem-delta remarks).
-      return { id: it.id, deleted: { state: 'deleted' }, parentReference, lastModifiedDateTime: it.modified, ...(this.personal ? { name: it.name } : { size: it.size }), ...(it.kind === 'file' ? { file: {} } : { folder: {} }) };
+      return {
+        id: it.id,
+        deleted: { state: 'deleted' },
+        parentReference,
+        lastModifiedDateTime: it.modified,
+        ...(this.personal ? { name: it.name } : { size: it.size }),
+        ...(it.kind === 'file' ? { file: {} } : { folder: {} }),
+      };
     }
     const out: Record<string, unknown> = {
       id: it.id,
@@ -405,16 +536,24 @@ export class EmuDrive {
       parentReference,
     };
     if (this.personal) out.cTag = `"c:{${it.id}},${it.version}"`;
-    if (it.kind === 'root') { out.root = {}; out.folder = { childCount: it.children!.size }; }
-    else if (it.kind === 'folder') out.folder = { childCount: it.children!.size };
+    if (it.kind === 'root') {
+      out.root = {};
+      out.folder = { childCount: it.children!.size };
+    } else if (it.kind === 'folder') out.folder = { childCount: it.children!.size };
     else if (it.kind === 'package') out.package = { type: 'oneNote' };
     else if (it.kind === 'remote') {
       const target = JSON.parse(it.content!.toString()) as { driveId: string; id: string };
-      out.remoteItem = { id: target.id, parentReference: { driveId: target.driveId, driveType: 'business' }, folder: { childCount: 1 } };
-    }
-    else {
+      out.remoteItem = {
+        id: target.id,
+        parentReference: { driveId: target.driveId, driveType: 'business' },
+        folder: { childCount: 1 },
+      };
+    } else {
       const ext = /\.([a-z0-9]+)$/i.exec(it.name)?.[1]?.toLowerCase() ?? '';
-      out.file = { mimeType: MIME[ext] ?? 'application/octet-stream', hashes: { quickXorHash: it.quickXor, ...(this.personal ? { sha256Hash: it.sha256 } : {}) } };
+      out.file = {
+        mimeType: MIME[ext] ?? 'application/octet-stream',
+        hashes: { quickXorHash: it.quickXor, ...(this.personal ? { sha256Hash: it.sha256 } : {}) },
+      };
     }
     return out;
   }
@@ -434,7 +573,10 @@ export class EmuDrive {
   }
 
   /** One page of delta for a token (undefined: a new enumeration). Returns undefined when the token is unusable. */
-  deltaPage(tok: string | undefined, pageSize: number): { items: Item[]; next?: string; delta?: string } | undefined {
+  deltaPage(
+    tok: string | undefined,
+    pageSize: number,
+  ): { items: Item[]; next?: string; delta?: string } | undefined {
     if (tok === 'latest') return { items: [], delta: b64url({ e: this.epoch, c: this.log.length }) };
     let t: { e: number; c?: number; n?: number; o?: number };
     if (tok === undefined) t = { e: this.epoch, n: this.enumerate(), o: 0 };
@@ -454,7 +596,8 @@ export class EmuDrive {
       const from = Math.max(0, start - 1);
       const slice = en.ids.slice(from, start + pageSize);
       const items = slice.map((id) => this.items.get(id)!).filter((it) => !it.deleted);
-      if (start + pageSize < en.ids.length) return { items, next: b64url({ e: this.epoch, n: t.n, o: start + pageSize }) };
+      if (start + pageSize < en.ids.length)
+        return { items, next: b64url({ e: this.epoch, n: t.n, o: start + pageSize }) };
       this.enumerations.delete(t.n);
       return { items, delta: b64url({ e: this.epoch, c: en.logPos }) };
     }
@@ -518,15 +661,52 @@ const OIDC_SCOPES = new Set(['openid', 'profile', 'offline_access', 'email']);
 const PERSONAL_TENANT = '9188040d-6c67-4c5b-b112-36a304b66dad';
 
 class HttpReply {
-  constructor(readonly status: number, readonly body?: unknown, readonly headers: Record<string, string> = {}) {}
+  constructor(
+    readonly status: number,
+    readonly body?: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {}
 }
 
-function graphError(status: number, code: string, message: string, headers: Record<string, string> = {}): HttpReply {
-  return new HttpReply(status, { error: { code, message, innerError: { date: isoNow(), 'request-id': randomBytes(8).toString('hex'), 'client-request-id': randomBytes(8).toString('hex') } } }, headers);
+function graphError(
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): HttpReply {
+  return new HttpReply(
+    status,
+    {
+      error: {
+        code,
+        message,
+        innerError: {
+          date: isoNow(),
+          'request-id': randomBytes(8).toString('hex'),
+          'client-request-id': randomBytes(8).toString('hex'),
+        },
+      },
+    },
+    headers,
+  );
 }
 
-function oauthError(status: number, error: string, description: string, codes: number[], suberror?: string): HttpReply {
-  return new HttpReply(status, { error, error_description: description, error_codes: codes, timestamp: isoNow().replace('T', ' ').replace('Z', 'Z'), trace_id: randomBytes(8).toString('hex'), correlation_id: randomBytes(8).toString('hex'), ...(suberror ? { suberror } : {}) });
+function oauthError(
+  status: number,
+  error: string,
+  description: string,
+  codes: number[],
+  suberror?: string,
+): HttpReply {
+  return new HttpReply(status, {
+    error,
+    error_description: description,
+    error_codes: codes,
+    timestamp: isoNow().replace('T', ' ').replace('Z', 'Z'),
+    trace_id: randomBytes(8).toString('hex'),
+    correlation_id: randomBytes(8).toString('hex'),
+    ...(suberror ? { suberror } : {}),
+  });
 }
 
 export class GraphEmulator {
@@ -567,7 +747,14 @@ export class GraphEmulator {
       oid: '00000000-0000-0000-66f3-3332eca7ea81',
       tid: type === 'personal' ? PERSONAL_TENANT : 'b3a4a5c6-1111-4222-8333-944455556666',
     };
-    this.server = http.createServer((req, res) => { this.handle(req, res).catch((e) => { if (!res.headersSent) { res.writeHead(500); res.end(String(e)); } else res.destroy(); }); });
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((e) => {
+        if (!res.headersSent) {
+          res.writeHead(500);
+          res.end(String(e));
+        } else res.destroy();
+      });
+    });
     this.server.keepAliveTimeout = 5000;
   }
 
@@ -582,14 +769,18 @@ export class GraphEmulator {
   }
 
   addDrive(type: 'personal' | 'business' | 'documentLibrary', name: string): EmuDrive {
-    const id = type === 'personal' ? randomBytes(8).toString('hex') : `b!${randomBytes(24).toString('base64url')}`;
+    const id =
+      type === 'personal' ? randomBytes(8).toString('hex') : `b!${randomBytes(24).toString('base64url')}`;
     const d = new EmuDrive(id, type, name, this.opts.parentChain ?? true);
     this.drives.set(id, d);
     return d;
   }
 
   /** A SharePoint site ("contoso.sharepoint.com:/sites/finance") with document libraries by name. */
-  addSite(site: string, libraries: string[] = ['Documents']): { id: string; libraries: Map<string, EmuDrive> } {
+  addSite(
+    site: string,
+    libraries: string[] = ['Documents'],
+  ): { id: string; libraries: Map<string, EmuDrive> } {
     const i = site.indexOf(':');
     const hostname = i < 0 ? site : site.slice(0, i);
     const path = i < 0 ? '' : site.slice(i + 1).replace(/^\/+|\/+$/g, '');
@@ -660,12 +851,19 @@ export class GraphEmulator {
     const p = url.pathname;
     let reply: HttpReply | undefined;
     if (p.startsWith('/dl/')) return this.download(req, res, decodeURIComponent(p.slice(4)));
-    if (p.startsWith('/up/')) reply = this.withFault('uploadFragment', req) ?? this.uploadFragment(req, decodeURIComponent(p.slice(4)), body);
+    if (p.startsWith('/up/'))
+      reply =
+        this.withFault('uploadFragment', req) ??
+        this.uploadFragment(req, decodeURIComponent(p.slice(4)), body);
     else {
       const auth = /^\/([^/]+)\/oauth2\/v2\.0\/(devicecode|token)$/.exec(p);
       if (auth) {
         const route = auth[2] as GraphRoute;
-        reply = this.withFault(route, req) ?? (route === 'devicecode' ? this.deviceCode(new URLSearchParams(body.toString('utf8'))) : this.tokenGrant(new URLSearchParams(body.toString('utf8'))));
+        reply =
+          this.withFault(route, req) ??
+          (route === 'devicecode'
+            ? this.deviceCode(new URLSearchParams(body.toString('utf8')))
+            : this.tokenGrant(new URLSearchParams(body.toString('utf8'))));
       } else if (p.startsWith('/v1.0/')) reply = this.graph(req, url, body);
       else reply = graphError(404, 'itemNotFound', 'No such route');
     }
@@ -679,7 +877,11 @@ export class GraphEmulator {
       return;
     }
     const text = JSON.stringify(reply.body);
-    res.writeHead(reply.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...reply.headers });
+    res.writeHead(reply.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      ...reply.headers,
+    });
     res.end(text);
   }
 
@@ -690,16 +892,36 @@ export class GraphEmulator {
   /** Counts the call, and answers with an injected fault when one is due. */
   private withFault(route: GraphRoute, _req: http.IncomingMessage): HttpReply | undefined {
     this.countCall(route);
-    const i = this.faults.findIndex((f) => f.left > 0 && (f.route === undefined || (Array.isArray(f.route) ? f.route.includes(route) : f.route === route)));
+    const i = this.faults.findIndex(
+      (f) =>
+        f.left > 0 &&
+        (f.route === undefined || (Array.isArray(f.route) ? f.route.includes(route) : f.route === route)),
+    );
     if (i < 0) return undefined;
     const f = this.faults[i];
     if (--f.left === 0) this.faults.splice(i, 1);
-    const headers: Record<string, string> = f.retryAfter === undefined ? {} : { 'retry-after': String(f.retryAfter) };
+    const headers: Record<string, string> =
+      f.retryAfter === undefined ? {} : { 'retry-after': String(f.retryAfter) };
     if (route === 'token' || route === 'devicecode') {
-      return new HttpReply(f.status, { error: 'temporarily_unavailable', error_description: 'AADSTS90033: A transient error has occurred. Please try again.', error_codes: [90033] }, headers);
+      return new HttpReply(
+        f.status,
+        {
+          error: 'temporarily_unavailable',
+          error_description: 'AADSTS90033: A transient error has occurred. Please try again.',
+          error_codes: [90033],
+        },
+        headers,
+      );
     }
-    if (f.status === 429) return graphError(429, 'activityLimitReached', 'The request has been throttled', headers);
-    if (f.status === 503) return graphError(503, 'serviceNotAvailable', 'The service is not available. Try the request again after a delay.', headers);
+    if (f.status === 429)
+      return graphError(429, 'activityLimitReached', 'The request has been throttled', headers);
+    if (f.status === 503)
+      return graphError(
+        503,
+        'serviceNotAvailable',
+        'The service is not available. Try the request again after a delay.',
+        headers,
+      );
     return graphError(f.status, 'generalException', 'An unspecified error has occurred.', headers);
   }
 
@@ -713,7 +935,11 @@ export class GraphEmulator {
     const m = /^Bearer (.+)$/.exec(h);
     const t = m ? this.accessTokens.get(m[1]) : undefined;
     if (!t || !t.valid || t.expiresAt <= Date.now()) {
-      return graphError(401, 'InvalidAuthenticationToken', m ? 'Access token has expired or is not yet valid.' : 'Access token is empty.');
+      return graphError(
+        401,
+        'InvalidAuthenticationToken',
+        m ? 'Access token has expired or is not yet valid.' : 'Access token is empty.',
+      );
     }
     return t;
   }
@@ -726,19 +952,35 @@ export class GraphEmulator {
     if (fault) return fault;
     const tok = this.checkToken(req);
     if (tok instanceof HttpReply) return tok;
-    if (method !== 'GET' && !tok.scopes.has('files.readwrite.all')) return graphError(403, 'accessDenied', 'Access denied: the token does not allow writing (Files.ReadWrite.All).');
+    if (method !== 'GET' && !tok.scopes.has('files.readwrite.all'))
+      return graphError(
+        403,
+        'accessDenied',
+        'Access denied: the token does not allow writing (Files.ReadWrite.All).',
+      );
 
     const site = /^\/sites\/([^/]+?)(?::(\/.*?))?:?(\/drives)?$/.exec(rest);
     if (site) {
-      if (!tok.scopes.has('sites.read.all')) return graphError(403, 'accessDenied', 'Access denied: Sites.Read.All is needed.');
-      return this.siteRoute(decodeURIComponent(site[1]), site[2] === undefined ? undefined : decodeURIComponent(site[2]), !!site[3]);
+      if (!tok.scopes.has('sites.read.all'))
+        return graphError(403, 'accessDenied', 'Access denied: Sites.Read.All is needed.');
+      return this.siteRoute(
+        decodeURIComponent(site[1]),
+        site[2] === undefined ? undefined : decodeURIComponent(site[2]),
+        !!site[3],
+      );
     }
     const dm = /^\/(?:me\/drive|drives\/([^/]+))(\/.*)?$/.exec(rest);
     if (!dm) return graphError(400, 'invalidRequest', `Unsupported path ${rest}`);
     const drive = dm[1] === undefined ? this.drive : this.drives.get(decodeURIComponent(dm[1]));
     if (!drive) return graphError(404, 'itemNotFound', 'The drive could not be found.');
     const tail = dm[2] ?? '';
-    if (tail === '') return new HttpReply(200, { id: drive.id, driveType: drive.driveType, name: drive.name, owner: { user: { displayName: this.user.name } } });
+    if (tail === '')
+      return new HttpReply(200, {
+        id: drive.id,
+        driveType: drive.driveType,
+        name: drive.name,
+        owner: { user: { displayName: this.user.name } },
+      });
     return this.itemRoute(req, url, drive, tail, body);
   }
 
@@ -757,17 +999,36 @@ export class GraphEmulator {
     let site: Site | undefined;
     if (path !== undefined || !hostOrId.includes(',')) {
       const want = (path ?? '').replace(/^\/+|\/+$/g, '').toLowerCase();
-      site = [...this.sites.values()].find((s) => s.hostname.toLowerCase() === hostOrId.toLowerCase() && s.path.toLowerCase() === want);
+      site = [...this.sites.values()].find(
+        (s) => s.hostname.toLowerCase() === hostOrId.toLowerCase() && s.path.toLowerCase() === want,
+      );
     } else site = this.sites.get(hostOrId);
     if (!site) return graphError(404, 'itemNotFound', 'Requested site could not be found');
     const webUrl = `https://${site.hostname}${site.path ? '/' + site.path : ''}`;
-    if (!drives) return new HttpReply(200, { id: site.id, name: site.displayName, displayName: site.displayName, webUrl });
+    if (!drives)
+      return new HttpReply(200, {
+        id: site.id,
+        name: site.displayName,
+        displayName: site.displayName,
+        webUrl,
+      });
     return new HttpReply(200, {
-      value: site.drives.map((d) => ({ id: d.id, name: d.name, driveType: d.driveType, webUrl: `${webUrl}/${encodeURIComponent(d.name === 'Documents' ? 'Shared Documents' : d.name)}` })),
+      value: site.drives.map((d) => ({
+        id: d.id,
+        name: d.name,
+        driveType: d.driveType,
+        webUrl: `${webUrl}/${encodeURIComponent(d.name === 'Documents' ? 'Shared Documents' : d.name)}`,
+      })),
     });
   }
 
-  private itemRoute(req: http.IncomingMessage, url: URL, drive: EmuDrive, tail: string, body: Buffer): HttpReply {
+  private itemRoute(
+    req: http.IncomingMessage,
+    url: URL,
+    drive: EmuDrive,
+    tail: string,
+    body: Buffer,
+  ): HttpReply {
     const method = req.method ?? 'GET';
     // tail: /root, /items/{id}, then optionally :/{path}: and then /{action}
     let base: string;
@@ -786,19 +1047,35 @@ export class GraphEmulator {
       base = m[1];
       action = m[2] ?? '';
     }
-    const baseItem = base === '/root' ? drive.items.get(drive.rootId) : base.startsWith('/items/') ? drive.items.get(decodeURIComponent(base.slice(7))) : undefined;
-    if (!baseItem || baseItem.deleted) return graphError(404, 'itemNotFound', 'The resource could not be found.');
-    const relPath = rel === undefined ? undefined : rel.split('/').filter((s) => s !== '').map(decodeURIComponent).join('/');
+    const baseItem =
+      base === '/root'
+        ? drive.items.get(drive.rootId)
+        : base.startsWith('/items/')
+          ? drive.items.get(decodeURIComponent(base.slice(7)))
+          : undefined;
+    if (!baseItem || baseItem.deleted)
+      return graphError(404, 'itemNotFound', 'The resource could not be found.');
+    const relPath =
+      rel === undefined
+        ? undefined
+        : rel
+            .split('/')
+            .filter((s) => s !== '')
+            .map(decodeURIComponent)
+            .join('/');
     const conflict = url.searchParams.get('@microsoft.graph.conflictBehavior') ?? undefined;
 
     if (action.startsWith('/delta')) {
-      if (baseItem.id !== drive.rootId) return graphError(400, 'invalidRequest', 'delta is only supported on the root folder');
+      if (baseItem.id !== drive.rootId)
+        return graphError(400, 'invalidRequest', 'delta is only supported on the root folder');
       const fn = /^\/delta\(token='([^']*)'\)$/.exec(decodeURIComponent(action));
-      const tok = fn ? fn[1] : url.searchParams.get('token') ?? undefined;
+      const tok = fn ? fn[1] : (url.searchParams.get('token') ?? undefined);
       return this.delta(req, url, drive, tok);
     }
-    if (action === '/createUploadSession' && method === 'POST') return this.createSession(req, drive, baseItem, relPath, body);
-    if (action === '/content' && method === 'PUT') return this.putContent(drive, baseItem, relPath, body, conflict ?? 'replace');
+    if (action === '/createUploadSession' && method === 'POST')
+      return this.createSession(req, drive, baseItem, relPath, body);
+    if (action === '/content' && method === 'PUT')
+      return this.putContent(drive, baseItem, relPath, body, conflict ?? 'replace');
 
     const target = relPath === undefined ? baseItem : drive.lookup(relPath, baseItem.id);
     if (!target || target.deleted) return graphError(404, 'itemNotFound', 'The resource could not be found.');
@@ -822,18 +1099,32 @@ export class GraphEmulator {
     const fresh = `https://${host}/v1.0/drives/${drive.id}/root/delta${select ? `?$select=${select}` : ''}`;
     if (tok !== undefined && this.resyncs > 0) {
       this.resyncs--;
-      return graphError(410, 'resyncRequired', 'Resync required. Replace any local items with the server\'s version (including deletes) if you\'re sure that the service was up to date with your local changes when you last sync\'d. Upload any local changes that the server doesn\'t know about.', { location: fresh });
+      return graphError(
+        410,
+        'resyncRequired',
+        "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
+        { location: fresh },
+      );
     }
     const top = Number(url.searchParams.get('$top')) || this.pageSize;
     const page = drive.deltaPage(tok, top);
-    if (!page) return graphError(410, 'resyncRequired', 'Resync required. Replace any local items with the server\'s version (including deletes).', { location: fresh });
+    if (!page)
+      return graphError(
+        410,
+        'resyncRequired',
+        "Resync required. Replace any local items with the server's version (including deletes).",
+        { location: fresh },
+      );
     const out: Record<string, unknown> = {
       '@odata.context': `https://${host}/v1.0/$metadata#Collection(driveItem)`,
       value: page.items.map((it) => drive.json(it)),
     };
     // Next links in the function form, delta links in the query form: both are documented.
-    if (page.next) out['@odata.nextLink'] = `https://${host}/v1.0/drives/${drive.id}/root/delta(token='${page.next}')${select ? `?$select=${select}` : ''}`;
-    else out['@odata.deltaLink'] = `https://${host}/v1.0/drives/${drive.id}/root/delta?${q}token=${page.delta}`;
+    if (page.next)
+      out['@odata.nextLink'] =
+        `https://${host}/v1.0/drives/${drive.id}/root/delta(token='${page.next}')${select ? `?$select=${select}` : ''}`;
+    else
+      out['@odata.deltaLink'] = `https://${host}/v1.0/drives/${drive.id}/root/delta?${q}token=${page.delta}`;
     return new HttpReply(200, out);
   }
 
@@ -844,14 +1135,24 @@ export class GraphEmulator {
     const top = Number(url.searchParams.get('$top')) || this.pageSize;
     const value = ids.slice(skip, skip + top).map((id) => drive.json(drive.items.get(id)!));
     const out: Record<string, unknown> = { value };
-    if (skip + top < ids.length) out['@odata.nextLink'] = `https://${this.linkHost(req)}/v1.0/drives/${drive.id}/items/${folder.id}/children?$skiptoken=${skip + top}`;
+    if (skip + top < ids.length)
+      out['@odata.nextLink'] =
+        `https://${this.linkHost(req)}/v1.0/drives/${drive.id}/items/${folder.id}/children?$skiptoken=${skip + top}`;
     return new HttpReply(200, out);
   }
 
   private createFolder(drive: EmuDrive, parent: Item, body: Buffer): HttpReply {
-    const b = JSON.parse(body.toString('utf8') || '{}') as { name?: string; folder?: unknown; '@microsoft.graph.conflictBehavior'?: string };
-    if (!b.name || !parent.children) return graphError(400, 'invalidRequest', 'A name and a parent folder are needed.');
-    if (parent.children.has(b.name.toLowerCase()) && (b['@microsoft.graph.conflictBehavior'] ?? 'fail') === 'fail') {
+    const b = JSON.parse(body.toString('utf8') || '{}') as {
+      name?: string;
+      folder?: unknown;
+      '@microsoft.graph.conflictBehavior'?: string;
+    };
+    if (!b.name || !parent.children)
+      return graphError(400, 'invalidRequest', 'A name and a parent folder are needed.');
+    if (
+      parent.children.has(b.name.toLowerCase()) &&
+      (b['@microsoft.graph.conflictBehavior'] ?? 'fail') === 'fail'
+    ) {
       return graphError(409, 'nameAlreadyExists', 'The specified item name already exists.');
     }
     const parentPath = drive.pathOf(parent);
@@ -860,11 +1161,19 @@ export class GraphEmulator {
   }
 
   private patch(drive: EmuDrive, item: Item, body: Buffer): HttpReply {
-    const b = JSON.parse(body.toString('utf8') || '{}') as { name?: string; parentReference?: { id?: string }; fileSystemInfo?: { lastModifiedDateTime?: string; createdDateTime?: string } };
-    if (b.fileSystemInfo?.lastModifiedDateTime) item.fsModified = new Date(b.fileSystemInfo.lastModifiedDateTime).toISOString();
-    if (b.fileSystemInfo?.createdDateTime) item.fsCreated = new Date(b.fileSystemInfo.createdDateTime).toISOString();
+    const b = JSON.parse(body.toString('utf8') || '{}') as {
+      name?: string;
+      parentReference?: { id?: string };
+      fileSystemInfo?: { lastModifiedDateTime?: string; createdDateTime?: string };
+    };
+    if (b.fileSystemInfo?.lastModifiedDateTime)
+      item.fsModified = new Date(b.fileSystemInfo.lastModifiedDateTime).toISOString();
+    if (b.fileSystemInfo?.createdDateTime)
+      item.fsCreated = new Date(b.fileSystemInfo.createdDateTime).toISOString();
     if (b.name || b.parentReference?.id) {
-      const parent = b.parentReference?.id ? drive.items.get(b.parentReference.id) : drive.items.get(item.parentId!);
+      const parent = b.parentReference?.id
+        ? drive.items.get(b.parentReference.id)
+        : drive.items.get(item.parentId!);
       if (!parent) return graphError(404, 'itemNotFound', 'The parent could not be found.');
       const parentPath = drive.pathOf(parent);
       const name = b.name ?? item.name;
@@ -877,33 +1186,64 @@ export class GraphEmulator {
   }
 
   /** Creates or replaces a file's content; the conflict behaviour decides what an existing name does. */
-  private commitFile(drive: EmuDrive, parent: Item, name: string, content: Buffer, conflict: string, fsModified?: string): HttpReply {
+  private commitFile(
+    drive: EmuDrive,
+    parent: Item,
+    name: string,
+    content: Buffer,
+    conflict: string,
+    fsModified?: string,
+  ): HttpReply {
     if (!parent.children) return graphError(400, 'invalidRequest', 'The parent is not a folder.');
     const existing = parent.children.get(name.toLowerCase());
-    if (existing && conflict === 'fail') return graphError(409, 'nameAlreadyExists', 'The specified item name already exists.');
+    if (existing && conflict === 'fail')
+      return graphError(409, 'nameAlreadyExists', 'The specified item name already exists.');
     let finalName = name;
     if (existing && conflict === 'rename') {
-      for (let k = 1; parent.children.has(finalName.toLowerCase()); k++) finalName = name.replace(/(\.[^.]*)?$/, ` ${k}$1`);
+      for (let k = 1; parent.children.has(finalName.toLowerCase()); k++)
+        finalName = name.replace(/(\.[^.]*)?$/, ` ${k}$1`);
     }
     const parentPath = drive.pathOf(parent);
     const path = parentPath ? `${parentPath}/${finalName}` : finalName;
     const view = drive.write(path, content, { modified: fsModified ? new Date(fsModified) : undefined });
-    return new HttpReply(existing && conflict === 'replace' ? 200 : 201, drive.json(drive.items.get(view.id)!));
+    return new HttpReply(
+      existing && conflict === 'replace' ? 200 : 201,
+      drive.json(drive.items.get(view.id)!),
+    );
   }
 
-  private putContent(drive: EmuDrive, base: Item, relPath: string | undefined, body: Buffer, conflict: string): HttpReply {
+  private putContent(
+    drive: EmuDrive,
+    base: Item,
+    relPath: string | undefined,
+    body: Buffer,
+    conflict: string,
+  ): HttpReply {
     if (relPath === undefined) {
       if (base.kind !== 'file') return graphError(400, 'invalidRequest', 'The item is not a file.');
       return this.commitFile(drive, drive.items.get(base.parentId!)!, base.name, body, 'replace');
     }
     const i = relPath.lastIndexOf('/');
     const parent = i < 0 ? base : drive.lookup(relPath.slice(0, i), base.id);
-    if (!parent || parent.deleted) return graphError(404, 'itemNotFound', 'The parent folder could not be found.');
+    if (!parent || parent.deleted)
+      return graphError(404, 'itemNotFound', 'The parent folder could not be found.');
     return this.commitFile(drive, parent, relPath.slice(i + 1), body, conflict);
   }
 
-  private createSession(_req: http.IncomingMessage, drive: EmuDrive, base: Item, relPath: string | undefined, body: Buffer): HttpReply {
-    const b = JSON.parse(body.toString('utf8') || '{}') as { item?: { '@microsoft.graph.conflictBehavior'?: string; name?: string; fileSystemInfo?: { lastModifiedDateTime?: string } } };
+  private createSession(
+    _req: http.IncomingMessage,
+    drive: EmuDrive,
+    base: Item,
+    relPath: string | undefined,
+    body: Buffer,
+  ): HttpReply {
+    const b = JSON.parse(body.toString('utf8') || '{}') as {
+      item?: {
+        '@microsoft.graph.conflictBehavior'?: string;
+        name?: string;
+        fileSystemInfo?: { lastModifiedDateTime?: string };
+      };
+    };
     let parent: Item | undefined;
     let name: string;
     if (relPath === undefined) {
@@ -915,13 +1255,29 @@ export class GraphEmulator {
       parent = i < 0 ? base : drive.lookup(relPath.slice(0, i), base.id);
       name = relPath.slice(i + 1);
     }
-    if (!parent || parent.deleted || !parent.children) return graphError(404, 'itemNotFound', 'The parent folder could not be found.');
+    if (!parent || parent.deleted || !parent.children)
+      return graphError(404, 'itemNotFound', 'The parent folder could not be found.');
     const conflict = b.item?.['@microsoft.graph.conflictBehavior'] ?? 'replace';
-    if (conflict === 'fail' && parent.children.has(name.toLowerCase())) return graphError(409, 'nameAlreadyExists', 'The specified item name already exists.');
+    if (conflict === 'fail' && parent.children.has(name.toLowerCase()))
+      return graphError(409, 'nameAlreadyExists', 'The specified item name already exists.');
     const id = randomBytes(16).toString('base64url');
     const expires = new Date(Date.now() + 3600_000).toISOString();
-    this.sessions.set(id, { id, drive, parentId: parent.id, name, conflict, fsModified: b.item?.fileSystemInfo?.lastModifiedDateTime, parts: [], received: 0, expires });
-    return new HttpReply(200, { uploadUrl: `https://up.emu.test/up/${id}`, expirationDateTime: expires, nextExpectedRanges: ['0-'] });
+    this.sessions.set(id, {
+      id,
+      drive,
+      parentId: parent.id,
+      name,
+      conflict,
+      fsModified: b.item?.fileSystemInfo?.lastModifiedDateTime,
+      parts: [],
+      received: 0,
+      expires,
+    });
+    return new HttpReply(200, {
+      uploadUrl: `https://up.emu.test/up/${id}`,
+      expirationDateTime: expires,
+      nextExpectedRanges: ['0-'],
+    });
   }
 
   private uploadFragment(req: http.IncomingMessage, id: string, body: Buffer): HttpReply {
@@ -933,16 +1289,28 @@ export class GraphEmulator {
     if (!s) return graphError(404, 'itemNotFound', 'The upload session was not found.');
     const status = () => ({ expirationDateTime: s.expires, nextExpectedRanges: [`${s.received}-`] });
     if (req.method === 'GET') return new HttpReply(200, status());
-    if (req.method === 'DELETE') { this.sessions.delete(id); return new HttpReply(204); }
+    if (req.method === 'DELETE') {
+      this.sessions.delete(id);
+      return new HttpReply(204);
+    }
     if (req.method !== 'PUT') return graphError(405, 'invalidRequest', 'Method not allowed.');
     const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(req.headers['content-range'] ?? ''));
     if (!m) return graphError(400, 'invalidRequest', 'Content-Range is required: bytes start-end/total.');
     const [start, end, total] = [Number(m[1]), Number(m[2]), Number(m[3])];
-    if (s.total !== undefined && s.total !== total) return graphError(400, 'invalidRequest', 'The total size changed between fragments.');
-    if (end - start + 1 !== body.length) return graphError(400, 'invalidRequest', 'Content-Range does not match the body length.');
-    if (start !== s.received) return graphError(416, 'invalidRange', `The fragment does not start at the next expected byte ${s.received}.`);
-    if (body.length >= 60 * 1024 * 1024) return graphError(413, 'requestTooLarge', 'A fragment must be smaller than 60 MiB.');
-    if (end + 1 < total && body.length % (320 * 1024) !== 0) return graphError(400, 'invalidRequest', 'A fragment must be a multiple of 320 KiB, except the last.');
+    if (s.total !== undefined && s.total !== total)
+      return graphError(400, 'invalidRequest', 'The total size changed between fragments.');
+    if (end - start + 1 !== body.length)
+      return graphError(400, 'invalidRequest', 'Content-Range does not match the body length.');
+    if (start !== s.received)
+      return graphError(
+        416,
+        'invalidRange',
+        `The fragment does not start at the next expected byte ${s.received}.`,
+      );
+    if (body.length >= 60 * 1024 * 1024)
+      return graphError(413, 'requestTooLarge', 'A fragment must be smaller than 60 MiB.');
+    if (end + 1 < total && body.length % (320 * 1024) !== 0)
+      return graphError(400, 'invalidRequest', 'A fragment must be a multiple of 320 KiB, except the last.');
     s.total = total;
     s.parts.push(Buffer.from(body));
     s.received = end + 1;
@@ -958,18 +1326,30 @@ export class GraphEmulator {
     if (fault) return this.send(res, fault);
     if (req.headers.authorization) {
       this.authLeaks.push('download');
-      return this.send(res, graphError(401, 'unauthenticated', 'The download URL is pre-authenticated: do not send an Authorization header.'));
+      return this.send(
+        res,
+        graphError(
+          401,
+          'unauthenticated',
+          'The download URL is pre-authenticated: do not send an Authorization header.',
+        ),
+      );
     }
     const d = this.downloads.get(t);
-    if (!d || d.expires < Date.now()) return this.send(res, graphError(401, 'unauthenticated', 'The download URL has expired.'));
+    if (!d || d.expires < Date.now())
+      return this.send(res, graphError(401, 'unauthenticated', 'The download URL has expired.'));
     const item = d.drive.items.get(d.itemId);
-    if (!item || item.deleted || !item.content) return this.send(res, graphError(404, 'itemNotFound', 'The resource could not be found.'));
+    if (!item || item.deleted || !item.content)
+      return this.send(res, graphError(404, 'itemNotFound', 'The resource could not be found.'));
     const content = item.content;
     let start = 0;
     let end = content.length - 1;
     let status = 200;
     const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
-    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/octet-stream',
+      'accept-ranges': 'bytes',
+    };
     if (range) {
       start = Number(range[1]);
       end = range[2] ? Math.min(Number(range[2]), content.length - 1) : content.length - 1;
@@ -1001,11 +1381,25 @@ export class GraphEmulator {
 
   private deviceCode(form: URLSearchParams): HttpReply {
     const clientId = form.get('client_id');
-    if (!clientId) return oauthError(400, 'invalid_request', 'AADSTS900144: The request body must contain the following parameter: \'client_id\'.', [900144]);
+    if (!clientId)
+      return oauthError(
+        400,
+        'invalid_request',
+        "AADSTS900144: The request body must contain the following parameter: 'client_id'.",
+        [900144],
+      );
     const scopes = (form.get('scope') ?? '').split(/\s+/).filter(Boolean);
     const deviceCode = token('dc-');
     const userCode = randomBytes(5).toString('hex').toUpperCase().slice(0, 9);
-    this.deviceCodes.set(deviceCode, { deviceCode, userCode, clientId, scopes, approved: false, declined: false, expiresAt: Date.now() + 900_000 });
+    this.deviceCodes.set(deviceCode, {
+      deviceCode,
+      userCode,
+      clientId,
+      scopes,
+      approved: false,
+      declined: false,
+      expiresAt: Date.now() + 900_000,
+    });
     this.userCodes.push(userCode);
     return new HttpReply(200, {
       user_code: userCode,
@@ -1023,31 +1417,78 @@ export class GraphEmulator {
     const requested = (form.get('scope') ?? '').split(/\s+/).filter(Boolean);
     if (grant === 'device_code' || grant === 'urn:ietf:params:oauth:grant-type:device_code') {
       const dc = this.deviceCodes.get(form.get('device_code') ?? '');
-      if (!dc || dc.clientId !== clientId) return oauthError(400, 'invalid_grant', 'AADSTS70000: The provided value for the input parameter \'device_code\' is not valid.', [70000]);
-      if (dc.expiresAt < Date.now()) return oauthError(400, 'expired_token', 'AADSTS70020: The provided value for the input parameter \'device_code\' is expired.', [70020]);
-      if (dc.declined) { this.deviceCodes.delete(dc.deviceCode); return oauthError(400, 'authorization_declined', 'AADSTS70019: The user declined the sign-in.', [70019]); }
+      if (!dc || dc.clientId !== clientId)
+        return oauthError(
+          400,
+          'invalid_grant',
+          "AADSTS70000: The provided value for the input parameter 'device_code' is not valid.",
+          [70000],
+        );
+      if (dc.expiresAt < Date.now())
+        return oauthError(
+          400,
+          'expired_token',
+          "AADSTS70020: The provided value for the input parameter 'device_code' is expired.",
+          [70020],
+        );
+      if (dc.declined) {
+        this.deviceCodes.delete(dc.deviceCode);
+        return oauthError(
+          400,
+          'authorization_declined',
+          'AADSTS70019: The user declined the sign-in.',
+          [70019],
+        );
+      }
       if (!dc.approved) {
         if (this.opts.autoApprove) dc.approved = true;
-        return oauthError(400, 'authorization_pending', 'AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.', [70016]);
+        return oauthError(
+          400,
+          'authorization_pending',
+          'AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.',
+          [70016],
+        );
       }
       this.deviceCodes.delete(dc.deviceCode);
-      return this.issue(clientId, new Set([...dc.scopes, ...requested].map((s) => s.toLowerCase())), requested.length ? requested : dc.scopes);
+      return this.issue(
+        clientId,
+        new Set([...dc.scopes, ...requested].map((s) => s.toLowerCase())),
+        requested.length ? requested : dc.scopes,
+      );
     }
     if (grant === 'refresh_token') {
       const rtValue = form.get('refresh_token') ?? '';
       const rt = this.refreshTokens.get(rtValue);
       if (!rt || !rt.valid || rt.clientId !== clientId) {
-        return oauthError(400, 'invalid_grant', 'AADSTS700082: The refresh token has expired due to inactivity or was revoked.', [700082]);
+        return oauthError(
+          400,
+          'invalid_grant',
+          'AADSTS700082: The refresh token has expired due to inactivity or was revoked.',
+          [700082],
+        );
       }
-      const missing = requested.filter((s) => !OIDC_SCOPES.has(s.toLowerCase()) && !rt.granted.has(s.toLowerCase()));
+      const missing = requested.filter(
+        (s) => !OIDC_SCOPES.has(s.toLowerCase()) && !rt.granted.has(s.toLowerCase()),
+      );
       if (missing.length > 0) {
-        return oauthError(400, 'invalid_grant', `AADSTS65001: The user or administrator has not consented to use the application for ${missing.join(' ')}.`, [65001], 'consent_required');
+        return oauthError(
+          400,
+          'invalid_grant',
+          `AADSTS65001: The user or administrator has not consented to use the application for ${missing.join(' ')}.`,
+          [65001],
+          'consent_required',
+        );
       }
       // Rotation: the refresh token used is spent; the new one carries the same grant.
       rt.valid = false;
       return this.issue(clientId, rt.granted, requested);
     }
-    return oauthError(400, 'unsupported_grant_type', `AADSTS70003: The app requested an unsupported grant type '${grant}'.`, [70003]);
+    return oauthError(
+      400,
+      'unsupported_grant_type',
+      `AADSTS70003: The app requested an unsupported grant type '${grant}'.`,
+      [70003],
+    );
   }
 
   private issue(clientId: string, granted: Set<string>, echoScopes: string[]): HttpReply {

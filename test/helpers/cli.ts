@@ -26,23 +26,41 @@ export interface CliOptions {
 }
 
 function assertBuilt(): void {
-  if (!existsSync(CLI)) throw new Error(`${CLI} does not exist: run \`npm run build\` before the end-to-end tests`);
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} does not exist: run \`npm run build\` before the end-to-end tests`);
 }
 
 function childEnv(opts: CliOptions): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: opts.cwd, TZ: 'UTC', LANG: 'C.UTF-8', NODE_NO_WARNINGS: '1' };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: opts.cwd,
+    TZ: 'UTC',
+    LANG: 'C.UTF-8',
+    NODE_NO_WARNINGS: '1',
+  };
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
   return env;
 }
 
 /** Starts the CLI; the caller waits for it with `finished`. */
-export function startCli(args: string[], opts: CliOptions): { child: ChildProcess; finished: Promise<CliResult> } {
+export function startCli(
+  args: string[],
+  opts: CliOptions,
+): { child: ChildProcess; finished: Promise<CliResult> } {
   assertBuilt();
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: childEnv(opts), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd,
+    env: childEnv(opts),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+    stdout += s;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    stderr += s;
+  });
   const timeout = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
   const finished = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
@@ -61,7 +79,10 @@ export async function runCli(args: string[], opts: CliOptions): Promise<CliResul
 /** Runs the CLI, expects `code`, and returns the result; on a mismatch the message shows the output. */
 export async function expectCli(args: string[], opts: CliOptions, code: number): Promise<CliResult> {
   const r = await runCli(args, opts);
-  expect(r.code, `syncguard ${args.join(' ')} exited ${r.code} (signal ${r.signal})\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(code);
+  expect(
+    r.code,
+    `syncguard ${args.join(' ')} exited ${r.code} (signal ${r.signal})\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`,
+  ).toBe(code);
   return r;
 }
 
@@ -71,7 +92,9 @@ export async function cliJson<T = unknown>(args: string[], opts: CliOptions, cod
   try {
     return JSON.parse(r.stdout) as T;
   } catch (e) {
-    throw new Error(`syncguard ${args.join(' ')} --json printed something other than one JSON document:\n${r.stdout}\n(${(e as Error).message})`);
+    throw new Error(
+      `syncguard ${args.join(' ')} --json printed something other than one JSON document:\n${r.stdout}\n(${(e as Error).message})`,
+    );
   }
 }
 
@@ -92,7 +115,12 @@ export interface S3Access {
 }
 
 /** The `store:` block of a config for the test S3 server; the keys come from the environment (s3Env). */
-export function s3StoreYaml(bucket: string, s3: S3Access, objectLock = '{ mode: GOVERNANCE, days: 1 }', prefix?: string): string {
+export function s3StoreYaml(
+  bucket: string,
+  s3: S3Access,
+  objectLock = '{ mode: GOVERNANCE, days: 1 }',
+  prefix?: string,
+): string {
   return [
     'store:',
     '  type: s3',
@@ -113,15 +141,17 @@ export function s3Env(s3: S3Access): Record<string, string> {
 
 /** A config with one local account `name` reading `source`, with its state folder inside `dir`. */
 export function localConfigYaml(storeYaml: string, source: string, extra = '', name = 'laptop'): string {
-  return [
-    storeYaml,
-    'stateDir: ./state',
-    'accounts:',
-    `  - name: ${name}`,
-    '    provider: local',
-    `    path: ${JSON.stringify(source)}`,
-    extra,
-  ].join('\n') + '\n';
+  return (
+    [
+      storeYaml,
+      'stateDir: ./state',
+      'accounts:',
+      `  - name: ${name}`,
+      '    provider: local',
+      `    path: ${JSON.stringify(source)}`,
+      extra,
+    ].join('\n') + '\n'
+  );
 }
 
 export async function writeConfig(dir: string, yaml: string, file = 'syncguard.yaml'): Promise<string> {

@@ -4,8 +4,14 @@
  * Ceph RGW does not understand the SDK's default aws-chunked uploads).
  */
 import {
-  CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand,
-  ListObjectVersionsCommand, ListObjectsV2Command, S3Client,
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectVersionsCommand,
+  ListObjectsV2Command,
+  S3Client,
 } from '@aws-sdk/client-s3';
 import type { S3Access } from './cli.js';
 
@@ -25,11 +31,17 @@ export async function createPlainBucket(client: S3Client, bucket: string): Promi
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
 }
 
-export async function listKeys(client: S3Client, bucket: string, prefix = ''): Promise<Array<{ key: string; size: number }>> {
+export async function listKeys(
+  client: S3Client,
+  bucket: string,
+  prefix = '',
+): Promise<Array<{ key: string; size: number }>> {
   const out: Array<{ key: string; size: number }> = [];
   let token: string | undefined;
   do {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
     for (const o of page.Contents ?? []) out.push({ key: o.Key!, size: o.Size ?? 0 });
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
@@ -46,12 +58,20 @@ export async function getObject(client: S3Client, bucket: string, key: string): 
 }
 
 /** The error a raw DeleteObject of one version gets, or undefined when the server deleted it. */
-export async function tryDeleteVersion(client: S3Client, bucket: string, key: string, versionId: string): Promise<{ name: string; status?: number } | undefined> {
+export async function tryDeleteVersion(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  versionId: string,
+): Promise<{ name: string; status?: number } | undefined> {
   try {
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
     return undefined;
   } catch (e) {
-    return { name: (e as Error).name, status: (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode };
+    return {
+      name: (e as Error).name,
+      status: (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode,
+    };
   }
 }
 
@@ -69,7 +89,20 @@ export async function removeBucket(client: S3Client, bucket: string): Promise<vo
       // Nothing left, or a pass that removed nothing (an object that cannot be deleted): stop.
       if (all.length === 0 || (!page.IsTruncated && all.length >= left)) break;
       left = page.IsTruncated ? Infinity : all.length;
-      await Promise.all(all.map((v) => client.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key!, VersionId: v.VersionId, BypassGovernanceRetention: true })).catch(() => {})));
+      await Promise.all(
+        all.map((v) =>
+          client
+            .send(
+              new DeleteObjectCommand({
+                Bucket: bucket,
+                Key: v.Key!,
+                VersionId: v.VersionId,
+                BypassGovernanceRetention: true,
+              }),
+            )
+            .catch(() => {}),
+        ),
+      );
     }
     await client.send(new DeleteBucketCommand({ Bucket: bucket }));
   } catch {

@@ -10,7 +10,12 @@ import type { TestProject } from 'vitest/node';
  * packages the first time, which needs root).
  */
 const script = fileURLToPath(new URL('../../scripts/s3-server.sh', import.meta.url));
-const env = { ...process.env, CEPH_DIR: process.env.CEPH_DIR ?? '/tmp/syncguard-test-s3', S3_PORT: process.env.S3_PORT ?? '7481', CEPH_MON_PORT: process.env.CEPH_MON_PORT ?? '3311' };
+const env = {
+  ...process.env,
+  CEPH_DIR: process.env.CEPH_DIR ?? '/tmp/syncguard-test-s3',
+  S3_PORT: process.env.S3_PORT ?? '7481',
+  CEPH_MON_PORT: process.env.CEPH_MON_PORT ?? '3311',
+};
 let started = false;
 
 export async function setup(project: TestProject): Promise<void> {
@@ -30,7 +35,8 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
-  if (started && existsSync(`${env.CEPH_DIR}/run`)) execFileSync('bash', [script, 'purge'], { env, stdio: 'inherit' });
+  if (started && existsSync(`${env.CEPH_DIR}/run`))
+    execFileSync('bash', [script, 'purge'], { env, stdio: 'inherit' });
 }
 
 declare module 'vitest' {

@@ -72,7 +72,7 @@ export async function makeTree(root: string, opts: TreeOptions = {}): Promise<Tr
   for (let i = 0; i < small; i++) {
     const dir = `d${i % 7}/sub${i % 3}${i % 5 === 0 ? '/deep' : ''}`;
     // Sizes from 0 bytes to ~40 KiB, a few of them equal so that equal sizes do not mean equal content.
-    await put(`${dir}/f${String(i).padStart(4, '0')}.dat`, i % 50 === 0 ? 0 : (i * 7919) % (40 * KiB) + 1);
+    await put(`${dir}/f${String(i).padStart(4, '0')}.dat`, i % 50 === 0 ? 0 : ((i * 7919) % (40 * KiB)) + 1);
   }
   for (const [i, size] of (opts.large ?? [1.1 * MiB, 1.3 * MiB, 1.6 * MiB].map(Math.round)).entries()) {
     await put(`large/big${i}.bin`, size);
@@ -80,12 +80,18 @@ export async function makeTree(root: string, opts: TreeOptions = {}): Promise<Tr
   if (opts.odd ?? true) {
     for (const [k, name] of Object.entries(ODD_NAMES)) await put(`odd/${name}`, 10 + k.length);
   }
-  for (const d of opts.emptyDirs ?? ['empty', 'nested/empty/deeper']) await fsp.mkdir(join(root, ...d.split('/')), { recursive: true });
+  for (const d of opts.emptyDirs ?? ['empty', 'nested/empty/deeper'])
+    await fsp.mkdir(join(root, ...d.split('/')), { recursive: true });
   return files;
 }
 
 /** Writes one file (parents made as needed) and sets its mtime when given. */
-export async function writeFile(root: string, path: string, content: Buffer | string, mtime?: Date): Promise<void> {
+export async function writeFile(
+  root: string,
+  path: string,
+  content: Buffer | string,
+  mtime?: Date,
+): Promise<void> {
   const full = join(root, ...path.split('/'));
   await fsp.mkdir(join(full, '..'), { recursive: true });
   await fsp.writeFile(full, content);
@@ -119,10 +125,19 @@ export async function readTree(root: string, opts: ReadTreeOptions = {}): Promis
       const full = Buffer.concat([dir, Buffer.from('/'), name]);
       const path = rel ? Buffer.concat([rel, Buffer.from('/'), name]) : name;
       const st = await fsp.lstat(full);
-      const base = { name: path.toString('utf8'), hex: path.toString('hex'), mtimeMs: Math.round(st.mtimeMs) };
+      const base = {
+        name: path.toString('utf8'),
+        hex: path.toString('hex'),
+        mtimeMs: Math.round(st.mtimeMs),
+      };
       if (st.isDirectory()) {
         await walk(full, path);
-        out.push({ ...base, type: 'dir', size: 0, mtimeMs: opts.dirTimes === false ? 0 : Math.round((await fsp.lstat(full)).mtimeMs) });
+        out.push({
+          ...base,
+          type: 'dir',
+          size: 0,
+          mtimeMs: opts.dirTimes === false ? 0 : Math.round((await fsp.lstat(full)).mtimeMs),
+        });
       } else if (st.isFile()) {
         out.push({ ...base, type: 'file', size: st.size, sha256: sha256(await fsp.readFile(full)) });
       } else {

@@ -9,17 +9,32 @@ import { dropboxAccountSchema, type DropboxAccountConfig } from '../../src/confi
 import { isSyncguardError, SyncguardError } from '../../src/errors.js';
 import { silentLog } from '../../src/log.js';
 import type { PacerOptions } from '../../src/providers/_pacer.js';
-import { classify, createDropboxProvider, DropboxContentHasher, dropboxContentHash, runDropboxAuth } from '../../src/providers/dropbox/index.js';
+import {
+  classify,
+  createDropboxProvider,
+  DropboxContentHasher,
+  dropboxContentHash,
+  runDropboxAuth,
+} from '../../src/providers/dropbox/index.js';
 import type { Provider, RemoteEntry } from '../../src/providers/types.js';
 import { startDropboxEmulator, type DropboxEmulator, type DropboxNamespace } from '../emulators/dropbox.js';
 import { applyChanges, collect, providerSuite, readStream } from './provider-suite.js';
 
 /** Retries without real waiting: every wait the pacer asks for is recorded, not slept. */
 function fastPacer(waits: number[] = []): PacerOptions {
-  return { baseDelayMs: 1, maxDelayMs: 5, sleep: async (ms) => { waits.push(ms); } };
+  return {
+    baseDelayMs: 1,
+    maxDelayMs: 5,
+    sleep: async (ms) => {
+      waits.push(ms);
+    },
+  };
 }
 
-function accountFor(emu: DropboxEmulator, over: Partial<Record<keyof DropboxAccountConfig, unknown>> = {}): DropboxAccountConfig {
+function accountFor(
+  emu: DropboxEmulator,
+  over: Partial<Record<keyof DropboxAccountConfig, unknown>> = {},
+): DropboxAccountConfig {
   return dropboxAccountSchema.parse({
     name: 'family-dropbox',
     provider: 'dropbox',
@@ -30,8 +45,16 @@ function accountFor(emu: DropboxEmulator, over: Partial<Record<keyof DropboxAcco
   });
 }
 
-async function providerFor(emu: DropboxEmulator, over: Partial<Record<keyof DropboxAccountConfig, unknown>> = {}, waits?: number[]): Promise<Provider> {
-  return createDropboxProvider(accountFor(emu, over), { configDir: '/', log: silentLog }, { pacer: fastPacer(waits) });
+async function providerFor(
+  emu: DropboxEmulator,
+  over: Partial<Record<keyof DropboxAccountConfig, unknown>> = {},
+  waits?: number[],
+): Promise<Provider> {
+  return createDropboxProvider(
+    accountFor(emu, over),
+    { configDir: '/', log: silentLog },
+    { pacer: fastPacer(waits) },
+  );
 }
 
 /** What the emulator holds, as the engine's state keys: paths without the leading '/'. */
@@ -43,7 +66,12 @@ function treeState(ns: DropboxNamespace, under = ''): string[] {
 }
 
 function listingState(state: Map<string, RemoteEntry>): string[] {
-  return [...state.values()].map((e) => `${e.type === 'dir' ? 'folder' : 'file'}:${e.path}${e.type === 'file' ? ':' + e.hash?.value : ''}`).sort();
+  return [...state.values()]
+    .map(
+      (e) =>
+        `${e.type === 'dir' ? 'folder' : 'file'}:${e.path}${e.type === 'file' ? ':' + e.hash?.value : ''}`,
+    )
+    .sort();
 }
 
 /** n bytes that differ from block to block (and by seed), made quickly. */
@@ -55,18 +83,33 @@ const pattern = (n: number, seed = 1) => {
   return b;
 };
 
-const errorOf = <T>(p: Promise<T>) => p.then(() => { throw new Error('expected a rejection'); }, (e: unknown) => e as SyncguardError);
+const errorOf = <T>(p: Promise<T>) =>
+  p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: unknown) => e as SyncguardError,
+  );
 
 providerSuite('dropbox', async () => {
   const emu = await startDropboxEmulator();
   const account = accountFor(emu);
-  const make = () => createDropboxProvider(account, { configDir: '/', log: silentLog }, { pacer: fastPacer() });
+  const make = () =>
+    createDropboxProvider(account, { configDir: '/', log: silentLog }, { pacer: fastPacer() });
   return {
     provider: await make(),
-    write: async (p, content, mtime) => { emu.home.put(p, content, { clientModified: mtime }); },
-    mkdir: async (p) => { emu.home.mkdir(p); },
-    remove: async (p) => { emu.home.remove(p); },
-    rename: async (a, b) => { emu.home.move(a, b); },
+    write: async (p, content, mtime) => {
+      emu.home.put(p, content, { clientModified: mtime });
+    },
+    mkdir: async (p) => {
+      emu.home.mkdir(p);
+    },
+    remove: async (p) => {
+      emu.home.remove(p);
+    },
+    rename: async (a, b) => {
+      emu.home.move(a, b);
+    },
     reopen: make,
     cleanup: () => emu.close(),
   };
@@ -77,18 +120,29 @@ describe('dropbox content_hash', () => {
   function reference(data: Buffer): string {
     const block = 4 * 1024 * 1024;
     const digests: Buffer[] = [];
-    for (let off = 0; off < data.length; off += block) digests.push(createHash('sha256').update(data.subarray(off, off + block)).digest());
+    for (let off = 0; off < data.length; off += block)
+      digests.push(
+        createHash('sha256')
+          .update(data.subarray(off, off + block))
+          .digest(),
+      );
     return createHash('sha256').update(Buffer.concat(digests)).digest('hex');
   }
 
   it('hashes an empty file to the SHA-256 of nothing', () => {
-    expect(dropboxContentHash(Buffer.alloc(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    expect(dropboxContentHash(Buffer.alloc(0))).toBe(
+      'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    );
   });
 
   it('matches vectors computed with Python hashlib for one, two-and-a-bit and three blocks', () => {
     // python3: sha256(b''.join(sha256(d[i:i+4MiB]).digest() for i in range(0, len(d), 4MiB))).hexdigest()
-    expect(dropboxContentHash(Buffer.alloc(4 * 1024 * 1024, 'a'))).toBe('907a506cf5e706bda5c7a29b43c9c65d8344bd2fa2f22339b359c214812af5a1');
-    expect(dropboxContentHash(Buffer.alloc(8 * 1024 * 1024 + 1))).toBe('0abd0f48fe25004ce9ca2e45df928ba9b1052f20666d7dde21ecdbeb7aa96482');
+    expect(dropboxContentHash(Buffer.alloc(4 * 1024 * 1024, 'a'))).toBe(
+      '907a506cf5e706bda5c7a29b43c9c65d8344bd2fa2f22339b359c214812af5a1',
+    );
+    expect(dropboxContentHash(Buffer.alloc(8 * 1024 * 1024 + 1))).toBe(
+      '0abd0f48fe25004ce9ca2e45df928ba9b1052f20666d7dde21ecdbeb7aa96482',
+    );
     const d = Buffer.alloc(9_711_423);
     for (let i = 0; i < d.length; i++) d[i] = (i * 31 + 7) & 0xff;
     expect(dropboxContentHash(d)).toBe('818cdb443e7e41218e71dc249b28010d6be324a27f5ea8feda11d78df259c26d');
@@ -98,7 +152,12 @@ describe('dropbox content_hash', () => {
     const data = pattern(9_711_423, 3);
     const want = reference(data);
     expect(dropboxContentHash(data)).toBe(want);
-    for (const sizes of [[4095, 1, 65_537], [7, 4 * 1024 * 1024 - 1, 3], [4 * 1024 * 1024], [1024 * 1024 + 3, 65_536]]) {
+    for (const sizes of [
+      [4095, 1, 65_537],
+      [7, 4 * 1024 * 1024 - 1, 3],
+      [4 * 1024 * 1024],
+      [1024 * 1024 + 3, 65_536],
+    ]) {
       const h = new DropboxContentHasher();
       for (let off = 0, i = 0; off < data.length; i++) {
         const n = sizes[i % sizes.length];
@@ -115,12 +174,17 @@ describe('dropbox content_hash', () => {
 
 describe('provider: dropbox', () => {
   let emu: DropboxEmulator;
-  beforeEach(async () => { emu = await startDropboxEmulator(); });
-  afterEach(async () => { await emu.close(); });
+  beforeEach(async () => {
+    emu = await startDropboxEmulator();
+  });
+  afterEach(async () => {
+    await emu.close();
+  });
 
   describe('listing', () => {
     it('pages a full listing, then lists 10 changes among 5,000 files with one continue call', async () => {
-      for (let d = 0; d < 50; d++) for (let f = 0; f < 100; f++) emu.home.put(`Photos/d${d}/f${f}.jpg`, `photo ${d}/${f}`);
+      for (let d = 0; d < 50; d++)
+        for (let f = 0; f < 100; f++) emu.home.put(`Photos/d${d}/f${f}.jpg`, `photo ${d}/${f}`);
       const p = await providerFor(emu);
       const first = await collect(p);
       expect(emu.count('files/list_folder')).toBe(1);
@@ -139,8 +203,12 @@ describe('provider: dropbox', () => {
       const p2 = await providerFor(emu);
       const second = await collect(p2, first.cursor, undefined, s1);
       expect(emu.counts()).toEqual({ 'oauth2/token': 1, 'files/list_folder/continue': 1 });
-      expect(second.changes.filter((c) => c.kind === 'delete').map((c) => (c as { path: string }).path).sort())
-        .toEqual(['Photos/d10/f1.jpg', 'Photos/d11', 'Photos/d12/f5.jpg']);
+      expect(
+        second.changes
+          .filter((c) => c.kind === 'delete')
+          .map((c) => (c as { path: string }).path)
+          .sort(),
+      ).toEqual(['Photos/d10/f1.jpg', 'Photos/d11', 'Photos/d12/f5.jpg']);
       expect(second.changes.length).toBeLessThan(15);
       const s2 = applyChanges(s1, second, true, true);
       expect(listingState(s2)).toEqual(treeState(emu.home));
@@ -190,7 +258,14 @@ describe('provider: dropbox', () => {
       const p = await providerFor(emu, { folders: ['/Photos', 'documents/'] });
       const first = await collect(p);
       const s1 = applyChanges(new Map(), first, true, true);
-      expect([...s1.keys()].sort()).toEqual(['Documents', 'Documents/tax.pdf', 'Photos', 'Photos/2024', 'Photos/2024/a.jpg', 'Photos/empty']);
+      expect([...s1.keys()].sort()).toEqual([
+        'Documents',
+        'Documents/tax.pdf',
+        'Photos',
+        'Photos/2024',
+        'Photos/2024/a.jpg',
+        'Photos/empty',
+      ]);
       const order = first.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : ''));
       expect(order.indexOf('Photos')).toBeLessThan(order.indexOf('Photos/2024'));
       expect(Object.keys(JSON.parse(first.cursor!).folders).sort()).toEqual(['/documents', '/photos']);
@@ -203,7 +278,10 @@ describe('provider: dropbox', () => {
       expect(emu.count('files/list_folder/continue')).toBe(2);
       expect(second.changes).toEqual([
         { kind: 'delete', path: 'Photos/2024' },
-        { kind: 'upsert', entry: expect.objectContaining({ path: 'Documents/new.txt', type: 'file', size: 3 }) },
+        {
+          kind: 'upsert',
+          entry: expect.objectContaining({ path: 'Documents/new.txt', type: 'file', size: 3 }),
+        },
       ]);
 
       // Another set of folders: the stored cursors no longer describe it.
@@ -228,9 +306,27 @@ describe('provider: dropbox', () => {
       emu.home.put('Notes/../escape.txt', 'hostile');
       emu.home.put('Notes/Paper doc.paper', 'cloud', { downloadable: false });
       const { changes } = await collect(await providerFor(emu));
-      expect(changes).toContainEqual({ kind: 'upsert', entry: { path: 'Notes/plan.txt', type: 'file', size: 4, modified: when, id: node.id, hash: { algo: 'dropbox', value: node.contentHash } } });
-      expect(changes).toContainEqual({ kind: 'error', path: 'Notes/../escape.txt', message: expect.stringContaining('".." segment') });
-      expect(changes).toContainEqual({ kind: 'skip', path: 'Notes/Paper doc.paper', reason: expect.stringContaining('cannot download') });
+      expect(changes).toContainEqual({
+        kind: 'upsert',
+        entry: {
+          path: 'Notes/plan.txt',
+          type: 'file',
+          size: 4,
+          modified: when,
+          id: node.id,
+          hash: { algo: 'dropbox', value: node.contentHash },
+        },
+      });
+      expect(changes).toContainEqual({
+        kind: 'error',
+        path: 'Notes/../escape.txt',
+        message: expect.stringContaining('".." segment'),
+      });
+      expect(changes).toContainEqual({
+        kind: 'skip',
+        path: 'Notes/Paper doc.paper',
+        reason: expect.stringContaining('cannot download'),
+      });
       expect(changes.some((c) => c.kind === 'upsert' && c.entry.path.includes('..'))).toBe(false);
     });
   });
@@ -241,7 +337,11 @@ describe('provider: dropbox', () => {
       emu.inject('files/list_folder', { kind: 'status', status: 429, retryAfter: 1 });
       emu.inject('files/list_folder', { kind: 'status', status: 429, retryAfter: 0 });
       const waits: number[] = [];
-      const p = await createDropboxProvider(accountFor(emu), { configDir: '/', log: silentLog }, { pacer: { baseDelayMs: 1, maxDelayMs: 5, onWait: (ms) => waits.push(ms) } });
+      const p = await createDropboxProvider(
+        accountFor(emu),
+        { configDir: '/', log: silentLog },
+        { pacer: { baseDelayMs: 1, maxDelayMs: 5, onWait: (ms) => waits.push(ms) } },
+      );
       const { changes } = await collect(p);
       expect(changes).toHaveLength(1);
       expect(emu.count('files/list_folder')).toBe(3);
@@ -261,10 +361,14 @@ describe('provider: dropbox', () => {
       expect(emu.count('files/download')).toBe(5);
     });
 
-    it('gives up after the pacer\'s bound with PROVIDER_UNAVAILABLE', async () => {
+    it("gives up after the pacer's bound with PROVIDER_UNAVAILABLE", async () => {
       emu.home.put('a.txt', 'a');
       emu.inject('files/list_folder', { kind: 'status', status: 500 }, 100);
-      const p = await createDropboxProvider(accountFor(emu), { configDir: '/', log: silentLog }, { pacer: { ...fastPacer(), maxAttempts: 3 } });
+      const p = await createDropboxProvider(
+        accountFor(emu),
+        { configDir: '/', log: silentLog },
+        { pacer: { ...fastPacer(), maxAttempts: 3 } },
+      );
       const err = await errorOf(collect(p));
       expect(isSyncguardError(err, 'PROVIDER_UNAVAILABLE'), String(err)).toBe(true);
       expect(emu.count('files/list_folder')).toBe(3);
@@ -283,7 +387,9 @@ describe('provider: dropbox', () => {
       expect(downloads).toHaveLength(3);
       expect(downloads[0].range).toBeUndefined();
       expect(downloads[1].range).toMatch(/^bytes=\d+-$/);
-      expect(Number(/\d+/.exec(downloads[2].range!)![0])).toBeGreaterThan(Number(/\d+/.exec(downloads[1].range!)![0]));
+      expect(Number(/\d+/.exec(downloads[2].range!)![0])).toBeGreaterThan(
+        Number(/\d+/.exec(downloads[1].range!)![0]),
+      );
     });
 
     it('stops a download when aborted, with ABORTED', async () => {
@@ -298,7 +404,10 @@ describe('provider: dropbox', () => {
           got += (chunk as Buffer).length;
           if (got > 100_000) ac.abort(new Error('user pressed ctrl-c'));
         }
-      })().then(() => undefined, (e: unknown) => e);
+      })().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(isSyncguardError(err, 'ABORTED'), String(err)).toBe(true);
       expect(got).toBeLessThan(4 * 1024 * 1024);
     });
@@ -320,21 +429,69 @@ describe('provider: dropbox', () => {
 
     it('classifies what the SDK and fetch throw', () => {
       const headers = (h: Record<string, string>) => new Headers(h);
-      const rerr = (status: number, error: unknown, h: Record<string, string> = {}) => ({ name: 'DropboxResponseError', status, headers: headers(h), error });
+      const rerr = (status: number, error: unknown, h: Record<string, string> = {}) => ({
+        name: 'DropboxResponseError',
+        status,
+        headers: headers(h),
+        error,
+      });
       const ctx = { account: 'acct' };
-      const limited = classify(rerr(429, { error_summary: 'too_many_requests/..', error: { reason: { '.tag': 'too_many_requests' }, retry_after: 7 } }, { 'Retry-After': '3' }), ctx);
-      expect([limited.code, limited.retryAfterMs, limited.retryable]).toEqual(['PROVIDER_RATE_LIMITED', 3000, true]);
+      const limited = classify(
+        rerr(
+          429,
+          {
+            error_summary: 'too_many_requests/..',
+            error: { reason: { '.tag': 'too_many_requests' }, retry_after: 7 },
+          },
+          { 'Retry-After': '3' },
+        ),
+        ctx,
+      );
+      expect([limited.code, limited.retryAfterMs, limited.retryable]).toEqual([
+        'PROVIDER_RATE_LIMITED',
+        3000,
+        true,
+      ]);
       expect(classify(rerr(429, 'Too many requests'), ctx).code).toBe('PROVIDER_RATE_LIMITED');
-      expect(classify(rerr(409, { error_summary: 'path/not_found/..', error: { '.tag': 'path', path: { '.tag': 'not_found' } } }), ctx).code).toBe('NOT_FOUND');
-      expect(classify(rerr(409, { error_summary: 'path/conflict/file/..', error: {} }), ctx).code).toBe('EXISTS');
-      expect(classify(rerr(409, { error_summary: 'reset/..', error: { '.tag': 'reset' } }), ctx).code).toBe('CURSOR_RESET');
-      expect(classify(rerr(409, { error_summary: 'path/too_many_write_operations/..', error: {} }), ctx).code).toBe('PROVIDER_RATE_LIMITED');
+      expect(
+        classify(
+          rerr(409, {
+            error_summary: 'path/not_found/..',
+            error: { '.tag': 'path', path: { '.tag': 'not_found' } },
+          }),
+          ctx,
+        ).code,
+      ).toBe('NOT_FOUND');
+      expect(classify(rerr(409, { error_summary: 'path/conflict/file/..', error: {} }), ctx).code).toBe(
+        'EXISTS',
+      );
+      expect(classify(rerr(409, { error_summary: 'reset/..', error: { '.tag': 'reset' } }), ctx).code).toBe(
+        'CURSOR_RESET',
+      );
+      expect(
+        classify(rerr(409, { error_summary: 'path/too_many_write_operations/..', error: {} }), ctx).code,
+      ).toBe('PROVIDER_RATE_LIMITED');
       expect(classify(rerr(502, 'Bad gateway'), ctx).code).toBe('PROVIDER_UNAVAILABLE');
-      expect(classify(rerr(401, { error_summary: 'invalid_access_token/', error: { '.tag': 'invalid_access_token' } }), ctx).code).toBe('PROVIDER_AUTH');
-      const grant = classify(rerr(400, { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' }), ctx);
+      expect(
+        classify(
+          rerr(401, { error_summary: 'invalid_access_token/', error: { '.tag': 'invalid_access_token' } }),
+          ctx,
+        ).code,
+      ).toBe('PROVIDER_AUTH');
+      const grant = classify(
+        rerr(400, { error: 'invalid_grant', error_description: 'refresh token is invalid or revoked' }),
+        ctx,
+      );
       expect(grant.code).toBe('PROVIDER_AUTH');
       expect(grant.message).toContain('syncguard auth dropbox --account acct');
-      expect(classify(Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('x'), { code: 'ECONNRESET' }) }), ctx).code).toBe('PROVIDER_UNAVAILABLE');
+      expect(
+        classify(
+          Object.assign(new TypeError('fetch failed'), {
+            cause: Object.assign(new Error('x'), { code: 'ECONNRESET' }),
+          }),
+          ctx,
+        ).code,
+      ).toBe('PROVIDER_UNAVAILABLE');
       expect(classify(new TypeError('terminated'), ctx).retryable).toBe(true);
       const ac = new AbortController();
       ac.abort();
@@ -349,7 +506,9 @@ describe('provider: dropbox', () => {
       const state = applyChanges(new Map(), await collect(p), true);
       expect(emu.count('oauth2/token')).toBe(1);
       emu.expireAccessTokens();
-      const texts = await Promise.all([...state.values()].map(async (e) => (await readStream(p, e)).bytes.toString()));
+      const texts = await Promise.all(
+        [...state.values()].map(async (e) => (await readStream(p, e)).bytes.toString()),
+      );
       expect(texts.sort()).toEqual([0, 1, 2, 3, 4, 5].map((i) => `file ${i}`));
       expect(emu.count('oauth2/token')).toBe(2);
       // At least one download met the expired token and was sent again.
@@ -391,7 +550,12 @@ describe('provider: dropbox', () => {
         expect(err.message).toContain(join(dir, 'missing.json'));
         expect(err.message).toContain('syncguard auth dropbox --account family-dropbox');
         await writeFile(join(dir, 'garbage.json'), '{"nope": true}');
-        const err2 = await errorOf(createDropboxProvider({ ...account, credentials: 'garbage.json' }, { configDir: dir, log: silentLog }));
+        const err2 = await errorOf(
+          createDropboxProvider(
+            { ...account, credentials: 'garbage.json' },
+            { configDir: dir, log: silentLog },
+          ),
+        );
         expect(err2.message).toMatch(/not a Dropbox credentials file/);
       } finally {
         await rm(dir, { recursive: true, force: true });
@@ -401,8 +565,12 @@ describe('provider: dropbox', () => {
 
   describe('auth dropbox', () => {
     let dir: string;
-    beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'sg-dbx-auth-')); });
-    afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+    beforeEach(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'sg-dbx-auth-'));
+    });
+    afterEach(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
 
     /** The user: opens the printed address, clicks Allow, copies the code from the page. */
     async function userCopiesCode(lines: string[]): Promise<string> {
@@ -414,7 +582,12 @@ describe('provider: dropbox', () => {
     it('runs the PKCE flow end to end and saves the refresh token in a 0600 file that the provider then uses', async () => {
       const account = accountFor(emu, { refreshToken: undefined, credentials: 'creds/family.json' });
       const lines: string[] = [];
-      const { credentialsPath } = await runDropboxAuth({ account, configDir: dir, print: (l) => lines.push(l), prompt: async () => `  ${await userCopiesCode(lines)}\n` });
+      const { credentialsPath } = await runDropboxAuth({
+        account,
+        configDir: dir,
+        print: (l) => lines.push(l),
+        prompt: async () => `  ${await userCopiesCode(lines)}\n`,
+      });
       expect(credentialsPath).toBe(join(dir, 'creds', 'family.json'));
       const url = new URL(lines.map((l) => l.trim()).find((l) => l.startsWith('https://'))!);
       expect(url.searchParams.get('token_access_type')).toBe('offline');
@@ -436,31 +609,64 @@ describe('provider: dropbox', () => {
 
     it('is refused when the code was asked for with another PKCE challenge, and the emulator checks the verifier', async () => {
       const account = accountFor(emu, { refreshToken: undefined, credentials: 'c.json' });
-      const foreign = emu.authorize(`https://www.dropbox.com/oauth2/authorize?client_id=${emu.appKey}&response_type=code&token_access_type=offline&code_challenge_method=S256&code_challenge=${createHash('sha256').update('another verifier').digest('base64url')}`);
-      const err = await errorOf(runDropboxAuth({ account, configDir: dir, print: () => {}, prompt: async () => foreign }));
+      const foreign = emu.authorize(
+        `https://www.dropbox.com/oauth2/authorize?client_id=${emu.appKey}&response_type=code&token_access_type=offline&code_challenge_method=S256&code_challenge=${createHash('sha256').update('another verifier').digest('base64url')}`,
+      );
+      const err = await errorOf(
+        runDropboxAuth({ account, configDir: dir, print: () => {}, prompt: async () => foreign }),
+      );
       expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
       expect(err.message).toMatch(/did not accept the access code/);
       expect(await readdir(dir)).toEqual([]);
 
       const token = async (params: Record<string, string>) => {
-        const res = await emu.fetch(`https://api.dropboxapi.com/oauth2/token?${new URLSearchParams(params)}`, { method: 'POST' });
-        return { status: res.status, body: await res.json() as { error?: string; refresh_token?: string } };
+        const res = await emu.fetch(
+          `https://api.dropboxapi.com/oauth2/token?${new URLSearchParams(params)}`,
+          { method: 'POST' },
+        );
+        return { status: res.status, body: (await res.json()) as { error?: string; refresh_token?: string } };
       };
       const verifier = 'v'.repeat(64);
       const challenge = createHash('sha256').update(verifier).digest('base64url');
-      const ask = () => emu.authorize(`https://www.dropbox.com/oauth2/authorize?client_id=${emu.appKey}&response_type=code&token_access_type=offline&code_challenge_method=S256&code_challenge=${challenge}`);
-      expect(await token({ grant_type: 'authorization_code', code: ask(), client_id: emu.appKey, code_verifier: 'w'.repeat(64) })).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
-      expect((await token({ grant_type: 'authorization_code', code: ask(), client_id: emu.appKey })).status).toBe(400);
+      const ask = () =>
+        emu.authorize(
+          `https://www.dropbox.com/oauth2/authorize?client_id=${emu.appKey}&response_type=code&token_access_type=offline&code_challenge_method=S256&code_challenge=${challenge}`,
+        );
+      expect(
+        await token({
+          grant_type: 'authorization_code',
+          code: ask(),
+          client_id: emu.appKey,
+          code_verifier: 'w'.repeat(64),
+        }),
+      ).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
+      expect(
+        (await token({ grant_type: 'authorization_code', code: ask(), client_id: emu.appKey })).status,
+      ).toBe(400);
       const code = ask();
-      const ok = await token({ grant_type: 'authorization_code', code, client_id: emu.appKey, code_verifier: verifier });
+      const ok = await token({
+        grant_type: 'authorization_code',
+        code,
+        client_id: emu.appKey,
+        code_verifier: verifier,
+      });
       expect(ok.status).toBe(200);
       expect(ok.body.refresh_token).toMatch(/^rt-/);
-      expect(await token({ grant_type: 'authorization_code', code, client_id: emu.appKey, code_verifier: verifier })).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
+      expect(
+        await token({
+          grant_type: 'authorization_code',
+          code,
+          client_id: emu.appKey,
+          code_verifier: verifier,
+        }),
+      ).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
     });
 
     it('refuses something that is not a code, without calling Dropbox', async () => {
       const account = accountFor(emu, { refreshToken: undefined, credentials: 'c.json' });
-      const err = await errorOf(runDropboxAuth({ account, configDir: dir, print: () => {}, prompt: async () => 'paste: it here' }));
+      const err = await errorOf(
+        runDropboxAuth({ account, configDir: dir, print: () => {}, prompt: async () => 'paste: it here' }),
+      );
       expect(isSyncguardError(err, 'USAGE'), String(err)).toBe(true);
       expect(emu.count('oauth2/token')).toBe(0);
     });
@@ -472,20 +678,36 @@ describe('provider: dropbox', () => {
     it('uploads a small file with its original modified time, and refuses an existing one unless told to overwrite', async () => {
       const p = await providerFor(emu);
       const when = new Date('2020-02-02T02:02:02.789Z');
-      await p.upload!('Restored/Photos/a.txt', body(Buffer.from('x'.repeat(1500))), 1500, { overwrite: false, modified: when });
+      await p.upload!('Restored/Photos/a.txt', body(Buffer.from('x'.repeat(1500))), 1500, {
+        overwrite: false,
+        modified: when,
+      });
       const node = emu.home.get('Restored/Photos/a.txt')!;
       expect(node.content!.toString()).toBe('x'.repeat(1500));
       expect(node.clientModified).toBe('2020-02-02T02:02:02Z');
       expect(emu.count('files/upload')).toBe(1);
 
-      const err = await errorOf(p.upload!('Restored/Photos/a.txt', body(Buffer.from('y'.repeat(1500))), 1500, { overwrite: false }));
+      const err = await errorOf(
+        p.upload!('Restored/Photos/a.txt', body(Buffer.from('y'.repeat(1500))), 1500, { overwrite: false }),
+      );
       expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
       expect(err.message).toMatch(/already exists on Dropbox/);
       expect(emu.home.get('Restored/Photos/a.txt')!.content!.toString()).toBe('x'.repeat(1500));
       // The same bytes again are refused too: add never lands on an existing file.
-      expect(isSyncguardError(await errorOf(p.upload!('Restored/Photos/a.txt', body(Buffer.from('x'.repeat(1500))), 1500, { overwrite: false })), 'EXISTS')).toBe(true);
+      expect(
+        isSyncguardError(
+          await errorOf(
+            p.upload!('Restored/Photos/a.txt', body(Buffer.from('x'.repeat(1500))), 1500, {
+              overwrite: false,
+            }),
+          ),
+          'EXISTS',
+        ),
+      ).toBe(true);
 
-      await p.upload!('Restored/Photos/a.txt', body(Buffer.from('z'.repeat(1500))), 1500, { overwrite: true });
+      await p.upload!('Restored/Photos/a.txt', body(Buffer.from('z'.repeat(1500))), 1500, {
+        overwrite: true,
+      });
       expect(emu.home.get('Restored/Photos/a.txt')!.content!.toString()).toBe('z'.repeat(1500));
       expect(emu.home.get('Restored/Photos/a.txt')!.id).toBe(node.id);
     });
@@ -493,13 +715,27 @@ describe('provider: dropbox', () => {
     it('uploads a large file through an upload session in 8 MiB chunks, exact bytes', async () => {
       const data = pattern(20 * 1024 * 1024 + 5, 9);
       const p = await providerFor(emu);
-      await p.upload!('Restored/big.bin', Readable.from([data.subarray(0, 3_000_000), data.subarray(3_000_000)]), data.length, { overwrite: false, modified: new Date('2019-01-01T00:00:00Z') });
+      await p.upload!(
+        'Restored/big.bin',
+        Readable.from([data.subarray(0, 3_000_000), data.subarray(3_000_000)]),
+        data.length,
+        { overwrite: false, modified: new Date('2019-01-01T00:00:00Z') },
+      );
       const node = emu.home.get('Restored/big.bin')!;
       expect(node.content!.equals(data)).toBe(true);
       expect(node.clientModified).toBe('2019-01-01T00:00:00Z');
-      expect([emu.count('files/upload_session/start'), emu.count('files/upload_session/append_v2'), emu.count('files/upload_session/finish'), emu.count('files/upload')]).toEqual([1, 1, 1, 0]);
+      expect([
+        emu.count('files/upload_session/start'),
+        emu.count('files/upload_session/append_v2'),
+        emu.count('files/upload_session/finish'),
+        emu.count('files/upload'),
+      ]).toEqual([1, 1, 1, 0]);
 
-      const err = await errorOf(p.upload!('Restored/big.bin', Readable.from([pattern(data.length, 2)]), data.length, { overwrite: false }));
+      const err = await errorOf(
+        p.upload!('Restored/big.bin', Readable.from([pattern(data.length, 2)]), data.length, {
+          overwrite: false,
+        }),
+      );
       expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
       expect(emu.count('files/upload_session/start')).toBe(1);
 
@@ -517,11 +753,15 @@ describe('provider: dropbox', () => {
       await p.upload!('lost.bin', Readable.from([data]), data.length, { overwrite: false });
       expect(emu.home.get('lost.bin')!.content!.equals(data)).toBe(true);
 
-      const appends = emu.requests.filter((r) => r.route === 'files/upload_session/append_v2').map((r) => r.status);
+      const appends = emu.requests
+        .filter((r) => r.route === 'files/upload_session/append_v2')
+        .map((r) => r.status);
       expect(appends).toContain(409);
       expect(appends).toContain(429);
       // The commit went through but its answer was lost: the retry finds the session gone and the file ours.
-      expect(emu.requests.filter((r) => r.route === 'files/upload_session/finish').map((r) => r.status)).toEqual([undefined, 409]);
+      expect(
+        emu.requests.filter((r) => r.route === 'files/upload_session/finish').map((r) => r.status),
+      ).toEqual([undefined, 409]);
       expect(emu.count('files/get_metadata')).toBe(2);
 
       emu.inject('files/upload', { kind: 'drop-response' });
@@ -532,7 +772,9 @@ describe('provider: dropbox', () => {
 
     it('refuses a body whose length is not the announced size', async () => {
       const p = await providerFor(emu);
-      const err = await errorOf(p.upload!('short.txt', Readable.from([Buffer.from('abc')]), 10, { overwrite: false }));
+      const err = await errorOf(
+        p.upload!('short.txt', Readable.from([Buffer.from('abc')]), 10, { overwrite: false }),
+      );
       expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
       expect(emu.home.get('short.txt')).toBeUndefined();
     });
@@ -546,14 +788,23 @@ describe('provider: dropbox', () => {
       expect(await p.exists!('Restored/nothing')).toBe(false);
       emu.home.put('Restored/file', 'f');
       expect(isSyncguardError(await errorOf(p.mkdir!('Restored/file')), 'EXISTS')).toBe(true);
-      expect(isSyncguardError(await errorOf(p.upload!('../x', Readable.from([]), 0, { overwrite: false })), 'UNSAFE_PATH')).toBe(true);
+      expect(
+        isSyncguardError(
+          await errorOf(p.upload!('../x', Readable.from([]), 0, { overwrite: false })),
+          'UNSAFE_PATH',
+        ),
+      ).toBe(true);
     });
   });
 
   describe('Dropbox Business', () => {
     let team: DropboxEmulator;
-    beforeAll(async () => { team = await startDropboxEmulator({ team: { members: ['dbmid:AADbob'] } }); });
-    afterAll(async () => { await team.close(); });
+    beforeAll(async () => {
+      team = await startDropboxEmulator({ team: { members: ['dbmid:AADbob'] } });
+    });
+    afterAll(async () => {
+      await team.close();
+    });
 
     it('lists the team space with Dropbox-API-Path-Root from root_info', async () => {
       team.teamRoot!.put('Finance/q1.xlsx', 'numbers');
@@ -562,39 +813,67 @@ describe('provider: dropbox', () => {
       const state = applyChanges(new Map(), await collect(p), true);
       expect([...state.keys()].sort()).toEqual(['Finance', 'Finance/q1.xlsx']);
       expect((await readStream(p, state.get('Finance/q1.xlsx')!)).bytes.toString()).toBe('numbers');
-      const listed = team.requests.filter((r) => r.route === 'files/list_folder' || r.route === 'files/download');
+      const listed = team.requests.filter(
+        (r) => r.route === 'files/list_folder' || r.route === 'files/download',
+      );
       expect(listed.length).toBeGreaterThan(0);
-      for (const r of listed) expect(JSON.parse(r.pathRoot!)).toEqual({ '.tag': 'root', root: team.teamRoot!.id });
+      for (const r of listed)
+        expect(JSON.parse(r.pathRoot!)).toEqual({ '.tag': 'root', root: team.teamRoot!.id });
       expect(team.requests.find((r) => r.route === 'users/get_current_account')!.pathRoot).toBeUndefined();
 
       const byNs = await providerFor(team, { root: { namespaceId: team.teamRoot!.id } });
-      expect([...applyChanges(new Map(), await collect(byNs), true).keys()].sort()).toEqual(['Finance', 'Finance/q1.xlsx']);
-      expect(JSON.parse(team.requests.at(-1)!.pathRoot!)).toEqual({ '.tag': 'namespace_id', namespace_id: team.teamRoot!.id });
+      expect([...applyChanges(new Map(), await collect(byNs), true).keys()].sort()).toEqual([
+        'Finance',
+        'Finance/q1.xlsx',
+      ]);
+      expect(JSON.parse(team.requests.at(-1)!.pathRoot!)).toEqual({
+        '.tag': 'namespace_id',
+        namespace_id: team.teamRoot!.id,
+      });
     });
 
     it('starts over with a reset when the team space root changes (422 invalid_root)', async () => {
       team.replaceTeamRoot().put('Old/a.txt', 'a');
       const p = await providerFor(team, { root: 'team' });
       const first = await collect(p);
-      expect(first.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : c.kind))).toEqual(['Old', 'Old/a.txt']);
+      expect(first.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : c.kind))).toEqual([
+        'Old',
+        'Old/a.txt',
+      ]);
       const fresh = team.replaceTeamRoot();
       fresh.put('New/b.txt', 'b');
       const second = await collect(p, first.cursor);
-      expect(second.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : c.kind))).toEqual(['reset', 'New', 'New/b.txt']);
-      expect(team.requests.filter((r) => r.route === 'files/list_folder/continue').map((r) => r.status)).toContain(422);
-      expect(JSON.parse(team.requests.filter((r) => r.route === 'files/list_folder').at(-1)!.pathRoot!)).toEqual({ '.tag': 'root', root: fresh.id });
+      expect(second.changes.map((c) => (c.kind === 'upsert' ? c.entry.path : c.kind))).toEqual([
+        'reset',
+        'New',
+        'New/b.txt',
+      ]);
+      expect(
+        team.requests.filter((r) => r.route === 'files/list_folder/continue').map((r) => r.status),
+      ).toContain(422);
+      expect(
+        JSON.parse(team.requests.filter((r) => r.route === 'files/list_folder').at(-1)!.pathRoot!),
+      ).toEqual({ '.tag': 'root', root: fresh.id });
       const third = await collect(p, second.cursor);
       expect(third.changes).toEqual([]);
     });
 
     it('acts as a team member with Dropbox-API-Select-User, and says so when the member is wrong', async () => {
       team.members.get('dbmid:AADbob')!.home.put('bob.txt', 'bob');
-      const p = await providerFor(team, { refreshToken: team.issueRefreshToken({ team: true }), selectUser: 'dbmid:AADbob' });
+      const p = await providerFor(team, {
+        refreshToken: team.issueRefreshToken({ team: true }),
+        selectUser: 'dbmid:AADbob',
+      });
       const state = applyChanges(new Map(), await collect(p), true);
       expect([...state.keys()]).toEqual(['bob.txt']);
-      expect(team.requests.filter((r) => r.route === 'files/list_folder').at(-1)!.selectUser).toBe('dbmid:AADbob');
+      expect(team.requests.filter((r) => r.route === 'files/list_folder').at(-1)!.selectUser).toBe(
+        'dbmid:AADbob',
+      );
 
-      const wrong = await providerFor(team, { refreshToken: team.issueRefreshToken({ team: true }), selectUser: 'dbmid:nobody' });
+      const wrong = await providerFor(team, {
+        refreshToken: team.issueRefreshToken({ team: true }),
+        selectUser: 'dbmid:nobody',
+      });
       const err = await errorOf(collect(wrong));
       expect(isSyncguardError(err, 'CONFIG'), String(err)).toBe(true);
       expect(err.message).toMatch(/selectUser/);
@@ -606,6 +885,10 @@ describe('provider: dropbox', () => {
     const p = await providerFor(emu);
     await readStream(p, applyChanges(new Map(), await collect(p), true).get('a.txt')!);
     const hosts = Object.fromEntries(emu.requests.map((r) => [r.route, r.host]));
-    expect(hosts).toEqual({ 'oauth2/token': 'api.dropboxapi.com', 'files/list_folder': 'api.dropboxapi.com', 'files/download': 'content.dropboxapi.com' });
+    expect(hosts).toEqual({
+      'oauth2/token': 'api.dropboxapi.com',
+      'files/list_folder': 'api.dropboxapi.com',
+      'files/download': 'content.dropboxapi.com',
+    });
   });
 });

@@ -16,7 +16,9 @@ async function localFixture() {
       await writeFile(at(p), content);
       if (mtime) await utimes(at(p), mtime, mtime);
     },
-    mkdir: async (p: string) => { await mkdir(at(p), { recursive: true }); },
+    mkdir: async (p: string) => {
+      await mkdir(at(p), { recursive: true });
+    },
     remove: async (p: string) => rm(at(p), { recursive: true }),
     rename: async (a: string, b: string) => rename(at(a), at(b)),
     cleanup: async () => rm(root, { recursive: true, force: true }),
@@ -32,7 +34,11 @@ describe('provider: local', () => {
     await fx.write('real.txt', 'r');
     await symlink('/etc', join(fx.root, 'escape'));
     const { changes } = await collect(fx.provider);
-    expect(changes).toContainEqual({ kind: 'skip', path: 'escape', reason: expect.stringContaining('symbolic link') });
+    expect(changes).toContainEqual({
+      kind: 'skip',
+      path: 'escape',
+      reason: expect.stringContaining('symbolic link'),
+    });
     expect(changes.some((c) => c.kind === 'upsert' && c.entry.path.startsWith('escape'))).toBe(false);
     await fx.cleanup();
   });

@@ -6,12 +6,22 @@ import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isSyncguardError, type SyncguardError } from '../../src/errors.js';
 import { Pacer, sleep } from '../../src/providers/_pacer.js';
-import { QuickXorHash, createOnedriveProvider, quickXorHash, tokenExpiry } from '../../src/providers/onedrive/index.js';
+import {
+  QuickXorHash,
+  createOnedriveProvider,
+  quickXorHash,
+  tokenExpiry,
+} from '../../src/providers/onedrive/index.js';
 import { HttpError, classify } from '../../src/providers/onedrive/classify.js';
 import { GraphError } from '@microsoft/microsoft-graph-client';
 import { InteractionRequiredAuthError, ServerError } from '@azure/msal-node';
 import type { Change, Provider, RemoteEntry } from '../../src/providers/types.js';
-import { onedriveAccount, onedriveTestbed, signIn, type OnedriveTestbed } from '../emulators/graph-fixture.js';
+import {
+  onedriveAccount,
+  onedriveTestbed,
+  signIn,
+  type OnedriveTestbed,
+} from '../emulators/graph-fixture.js';
 import { referenceQuickXor, startGraphEmulator, type GraphEmulatorOptions } from '../emulators/graph.js';
 import { applyChanges, collect, providerSuite, readStream, type ProviderFixture } from './provider-suite.js';
 import { restore } from '../../src/snapshot/restore.js';
@@ -23,10 +33,18 @@ async function suiteFixture(opts: GraphEmulatorOptions): Promise<ProviderFixture
   const drive = tb.emu.drive;
   return {
     provider: await tb.provider(),
-    write: async (p, content, mtime) => { drive.write(p, content, { modified: mtime }); },
-    mkdir: async (p) => { drive.mkdir(p); },
-    remove: async (p) => { drive.remove(p); },
-    rename: async (a, b) => { drive.move(a, b); },
+    write: async (p, content, mtime) => {
+      drive.write(p, content, { modified: mtime });
+    },
+    mkdir: async (p) => {
+      drive.mkdir(p);
+    },
+    remove: async (p) => {
+      drive.remove(p);
+    },
+    rename: async (a, b) => {
+      drive.move(a, b);
+    },
     reopen: () => tb.provider(),
     cleanup: () => tb.cleanup(),
   };
@@ -35,12 +53,20 @@ async function suiteFixture(opts: GraphEmulatorOptions): Promise<ProviderFixture
 providerSuite('onedrive (personal)', () => suiteFixture({ driveType: 'personal' }));
 providerSuite('onedrive (business)', () => suiteFixture({ driveType: 'business' }));
 
-const files = (s: Map<string, RemoteEntry>) => [...s.values()].filter((e) => e.type === 'file').map((e) => e.path).sort();
-const upserts = (changes: Change[]) => changes.filter((c): c is Extract<Change, { kind: 'upsert' }> => c.kind === 'upsert').map((c) => c.entry);
+const files = (s: Map<string, RemoteEntry>) =>
+  [...s.values()]
+    .filter((e) => e.type === 'file')
+    .map((e) => e.path)
+    .sort();
+const upserts = (changes: Change[]) =>
+  changes.filter((c): c is Extract<Change, { kind: 'upsert' }> => c.kind === 'upsert').map((c) => c.entry);
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function failure(p: Promise<unknown>): Promise<SyncguardError> {
-  const err = await p.then(() => undefined, (e) => e);
+  const err = await p.then(
+    () => undefined,
+    (e) => e,
+  );
   expect(err, 'expected a failure').toBeDefined();
   return err as SyncguardError;
 }
@@ -52,7 +78,11 @@ function secretsOf(tb: OnedriveTestbed): string[] {
 
 describe('provider: onedrive', () => {
   const beds: OnedriveTestbed[] = [];
-  async function bed(opts: GraphEmulatorOptions = {}, extra: Record<string, unknown> = {}, auth: { write?: boolean } = {}) {
+  async function bed(
+    opts: GraphEmulatorOptions = {},
+    extra: Record<string, unknown> = {},
+    auth: { write?: boolean } = {},
+  ) {
     const tb = await onedriveTestbed(await startGraphEmulator(opts), extra, auth);
     beds.push(tb);
     return tb;
@@ -78,13 +108,23 @@ describe('provider: onedrive', () => {
       ['2fuxhBJXtpWFe8dOfdGeHw==', 'O9tHLAghgSvYohKFyMMxnNCHaHg='],
       ['T6LYJIfDh81JrAK309H2JMJTXis=', 'zBTHrspn3mEcohlJdIUAbjGNaNg='],
       ['PwXNnutoLLmxD8TTog52k8cQkukmT87TTnDipKLHQw==', 'PTaGs7yV3FUyBy/SfU6xJRlCJlI='],
-      ['Mb7EGva2rEE5fENDL85P+BsapHEEjv2/siVhKjvAQe02feExVOQSkfmuYzU/kTF1MaKjPmKF/w+cbvwfdWL8aQ==', 'n1anP5NfvD4XDYWIeRPW3ZkPv1Y='],
-      ['jyibxJSzO6ZiZ0O1qe3tG/bvIAYssvukh9suIT5wEy1JBINVgPiqdsTW0cOpP0aUfP7mgqLfADkzI/m/GgCuVhr8oFLrOCoTx1/psBOWwhltCbhUx51Icm9aH8tY4Z3ccU+6BKpYQkLCy0B/A9Zc', 'hZfLIilSITC6N3e3tQ/iSgEzkto='],
-      ['w0LGhqU1WXFbdavqDE4kAjEzWLGGzmTNikzqnsiXHx2KRReKVTxkv27u3UcEz9+lbMvYl4xFf2Z4aE1xRBBNd1Ke5C0zToSaYw5o4B/7X99nKK2/XaUX1byLow2aju2XJl2OpKpJg+tSJ2fmjIJTkfuYUz574dFX6/VXxSxwGH/xQEAKS5TCsBK3CwnuG1p5SAsQq3gGVozDWyjEBcWDMdy8/AIFrj/y03Lfc/RNRCQTAfZbnf2QwV7sluw4fH3XJr07UoD0YqN+7XZzidtrwqMY26fpLZnyZjnBEt1FAZWO7RnKG5asg8xRk9YaDdedXdQSJAOy6bWEWlABj+tVAigBxavaluUH8LOj+yfCFldJjNLdi90fVHkUD/m4Mr5OtmupNMXPwuG3EQlqWUVpQoYpUYKLsk7a5Mvg6UFkiH596y5IbJEVCI1Kb3D1', 'e3+wo77iKcILiZegnzyUNcjCdoQ='],
+      [
+        'Mb7EGva2rEE5fENDL85P+BsapHEEjv2/siVhKjvAQe02feExVOQSkfmuYzU/kTF1MaKjPmKF/w+cbvwfdWL8aQ==',
+        'n1anP5NfvD4XDYWIeRPW3ZkPv1Y=',
+      ],
+      [
+        'jyibxJSzO6ZiZ0O1qe3tG/bvIAYssvukh9suIT5wEy1JBINVgPiqdsTW0cOpP0aUfP7mgqLfADkzI/m/GgCuVhr8oFLrOCoTx1/psBOWwhltCbhUx51Icm9aH8tY4Z3ccU+6BKpYQkLCy0B/A9Zc',
+        'hZfLIilSITC6N3e3tQ/iSgEzkto=',
+      ],
+      [
+        'w0LGhqU1WXFbdavqDE4kAjEzWLGGzmTNikzqnsiXHx2KRReKVTxkv27u3UcEz9+lbMvYl4xFf2Z4aE1xRBBNd1Ke5C0zToSaYw5o4B/7X99nKK2/XaUX1byLow2aju2XJl2OpKpJg+tSJ2fmjIJTkfuYUz574dFX6/VXxSxwGH/xQEAKS5TCsBK3CwnuG1p5SAsQq3gGVozDWyjEBcWDMdy8/AIFrj/y03Lfc/RNRCQTAfZbnf2QwV7sluw4fH3XJr07UoD0YqN+7XZzidtrwqMY26fpLZnyZjnBEt1FAZWO7RnKG5asg8xRk9YaDdedXdQSJAOy6bWEWlABj+tVAigBxavaluUH8LOj+yfCFldJjNLdi90fVHkUD/m4Mr5OtmupNMXPwuG3EQlqWUVpQoYpUYKLsk7a5Mvg6UFkiH596y5IbJEVCI1Kb3D1',
+        'e3+wo77iKcILiZegnzyUNcjCdoQ=',
+      ],
     ];
 
     it('matches the published vectors', () => {
-      for (const [input, want] of vectors) expect(quickXorHash(Buffer.from(input, 'base64')), input).toBe(want);
+      for (const [input, want] of vectors)
+        expect(quickXorHash(Buffer.from(input, 'base64')), input).toBe(want);
     });
 
     it('gives the same hash whatever the chunk sizes', () => {
@@ -100,11 +140,18 @@ describe('provider: onedrive', () => {
 
     it('agrees with a bit-by-bit reference on random data, split at random places', () => {
       let seed = 12345;
-      const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+      const rand = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
       for (const length of [0, 1, 159, 160, 161, 319, 320, 1000, 65_537, 1_048_583]) {
         const data = randomBytes(length);
         const h = new QuickXorHash();
-        for (let i = 0; i < length; ) { const n = 1 + rand(5000); h.update(data.subarray(i, i + n)); i += n; }
+        for (let i = 0; i < length;) {
+          const n = 1 + rand(5000);
+          h.update(data.subarray(i, i + n));
+          i += n;
+        }
         expect(h.digest(), `${length} bytes`).toBe(referenceQuickXor(data));
       }
     });
@@ -131,23 +178,59 @@ describe('provider: onedrive', () => {
         [graphError(500, 'generalException'), 'PROVIDER_UNAVAILABLE', true],
         [graphError(504, 'gatewayTimeout'), 'PROVIDER_UNAVAILABLE', true],
         [new HttpError(502, '', 'Bad Gateway'), 'PROVIDER_UNAVAILABLE', true],
-        [new TypeError('fetch failed', { cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) }), 'PROVIDER_UNAVAILABLE', true],
+        [
+          new TypeError('fetch failed', {
+            cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }),
+          }),
+          'PROVIDER_UNAVAILABLE',
+          true,
+        ],
         [new GraphError(-1, 'fetch failed'), 'PROVIDER_ERROR', false],
-        [Object.assign(new GraphError(-1, 'fetch failed'), { code: 'TypeError' }), 'PROVIDER_UNAVAILABLE', true],
+        [
+          Object.assign(new GraphError(-1, 'fetch failed'), { code: 'TypeError' }),
+          'PROVIDER_UNAVAILABLE',
+          true,
+        ],
         [new DOMException('This operation was aborted', 'AbortError'), 'ABORTED', false],
-        [new InteractionRequiredAuthError('invalid_grant', 'AADSTS700082: The refresh token has expired'), 'PROVIDER_AUTH', false],
-        [new ServerError('invalid_grant', 'correlation', 'AADSTS50173: The provided grant has expired'), 'PROVIDER_AUTH', false],
-        [new ServerError('temporarily_unavailable', 'correlation', 'AADSTS90033: A transient error'), 'PROVIDER_UNAVAILABLE', true],
+        [
+          new InteractionRequiredAuthError('invalid_grant', 'AADSTS700082: The refresh token has expired'),
+          'PROVIDER_AUTH',
+          false,
+        ],
+        [
+          new ServerError('invalid_grant', 'correlation', 'AADSTS50173: The provided grant has expired'),
+          'PROVIDER_AUTH',
+          false,
+        ],
+        [
+          new ServerError('temporarily_unavailable', 'correlation', 'AADSTS90033: A transient error'),
+          'PROVIDER_UNAVAILABLE',
+          true,
+        ],
       ];
       for (const [err, code, retryable] of cases) {
         const got = classify(err, ctx);
-        expect([got.code, got.retryable], `${(err as Error).name} ${(err as { statusCode?: number }).statusCode ?? ''}`).toEqual([code, retryable]);
+        expect(
+          [got.code, got.retryable],
+          `${(err as Error).name} ${(err as { statusCode?: number }).statusCode ?? ''}`,
+        ).toEqual([code, retryable]);
       }
-      expect(classify(graphError(429, 'activityLimitReached', { 'retry-after': '7' }), ctx).retryAfterMs).toBe(7000);
+      expect(
+        classify(graphError(429, 'activityLimitReached', { 'retry-after': '7' }), ctx).retryAfterMs,
+      ).toBe(7000);
       const at = new Date(Date.now() + 60_000).toUTCString();
-      expect(classify(graphError(503, 'serviceNotAvailable', { 'retry-after': at }), ctx).retryAfterMs).toBeGreaterThan(50_000);
-      expect(classify(graphError(401, 'InvalidAuthenticationToken'), ctx).message).toContain('syncguard auth onedrive --account work-onedrive');
-      expect(classify(new InteractionRequiredAuthError('consent_required', 'AADSTS65001: no consent', 'consent_required'), { ...ctx, write: true }).message).toContain('--write');
+      expect(
+        classify(graphError(503, 'serviceNotAvailable', { 'retry-after': at }), ctx).retryAfterMs,
+      ).toBeGreaterThan(50_000);
+      expect(classify(graphError(401, 'InvalidAuthenticationToken'), ctx).message).toContain(
+        'syncguard auth onedrive --account work-onedrive',
+      );
+      expect(
+        classify(
+          new InteractionRequiredAuthError('consent_required', 'AADSTS65001: no consent', 'consent_required'),
+          { ...ctx, write: true },
+        ).message,
+      ).toContain('--write');
     });
   });
 
@@ -167,14 +250,20 @@ describe('provider: onedrive', () => {
       tb.emu.resetCounters();
       const p2 = await tb.provider();
       const second = await collect(p2, first.cursor, undefined, s1);
-      const changedFiles = upserts(second.changes).filter((e) => e.type === 'file').map((e) => e.path).sort();
+      const changedFiles = upserts(second.changes)
+        .filter((e) => e.type === 'file')
+        .map((e) => e.path)
+        .sort();
       expect(changedFiles).toEqual(['docs/f7.txt', 'docs/new.txt']);
       expect(second.changes.some((c) => c.kind === 'reset' || c.kind === 'delete')).toBe(false);
       expect(tb.emu.count('delta')).toBe(1);
       expect(tb.emu.count('content')).toBe(0);
       const s2 = applyChanges(s1, second, true);
       expect(s2.get('docs/f7.txt')!.size).toBe('file 7, edited'.length);
-      expect(s2.get('docs/f7.txt')!.hash).toEqual({ algo: 'quickxor', value: tb.emu.drive.item('docs/f7.txt')!.quickXorHash });
+      expect(s2.get('docs/f7.txt')!.hash).toEqual({
+        algo: 'quickxor',
+        value: tb.emu.drive.item('docs/f7.txt')!.quickXorHash,
+      });
       expect(second.cursor).not.toBe(first.cursor);
 
       const third = await collect(await tb.provider(), second.cursor, undefined, s2);
@@ -183,7 +272,8 @@ describe('provider: onedrive', () => {
 
     it('a renamed folder of many files moves its subtree without reading a byte', async () => {
       const tb = await bed({ pageSize: 50, driveType: 'business' });
-      for (let i = 0; i < 120; i++) tb.emu.drive.write(`Photos/2024/${String(i).padStart(3, '0')}.jpg`, randomBytes(100));
+      for (let i = 0; i < 120; i++)
+        tb.emu.drive.write(`Photos/2024/${String(i).padStart(3, '0')}.jpg`, randomBytes(100));
       for (let i = 0; i < 30; i++) tb.emu.drive.write(`Photos/2025/trip/${i}.jpg`, randomBytes(50));
       tb.emu.drive.mkdir('Photos/empty');
       tb.emu.drive.write('Archive/readme.txt', 'archive');
@@ -226,7 +316,13 @@ describe('provider: onedrive', () => {
         tb.emu.drive.remove('gone');
         tb.emu.drive.remove('file-gone.txt');
         const second = await collect(await tb.provider(), first.cursor, undefined, s1);
-        expect(second.changes.filter((c) => c.kind === 'delete').map((c) => (c as { path: string }).path).sort(), driveType).toEqual(['file-gone.txt', 'gone']);
+        expect(
+          second.changes
+            .filter((c) => c.kind === 'delete')
+            .map((c) => (c as { path: string }).path)
+            .sort(),
+          driveType,
+        ).toEqual(['file-gone.txt', 'gone']);
         const s2 = applyChanges(s1, second, true, true);
         expect([...s2.keys()].sort()).toEqual(['keep', 'keep/a.txt']);
       }
@@ -259,7 +355,12 @@ describe('provider: onedrive', () => {
       tb.emu.drive.write('x.txt', 'x');
       const first = await collect(await tb.provider());
       tb.emu.drive.invalidateCursors();
-      const second = await collect(await tb.provider(), first.cursor, undefined, applyChanges(new Map(), first, true));
+      const second = await collect(
+        await tb.provider(),
+        first.cursor,
+        undefined,
+        applyChanges(new Map(), first, true),
+      );
       expect(second.changes[0]).toEqual({ kind: 'reset' });
       expect(files(applyChanges(new Map(), second, true))).toEqual(['x.txt']);
     });
@@ -271,7 +372,12 @@ describe('provider: onedrive', () => {
       const noPrev = await collect(await tb.provider(), first.cursor);
       expect(noPrev.changes[0]).toEqual({ kind: 'reset' });
       const other = first.cursor!.replace(/\/drives\/[^/]+\//, '/drives/someone-else/');
-      const foreign = await collect(await tb.provider(), other, undefined, applyChanges(new Map(), first, true));
+      const foreign = await collect(
+        await tb.provider(),
+        other,
+        undefined,
+        applyChanges(new Map(), first, true),
+      );
       expect(foreign.changes[0]).toEqual({ kind: 'reset' });
       expect(files(applyChanges(new Map(), foreign, true))).toEqual(['x.txt']);
       expect(tb.logs.filter((l) => l.level === 'warn')).toHaveLength(2);
@@ -302,14 +408,24 @@ describe('provider: onedrive', () => {
       tb.emu.drive.write('Outside/big/deep/b.txt', 'b');
       const first = await collect(await tb.provider());
       const s1 = applyChanges(new Map(), first, true);
-      expect([...s1.keys()].sort()).toEqual(['Documents', 'Documents/Work', 'Documents/Work/plan.txt', 'Documents/Work/sub', 'Documents/Work/sub/notes.txt']);
+      expect([...s1.keys()].sort()).toEqual([
+        'Documents',
+        'Documents/Work',
+        'Documents/Work/plan.txt',
+        'Documents/Work/sub',
+        'Documents/Work/sub/notes.txt',
+      ]);
 
       tb.emu.drive.move('Outside/big', 'Documents/Work/big');
       tb.emu.drive.move('Documents/Work/sub', 'Outside/sub');
       tb.emu.drive.write('Outside/ignored.txt', 'ignored');
       const second = await collect(await tb.provider(), first.cursor, undefined, s1);
       const s2 = applyChanges(s1, second, true, true);
-      expect(files(s2)).toEqual(['Documents/Work/big/a.txt', 'Documents/Work/big/deep/b.txt', 'Documents/Work/plan.txt']);
+      expect(files(s2)).toEqual([
+        'Documents/Work/big/a.txt',
+        'Documents/Work/big/deep/b.txt',
+        'Documents/Work/plan.txt',
+      ]);
       expect(tb.emu.count('children')).toBeGreaterThan(0);
     });
 
@@ -333,7 +449,11 @@ describe('provider: onedrive', () => {
       const tb = await bed({}, { folders: ['Nope', 'Here'] });
       tb.emu.drive.write('Here/a.txt', 'a');
       const { changes } = await collect(await tb.provider());
-      expect(changes).toContainEqual({ kind: 'error', path: 'Nope', message: expect.stringContaining('does not exist') });
+      expect(changes).toContainEqual({
+        kind: 'error',
+        path: 'Nope',
+        message: expect.stringContaining('does not exist'),
+      });
       expect(files(applyChanges(new Map(), { changes, cursor: undefined }, true))).toEqual(['Here/a.txt']);
     });
 
@@ -343,8 +463,16 @@ describe('provider: onedrive', () => {
       tb.emu.drive.addPackage('Notes/Family Notebook', { 'Recipes.one': 'r', 'Trips.one': 't' });
       const p = await tb.provider();
       const { changes } = await collect(p);
-      expect(changes).toContainEqual({ kind: 'skip', path: 'Notes/Family Notebook', reason: 'OneNote notebook (package): export it from OneNote' });
-      expect(upserts(changes).map((e) => e.path).sort()).toEqual(['Notes', 'Notes/plain.txt']);
+      expect(changes).toContainEqual({
+        kind: 'skip',
+        path: 'Notes/Family Notebook',
+        reason: 'OneNote notebook (package): export it from OneNote',
+      });
+      expect(
+        upserts(changes)
+          .map((e) => e.path)
+          .sort(),
+      ).toEqual(['Notes', 'Notes/plain.txt']);
     });
 
     it('skips folders shared from another drive, and says how to take them', async () => {
@@ -352,8 +480,16 @@ describe('provider: onedrive', () => {
       tb.emu.drive.write('mine.txt', 'mine');
       tb.emu.drive.addShortcut('Shared/Team plans', { driveId: 'b!other-drive', id: '01OTHER' });
       const { changes } = await collect(await tb.provider());
-      expect(changes).toContainEqual({ kind: 'skip', path: 'Shared/Team plans', reason: expect.stringContaining('drive: { driveId }') });
-      expect(upserts(changes).map((e) => e.path).sort()).toEqual(['Shared', 'mine.txt']);
+      expect(changes).toContainEqual({
+        kind: 'skip',
+        path: 'Shared/Team plans',
+        reason: expect.stringContaining('drive: { driveId }'),
+      });
+      expect(
+        upserts(changes)
+          .map((e) => e.path)
+          .sort(),
+      ).toEqual(['Shared', 'mine.txt']);
     });
 
     it('refuses hostile names as errors and goes on', async () => {
@@ -362,7 +498,10 @@ describe('provider: onedrive', () => {
       tb.emu.drive.write('evil/..', 'dotdot');
       tb.emu.drive.write('nul\0name.txt', 'nul');
       const { changes } = await collect(await tb.provider());
-      const errors = changes.filter((c) => c.kind === 'error').map((c) => (c as { path: string }).path).sort();
+      const errors = changes
+        .filter((c) => c.kind === 'error')
+        .map((c) => (c as { path: string }).path)
+        .sort();
       expect(errors).toEqual(['evil/..', 'nul\0name.txt']);
       expect(files(applyChanges(new Map(), { changes, cursor: undefined }, true))).toEqual(['ok.txt']);
     });
@@ -388,7 +527,14 @@ describe('provider: onedrive', () => {
       const tb = await bed();
       tb.emu.drive.write('a.txt', 'a');
       const waits: number[] = [];
-      const pacer = new Pacer({ baseDelayMs: 1, maxDelayMs: 5, sleep: (ms, signal) => { waits.push(ms); return sleep(ms, signal); } });
+      const pacer = new Pacer({
+        baseDelayMs: 1,
+        maxDelayMs: 5,
+        sleep: (ms, signal) => {
+          waits.push(ms);
+          return sleep(ms, signal);
+        },
+      });
       const p = await createOnedriveProvider(tb.account, { configDir: tb.dir, log: tb.log }, { pacer });
       tb.emu.failNext(1, { status: 429, retryAfter: 1, route: 'delta' });
       await collect(p);
@@ -463,7 +609,10 @@ describe('provider: onedrive', () => {
           got += (c as Buffer).length;
           if (got > 100_000) ac.abort(new Error('enough'));
         }
-      })().then(() => undefined, (e) => e);
+      })().then(
+        () => undefined,
+        (e) => e,
+      );
       expect(isSyncguardError(err, 'ABORTED'), String(err)).toBe(true);
       expect(got).toBeLessThan(4 * 1024 * 1024);
     });
@@ -486,7 +635,11 @@ describe('provider: onedrive', () => {
             printed.push(line);
             const code = /enter the code (\S+)/.exec(line)?.[1];
             // The user types the code in only after the CLI has polled (and been told to wait) twice.
-            if (code) void (async () => { while (emu.count('token') < 2) await new Promise((r) => setTimeout(r, 5)); emu.approve(code); })();
+            if (code)
+              void (async () => {
+                while (emu.count('token') < 2) await new Promise((r) => setTimeout(r, 5));
+                emu.approve(code);
+              })();
           },
         });
         expect(printed[0]).toMatch(/open https:\/\/microsoft\.com\/devicelogin and enter the code [0-9A-F]+/);
@@ -496,8 +649,12 @@ describe('provider: onedrive', () => {
         expect((await stat(result.credentialsPath)).mode & 0o777).toBe(0o600);
         const cache = await readFile(result.credentialsPath, 'utf8');
         // Booleans only: a failing assertion must not print a token.
-        expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the cache holds the refresh token').toBe(true);
-        for (const line of printed) for (const s of [...emu.accessTokensIssued, ...emu.refreshTokensIssued]) expect(line.includes(s), 'a token was printed').toBe(false);
+        expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the cache holds the refresh token').toBe(
+          true,
+        );
+        for (const line of printed)
+          for (const s of [...emu.accessTokensIssued, ...emu.refreshTokensIssued])
+            expect(line.includes(s), 'a token was printed').toBe(false);
         const expiry = (await tokenExpiry(account, dir))!.getTime();
         expect(expiry).toBeGreaterThan(Date.now() + 89 * 86400_000);
         expect(expiry).toBeLessThan(Date.now() + 91 * 86400_000);
@@ -514,11 +671,16 @@ describe('provider: onedrive', () => {
       const dir = await mkdtemp(join(tmpdir(), 'sg-od-auth-'));
       try {
         const { runOnedriveAuth } = await import('../../src/providers/onedrive/index.js');
-        const err = await failure(runOnedriveAuth({
-          account: onedriveAccount(emu, dir),
-          configDir: dir,
-          print: (line) => { const code = /enter the code (\S+)/.exec(line)?.[1]; if (code) emu.decline(code); },
-        }));
+        const err = await failure(
+          runOnedriveAuth({
+            account: onedriveAccount(emu, dir),
+            configDir: dir,
+            print: (line) => {
+              const code = /enter the code (\S+)/.exec(line)?.[1];
+              if (code) emu.decline(code);
+            },
+          }),
+        );
         expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
         expect(err.message).toContain('syncguard auth onedrive --account work-onedrive');
         expect(await tokenExpiry(onedriveAccount(emu, dir), dir)).toBeUndefined();
@@ -559,7 +721,8 @@ describe('provider: onedrive', () => {
         expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
         expect(err.message).toContain('syncguard auth onedrive --account work-onedrive');
         const shown = `${err.message}\n${inspect(err, { depth: 6 })}`;
-        for (const secret of secretsOf(tb)) expect(shown.includes(secret), 'a token appears in the error').toBe(false);
+        for (const secret of secretsOf(tb))
+          expect(shown.includes(secret), 'a token appears in the error').toBe(false);
       }
     });
 
@@ -574,14 +737,19 @@ describe('provider: onedrive', () => {
     it('warns when the sign-in expires soon', async () => {
       const tb = await bed();
       const path = join(tb.dir, tb.account.credentials);
-      const cache = JSON.parse(await readFile(path, 'utf8')) as { AccessToken: Record<string, { cached_at: string }> };
+      const cache = JSON.parse(await readFile(path, 'utf8')) as {
+        AccessToken: Record<string, { cached_at: string }>;
+      };
       const longAgo = Math.floor((Date.now() - 80 * 86400_000) / 1000);
       for (const at of Object.values(cache.AccessToken)) at.cached_at = String(longAgo);
       await writeFile(path, JSON.stringify(cache));
       const expiry = (await tokenExpiry(tb.account, tb.dir))!;
       expect(Math.round((expiry.getTime() - Date.now()) / 86400_000)).toBe(10);
       await tb.provider();
-      expect(tb.logs).toContainEqual({ level: 'warn', message: expect.stringContaining(`expires on ${expiry.toISOString().slice(0, 10)}`) });
+      expect(tb.logs).toContainEqual({
+        level: 'warn',
+        message: expect.stringContaining(`expires on ${expiry.toISOString().slice(0, 10)}`),
+      });
     });
   });
 
@@ -592,25 +760,45 @@ describe('provider: onedrive', () => {
       site.libraries.get('Reports')!.write('2026/q1.csv', 'q1');
       site.libraries.get('Documents')!.write('other.txt', 'other');
       emu.drive.write('mine.txt', 'mine');
-      const tb = await onedriveTestbed(emu, { drive: { site: 'contoso.sharepoint.com:/sites/finance', library: 'reports' } });
+      const tb = await onedriveTestbed(emu, {
+        drive: { site: 'contoso.sharepoint.com:/sites/finance', library: 'reports' },
+      });
       beds.push(tb);
       const p = await tb.provider();
       const s = applyChanges(new Map(), await collect(p), true);
       expect(files(s)).toEqual(['2026/q1.csv']);
       expect((await readStream(p, s.get('2026/q1.csv')!)).bytes.toString()).toBe('q1');
 
-      const byUrl = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { site: 'https://contoso.sharepoint.com/sites/finance', library: 'Shared Documents' } }), { configDir: tb.dir, log: tb.log });
+      const byUrl = await createOnedriveProvider(
+        onedriveAccount(emu, tb.dir, {
+          drive: { site: 'https://contoso.sharepoint.com/sites/finance', library: 'Shared Documents' },
+        }),
+        { configDir: tb.dir, log: tb.log },
+      );
       expect(files(applyChanges(new Map(), await collect(byUrl), true))).toEqual(['other.txt']);
 
-      const byId = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { driveId: site.libraries.get('Reports')!.id } }), { configDir: tb.dir, log: tb.log });
+      const byId = await createOnedriveProvider(
+        onedriveAccount(emu, tb.dir, { drive: { driveId: site.libraries.get('Reports')!.id } }),
+        { configDir: tb.dir, log: tb.log },
+      );
       expect(files(applyChanges(new Map(), await collect(byId), true))).toEqual(['2026/q1.csv']);
 
-      const wrong = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { site: 'contoso.sharepoint.com:/sites/finance', library: 'Budgets' } }), { configDir: tb.dir, log: tb.log });
+      const wrong = await createOnedriveProvider(
+        onedriveAccount(emu, tb.dir, {
+          drive: { site: 'contoso.sharepoint.com:/sites/finance', library: 'Budgets' },
+        }),
+        { configDir: tb.dir, log: tb.log },
+      );
       const err = await failure(collect(wrong));
       expect(isSyncguardError(err, 'CONFIG'), String(err)).toBe(true);
       expect(err.message).toContain('"Documents", "Reports"');
 
-      const noSite = await createOnedriveProvider(onedriveAccount(emu, tb.dir, { drive: { site: 'contoso.sharepoint.com:/sites/nope', library: 'Documents' } }), { configDir: tb.dir, log: tb.log });
+      const noSite = await createOnedriveProvider(
+        onedriveAccount(emu, tb.dir, {
+          drive: { site: 'contoso.sharepoint.com:/sites/nope', library: 'Documents' },
+        }),
+        { configDir: tb.dir, log: tb.log },
+      );
       expect(isSyncguardError(await failure(collect(noSite)), 'CONFIG')).toBe(true);
     });
   });
@@ -642,11 +830,25 @@ describe('provider: onedrive', () => {
       expect(third.filesRead).toBe(1);
       expect(tb.emu.bytesDownloaded).toBe(3);
 
-      const back = await restore({ repo: e.repo, account: account.name, path: 'Pictures', to: { kind: 'provider', provider: await tb.provider(), folder: 'Restored' } });
+      const back = await restore({
+        repo: e.repo,
+        account: account.name,
+        path: 'Pictures',
+        to: { kind: 'provider', provider: await tb.provider(), folder: 'Restored' },
+      });
       expect(back.failed).toEqual([]);
       expect(back.files).toBe(60);
-      photos.forEach((b, i) => expect(sha256(tb.emu.drive.item(`Restored/Pictures/${i}.jpg`)!.content!), `${i}.jpg`).toBe(sha256(b)));
-      const again = await failure(restore({ repo: e.repo, account: account.name, path: 'Docs', to: { kind: 'provider', provider: await tb.provider(), folder: '' } }));
+      photos.forEach((b, i) =>
+        expect(sha256(tb.emu.drive.item(`Restored/Pictures/${i}.jpg`)!.content!), `${i}.jpg`).toBe(sha256(b)),
+      );
+      const again = await failure(
+        restore({
+          repo: e.repo,
+          account: account.name,
+          path: 'Docs',
+          to: { kind: 'provider', provider: await tb.provider(), folder: '' },
+        }),
+      );
       expect(isSyncguardError(again, 'EXISTS'), String(again)).toBe(true);
     });
   });
@@ -657,7 +859,12 @@ describe('provider: onedrive', () => {
     it('uploads a small file with its modified time', async () => {
       const tb = await bed({}, {}, { write: true });
       const p = await tb.provider();
-      await p.upload!('Restored/docs/note.txt', Readable.from([Buffer.from('hello '), Buffer.from('world')]), 11, { overwrite: false, modified });
+      await p.upload!(
+        'Restored/docs/note.txt',
+        Readable.from([Buffer.from('hello '), Buffer.from('world')]),
+        11,
+        { overwrite: false, modified },
+      );
       const item = tb.emu.drive.item('Restored/docs/note.txt')!;
       expect(item.content!.toString()).toBe('hello world');
       expect(item.fileSystemInfo.lastModifiedDateTime).toBe(modified.toISOString());
@@ -689,7 +896,10 @@ describe('provider: onedrive', () => {
       const p = await tb.provider();
       const small = Buffer.from('restored');
       const big = randomBytes(5 * 1024 * 1024);
-      for (const [path, body] of [['Docs/a.txt', small], ['Docs/big.bin', big]] as const) {
+      for (const [path, body] of [
+        ['Docs/a.txt', small],
+        ['Docs/big.bin', big],
+      ] as const) {
         const err = await failure(p.upload!(path, Readable.from([body]), body.length, { overwrite: false }));
         expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
         expect(tb.emu.drive.item(path)!.content!.toString()).toBe('original');
@@ -704,11 +914,16 @@ describe('provider: onedrive', () => {
       const big = randomBytes(11 * 1024 * 1024);
       let created = false;
       // Someone else creates the file while our fragments are on their way.
-      const body = Readable.from((async function* () {
-        yield big.subarray(0, 10 * 1024 * 1024);
-        if (!created) { tb.emu.drive.write('race.bin', 'theirs'); created = true; }
-        yield big.subarray(10 * 1024 * 1024);
-      })());
+      const body = Readable.from(
+        (async function* () {
+          yield big.subarray(0, 10 * 1024 * 1024);
+          if (!created) {
+            tb.emu.drive.write('race.bin', 'theirs');
+            created = true;
+          }
+          yield big.subarray(10 * 1024 * 1024);
+        })(),
+      );
       const err = await failure(p.upload!('race.bin', body, big.length, { overwrite: false }));
       expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
       expect(tb.emu.drive.item('race.bin')!.content!.toString()).toBe('theirs');
@@ -720,7 +935,9 @@ describe('provider: onedrive', () => {
       await p.mkdir!('A/B/C');
       await p.mkdir!('A/B/C');
       expect(tb.emu.drive.item('A/B/C')!.kind).toBe('folder');
-      const err = await failure(p.upload!('A/short.txt', Readable.from([Buffer.from('abc')]), 10, { overwrite: false }));
+      const err = await failure(
+        p.upload!('A/short.txt', Readable.from([Buffer.from('abc')]), 10, { overwrite: false }),
+      );
       expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
       expect(tb.emu.drive.item('A/short.txt')).toBeUndefined();
     });
@@ -728,7 +945,9 @@ describe('provider: onedrive', () => {
     it('asks to sign in with --write when the sign-in only allows reading', async () => {
       const tb = await bed();
       const p: Provider = await tb.provider();
-      const err = await failure(p.upload!('x.txt', Readable.from([Buffer.from('x')]), 1, { overwrite: false }));
+      const err = await failure(
+        p.upload!('x.txt', Readable.from([Buffer.from('x')]), 1, { overwrite: false }),
+      );
       expect(isSyncguardError(err, 'PROVIDER_AUTH'), String(err)).toBe(true);
       expect(err.message).toContain('syncguard auth onedrive --account work-onedrive --write');
       expect(tb.emu.drive.item('x.txt')).toBeUndefined();

@@ -30,7 +30,12 @@ export function previousOf(state: Map<string, RemoteEntry>): PreviousState {
   };
 }
 
-export async function collect(provider: Provider, cursor?: string, signal?: AbortSignal, previous?: Map<string, RemoteEntry>): Promise<Listing> {
+export async function collect(
+  provider: Provider,
+  cursor?: string,
+  signal?: AbortSignal,
+  previous?: Map<string, RemoteEntry>,
+): Promise<Listing> {
   const gen = provider.changes(cursor, { signal, previous: previous && previousOf(previous) });
   const changes: Change[] = [];
   for (;;) {
@@ -41,7 +46,12 @@ export async function collect(provider: Provider, cursor?: string, signal?: Abor
 }
 
 /** What the snapshot engine does with changes: the state after them, path → entry. */
-export function applyChanges(prev: Map<string, RemoteEntry>, listing: Listing, delta: boolean, caseInsensitive = false): Map<string, RemoteEntry> {
+export function applyChanges(
+  prev: Map<string, RemoteEntry>,
+  listing: Listing,
+  delta: boolean,
+  caseInsensitive = false,
+): Map<string, RemoteEntry> {
   let state = delta ? new Map(prev) : new Map<string, RemoteEntry>();
   for (const c of listing.changes) {
     if (c.kind === 'reset') state = new Map();
@@ -55,23 +65,37 @@ export function applyChanges(prev: Map<string, RemoteEntry>, listing: Listing, d
   return state;
 }
 
-export async function readStream(provider: Provider, entry: RemoteEntry, signal?: AbortSignal): Promise<{ bytes: Buffer; chunks: number }> {
+export async function readStream(
+  provider: Provider,
+  entry: RemoteEntry,
+  signal?: AbortSignal,
+): Promise<{ bytes: Buffer; chunks: number }> {
   const chunks: Buffer[] = [];
   for await (const c of await provider.open(entry, signal)) chunks.push(c as Buffer);
   return { bytes: Buffer.concat(chunks), chunks: chunks.length };
 }
 
 const files = (state: Map<string, RemoteEntry>) =>
-  [...state.values()].filter((e) => e.type === 'file').map((e) => `${e.path}:${e.size}`).sort();
+  [...state.values()]
+    .filter((e) => e.type === 'file')
+    .map((e) => `${e.path}:${e.size}`)
+    .sort();
 const dirs = (state: Map<string, RemoteEntry>) =>
-  [...state.values()].filter((e) => e.type === 'dir').map((e) => e.path).sort();
+  [...state.values()]
+    .filter((e) => e.type === 'dir')
+    .map((e) => e.path)
+    .sort();
 
 /** The behaviour every provider shares. */
 export function providerSuite(name: string, setup: () => Promise<ProviderFixture>): void {
   describe(`provider suite: ${name}`, () => {
     let fx: ProviderFixture;
-    beforeEach(async () => { fx = await setup(); });
-    afterEach(async () => { await fx.cleanup(); });
+    beforeEach(async () => {
+      fx = await setup();
+    });
+    afterEach(async () => {
+      await fx.cleanup();
+    });
 
     const next = async () => (fx.reopen ? fx.reopen() : fx.provider);
 
@@ -85,7 +109,9 @@ export function providerSuite(name: string, setup: () => Promise<ProviderFixture
       const state = applyChanges(new Map(), listing, fx.provider.features.deltaListing);
       expect(files(state)).toEqual(['docs/a.txt:5', 'docs/deep/b.bin:3000', 'top.txt:0']);
       expect(dirs(state)).toEqual(['docs', 'docs/deep', 'empty']);
-      const order = listing.changes.filter((c) => c.kind === 'upsert').map((c) => (c as { entry: RemoteEntry }).entry.path);
+      const order = listing.changes
+        .filter((c) => c.kind === 'upsert')
+        .map((c) => (c as { entry: RemoteEntry }).entry.path);
       expect(order.indexOf('docs')).toBeLessThan(order.indexOf('docs/a.txt'));
       expect(order.indexOf('docs/deep')).toBeLessThan(order.indexOf('docs/deep/b.bin'));
       for (const e of state.values()) expect(e.modified).toBeInstanceOf(Date);
@@ -108,7 +134,13 @@ export function providerSuite(name: string, setup: () => Promise<ProviderFixture
       const p2 = await next();
       const second = await collect(p2, first.cursor, undefined, s1);
       const s2 = applyChanges(s1, second, p2.features.deltaListing, p2.features.caseInsensitive);
-      expect(files(s2)).toEqual(['added.txt:5', 'edit.txt:13', 'keep.txt:4', 'new/one.txt:1', 'new/sub/two.txt:2']);
+      expect(files(s2)).toEqual([
+        'added.txt:5',
+        'edit.txt:13',
+        'keep.txt:4',
+        'new/one.txt:1',
+        'new/sub/two.txt:2',
+      ]);
       expect(dirs(s2)).toEqual(['new', 'new/sub']);
     });
 
@@ -138,14 +170,19 @@ export function providerSuite(name: string, setup: () => Promise<ProviderFixture
       const state = applyChanges(new Map(), await collect(fx.provider), fx.provider.features.deltaListing);
       const { bytes, chunks } = await readStream(fx.provider, state.get('big.bin')!);
       expect(chunks).toBeGreaterThan(1);
-      expect(createHash('sha256').update(bytes).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'));
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(
+        createHash('sha256').update(big).digest('hex'),
+      );
     });
 
     it('says NOT_FOUND when a listed file is gone before it is read', async () => {
       await fx.write('vanishing.txt', 'soon gone');
       const state = applyChanges(new Map(), await collect(fx.provider), fx.provider.features.deltaListing);
       await fx.remove('vanishing.txt');
-      const err = await readStream(fx.provider, state.get('vanishing.txt')!).then(() => undefined, (e) => e);
+      const err = await readStream(fx.provider, state.get('vanishing.txt')!).then(
+        () => undefined,
+        (e) => e,
+      );
       expect(isSyncguardError(err, 'NOT_FOUND'), String(err)).toBe(true);
     });
 
@@ -153,7 +190,10 @@ export function providerSuite(name: string, setup: () => Promise<ProviderFixture
       for (let i = 0; i < 30; i++) await fx.write(`many/f${i}.txt`, String(i));
       const ac = new AbortController();
       ac.abort(new Error('stop now'));
-      const err = await collect(fx.provider, undefined, ac.signal).then(() => undefined, (e) => e);
+      const err = await collect(fx.provider, undefined, ac.signal).then(
+        () => undefined,
+        (e) => e,
+      );
       expect(isSyncguardError(err, 'ABORTED'), String(err)).toBe(true);
     });
   });

@@ -24,25 +24,44 @@ export const HOUR = 3_600_000;
 
 export class Clock {
   t: number;
-  constructor(iso = '2026-11-20T02:00:00.000Z') { this.t = Date.parse(iso); }
+  constructor(iso = '2026-11-20T02:00:00.000Z') {
+    this.t = Date.parse(iso);
+  }
   readonly now = (): Date => new Date(this.t);
-  advance(ms: number): void { this.t += ms; }
+  advance(ms: number): void {
+    this.t += ms;
+  }
 }
 
 /** A memory store with simulated Object Lock and a repository over it, both on `clock`. */
-export function memoryRepo(opts: { clock?: Clock; lockDays?: number; packThreshold?: number; wrap?: (s: Store) => Store } = {}) {
+export function memoryRepo(
+  opts: { clock?: Clock; lockDays?: number; packThreshold?: number; wrap?: (s: Store) => Store } = {},
+) {
   const clock = opts.clock ?? new Clock();
   const memory = new MemoryStore({ objectLock: true, now: clock.now });
   const store = opts.wrap ? opts.wrap(memory) : memory;
-  const repo = new Repository({ store, lockDays: opts.lockDays ?? 30, packThreshold: opts.packThreshold ?? 64 * 1024, packSize: 1024 * 1024, now: clock.now });
+  const repo = new Repository({
+    store,
+    lockDays: opts.lockDays ?? 30,
+    packThreshold: opts.packThreshold ?? 64 * 1024,
+    packSize: 1024 * 1024,
+    now: clock.now,
+  });
   return { clock, memory, store, repo };
 }
 
 /** The same store, with some methods replaced (to record or fail calls). */
-export function withOverrides(store: Store, o: Partial<Pick<Store, 'put' | 'get' | 'head' | 'list' | 'extendRetention' | 'delete'>>): Store {
+export function withOverrides(
+  store: Store,
+  o: Partial<Pick<Store, 'put' | 'get' | 'head' | 'list' | 'extendRetention' | 'delete'>>,
+): Store {
   return {
-    get description() { return store.description; },
-    get features() { return store.features; },
+    get description() {
+      return store.description;
+    },
+    get features() {
+      return store.features;
+    },
     prepare: (opts) => store.prepare(opts),
     put: o.put ?? ((k, b, opts) => store.put(k, b, opts)),
     get: o.get ?? ((k, opts) => store.get(k, opts)),
@@ -57,14 +76,25 @@ export type S3Access = { endpoint: string; accessKeyId: string; secretAccessKey:
 
 export function s3Config(s3: S3Access, bucket: string, extra: Partial<S3StoreConfig> = {}): S3StoreConfig {
   return {
-    type: 's3', bucket, region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, prefix: '',
-    accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey,
-    objectLock: { mode: 'GOVERNANCE', days: 1 }, checksum: 'md5', ...extra,
+    type: 's3',
+    bucket,
+    region: 'us-east-1',
+    endpoint: s3.endpoint,
+    forcePathStyle: true,
+    prefix: '',
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
+    objectLock: { mode: 'GOVERNANCE', days: 1 },
+    checksum: 'md5',
+    ...extra,
   };
 }
 
 /** A new bucket with Object Lock on the real S3 server. */
-export async function s3Bucket(s3: S3Access, label: string): Promise<{ store: S3Store; config: S3StoreConfig; bucket: string }> {
+export async function s3Bucket(
+  s3: S3Access,
+  label: string,
+): Promise<{ store: S3Store; config: S3StoreConfig; bucket: string }> {
   const bucket = `sg-${label}-${randomBytes(5).toString('hex')}`;
   const config = s3Config(s3, bucket);
   const store = new S3Store(config, { retry: { sleep: async () => {} } });
@@ -88,13 +118,41 @@ export function local(root: string): LocalProvider {
   return new LocalProvider({ path: root }, { configDir: '/' });
 }
 
-export async function snap(repo: Repository, root: string, account = 'docs', extra: Partial<TakeOptions> = {}): Promise<SnapshotResult> {
-  return takeSnapshot({ repo, provider: local(root), account: { name: account, provider: 'local' }, concurrency: 4, ...extra });
+export async function snap(
+  repo: Repository,
+  root: string,
+  account = 'docs',
+  extra: Partial<TakeOptions> = {},
+): Promise<SnapshotResult> {
+  return takeSnapshot({
+    repo,
+    provider: local(root),
+    account: { name: account, provider: 'local' },
+    concurrency: 4,
+    ...extra,
+  });
 }
 
 /** Text that reads like a document: it compresses well. */
 export function prose(seed: number, bytes = 6000): string {
-  const words = ['the', 'invoice', 'for', 'march', 'was', 'paid', 'on', 'time', 'and', 'our', 'garden', 'needs', 'water', 'photos', 'from', 'summer'];
+  const words = [
+    'the',
+    'invoice',
+    'for',
+    'march',
+    'was',
+    'paid',
+    'on',
+    'time',
+    'and',
+    'our',
+    'garden',
+    'needs',
+    'water',
+    'photos',
+    'from',
+    'summer',
+  ];
   let s = `note ${seed}:`;
   for (let i = 0; s.length < bytes; i++) s += ' ' + words[(seed * 7 + i * 13 + (i >> 3)) % words.length];
   return s;
@@ -108,13 +166,22 @@ export interface Received {
 }
 
 /** An HTTP server that records every request; `reply` decides each answer (default 200). */
-export async function receiver(reply: (r: Received, n: number) => { status: number; headers?: Record<string, string> } = () => ({ status: 200 })) {
+export async function receiver(
+  reply: (r: Received, n: number) => { status: number; headers?: Record<string, string> } = () => ({
+    status: 200,
+  }),
+) {
   const got: Received[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const r: Received = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      const r: Received = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
       got.push(r);
       const a = reply(r, got.length);
       res.writeHead(a.status, a.headers).end();
@@ -122,7 +189,15 @@ export async function receiver(reply: (r: Received, n: number) => { status: numb
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, got, close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }) };
+  return {
+    url,
+    got,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 /**
@@ -134,21 +209,29 @@ export async function holdingProxy(target: string) {
   let held = true;
   const waiting: Array<() => void> = [];
   let firstHeld: () => void = () => {};
-  const heldOnce = new Promise<void>((r) => { firstHeld = r; });
+  const heldOnce = new Promise<void>((r) => {
+    firstHeld = r;
+  });
   const server = createServer((req, res) => {
     const forward = () => {
-      const up = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 502, r.headers);
-        r.pipe(res);
-      });
+      const up = request(
+        { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
       up.on('error', () => res.destroy());
       req.pipe(up);
     };
-    const isContent = req.method === 'PUT' && /\/(packs|blobs)\//.test(req.url ?? '') && !/[?&]retention/.test(req.url ?? '');
+    const isContent =
+      req.method === 'PUT' && /\/(packs|blobs)\//.test(req.url ?? '') && !/[?&]retention/.test(req.url ?? '');
     if (held && isContent) {
       firstHeld();
       waiting.push(forward);
-      req.on('close', () => { if (!res.writableEnded) res.destroy(); });
+      req.on('close', () => {
+        if (!res.writableEnded) res.destroy();
+      });
     } else {
       forward();
     }
@@ -157,8 +240,15 @@ export async function holdingProxy(target: string) {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     heldOnce,
-    release() { held = false; for (const f of waiting.splice(0)) f(); },
-    close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }),
+    release() {
+      held = false;
+      for (const f of waiting.splice(0)) f();
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -175,32 +265,59 @@ export interface CliRun {
 
 /** The built CLI (`npm run build` first, as `npm test` does) in `cwd`, with a small environment. */
 export function startCli(args: string[], cwd: string, env: Record<string, string> = {}): CliRun {
-  if (!existsSync(CLI)) throw new Error(`${CLI} does not exist: run \`npm run build\` before the end-to-end tests`);
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} does not exist: run \`npm run build\` before the end-to-end tests`);
   const child = spawn(process.execPath, [CLI, ...args], {
-    cwd, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH, HOME: cwd, TZ: 'UTC', LANG: 'C.UTF-8', NODE_NO_WARNINGS: '1', ...env },
   });
-  let out = '', err = '';
+  let out = '',
+    err = '';
   const waiters: Array<{ re: RegExp; resolve: () => void }> = [];
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+    out += s;
+  });
   child.stderr!.setEncoding('utf8').on('data', (s: string) => {
     err += s;
-    for (const w of [...waiters]) if (w.re.test(err)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+    for (const w of [...waiters])
+      if (w.re.test(err)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
   return {
-    child, stdout: () => out, stderr: () => err, exited,
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
     waitFor(re, timeoutMs = 60_000) {
       if (re.test(err)) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`stderr never matched ${re} in ${timeoutMs} ms:\n${err}`)), timeoutMs);
-        waiters.push({ re, resolve: () => { clearTimeout(t); resolve(); } });
+        const t = setTimeout(
+          () => reject(new Error(`stderr never matched ${re} in ${timeoutMs} ms:\n${err}`)),
+          timeoutMs,
+        );
+        waiters.push({
+          re,
+          resolve: () => {
+            clearTimeout(t);
+            resolve();
+          },
+        });
       });
     },
   };
 }
 
-export async function runCli(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const r = startCli(args, cwd, env);
   const { code } = await r.exited;
   return { code, stdout: r.stdout(), stderr: r.stderr() };

@@ -5,7 +5,9 @@ import { Daemon, type DaemonDeps } from '../../src/schedule/daemon.js';
 import { newReport, type RunReport, type RunTrigger } from '../../src/schedule/reports.js';
 
 const daemons: Daemon[] = [];
-afterEach(async () => { for (const d of daemons.splice(0)) await d.stop(); });
+afterEach(async () => {
+  for (const d of daemons.splice(0)) await d.stop();
+});
 
 function config(cron: string, extra: Record<string, unknown> = {}) {
   return configSchema.parse({
@@ -17,7 +19,13 @@ function config(cron: string, extra: Record<string, unknown> = {}) {
   });
 }
 
-interface Call { account: string; trigger: RunTrigger; scheduledFor?: Date; signal: AbortSignal; onReport: (r: RunReport) => void }
+interface Call {
+  account: string;
+  trigger: RunTrigger;
+  scheduledFor?: Date;
+  signal: AbortSignal;
+  onReport: (r: RunReport) => void;
+}
 
 /** A daemon whose runs the test controls: each call waits until the test ends it. */
 function daemon(cron: string, deps: Partial<DaemonDeps> = {}) {
@@ -28,18 +36,30 @@ function daemon(cron: string, deps: Partial<DaemonDeps> = {}) {
     config: config(cron),
     log: (level, m) => logs.push(`${level}: ${m}`),
     lastRun: async () => undefined,
-    run: (account, o) => new Promise((resolve, reject) => {
-      calls.push({ account, ...o });
-      o.signal.addEventListener('abort', () => reject(abortError(o.signal)), { once: true });
-      ends.push((result = 'ok') => {
-        const r = newReport(account, 'local', o.trigger, new Date());
-        r.result = result;
-        r.durationMs = 1500;
-        r.snapshot = { id: 'x', key: 'k', files: 7, dirs: 1, bytes: 700, bytesAdded: 70, filesRead: 3, bytesRead: 300, failed: 0, skipped: 0 };
-        o.onReport(r);
-        resolve(r);
-      });
-    }),
+    run: (account, o) =>
+      new Promise((resolve, reject) => {
+        calls.push({ account, ...o });
+        o.signal.addEventListener('abort', () => reject(abortError(o.signal)), { once: true });
+        ends.push((result = 'ok') => {
+          const r = newReport(account, 'local', o.trigger, new Date());
+          r.result = result;
+          r.durationMs = 1500;
+          r.snapshot = {
+            id: 'x',
+            key: 'k',
+            files: 7,
+            dirs: 1,
+            bytes: 700,
+            bytesAdded: 70,
+            filesRead: 3,
+            bytesRead: 300,
+            failed: 0,
+            skipped: 0,
+          };
+          o.onReport(r);
+          resolve(r);
+        });
+      }),
     ...deps,
   });
   daemons.push(d);
@@ -60,7 +80,13 @@ describe('schedule: the daemon', () => {
     const { port } = await d.start();
     await until(() => calls.length === 1, 'the first run');
     expect(calls[0]).toMatchObject({ account: 'docs', trigger: 'schedule' });
-    await until(() => logs.some((l) => /docs: the run of .* is skipped: the previous run of this account is still going/.test(l)), 'a skipped time');
+    await until(
+      () =>
+        logs.some((l) =>
+          /docs: the run of .* is skipped: the previous run of this account is still going/.test(l),
+        ),
+      'a skipped time',
+    );
     expect(calls).toHaveLength(1);
 
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -97,7 +123,9 @@ describe('schedule: the daemon', () => {
       await d.start();
       await new Promise((r) => setTimeout(r, 300));
       expect(calls).toEqual([]);
-      expect(logs.join('\n')).toMatch(/docs: scheduled "0 3 \* \* \*" \(UTC\); next run \d{4}-\d\d-\d\dT03:00:00\.000Z/);
+      expect(logs.join('\n')).toMatch(
+        /docs: scheduled "0 3 \* \* \*" \(UTC\); next run \d{4}-\d\d-\d\dT03:00:00\.000Z/,
+      );
       await d.stop();
     }
   });
@@ -123,6 +151,8 @@ describe('schedule: the daemon', () => {
   });
 
   it('refuses a config whose schedule is not valid, naming the key', () => {
-    expect(() => daemon('every night')).toThrow(/schedule\.cron: "every night" is not a valid cron expression/);
+    expect(() => daemon('every night')).toThrow(
+      /schedule\.cron: "every night" is not a valid cron expression/,
+    );
   });
 });

@@ -19,7 +19,10 @@ const SECRETS = ['RT-very-secret-refresh-token', 'Bearer header-secret-42', 'PAT
 async function setup(alerts: Record<string, unknown>, reports: Record<string, unknown> = {}) {
   const dir = await tempDir('run');
   dirs.push(dir);
-  await writeFiles(join(dir, 'tree'), Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`d/f${i}.txt`, prose(i, 800)])));
+  await writeFiles(
+    join(dir, 'tree'),
+    Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`d/f${i}.txt`, prose(i, 800)])),
+  );
   const config = configSchema.parse({
     store: { type: 'fs', path: join(dir, 'store') },
     stateDir: join(dir, 'state'),
@@ -49,8 +52,17 @@ describe('schedule: one run of an account', () => {
     });
     const [run] = await snapshot(ctx, ['docs']);
     expect(run.ok).toBe(true);
-    expect(run.report).toMatchObject({ account: 'docs', trigger: 'manual', result: 'ok', snapshot: { files: 5, dirs: 1, failed: 0 } });
-    expect(run.report.alerts.map((a) => [a.channel, a.ok])).toEqual([['healthcheck start', true], ['webhook', true], ['healthcheck success', true]]);
+    expect(run.report).toMatchObject({
+      account: 'docs',
+      trigger: 'manual',
+      result: 'ok',
+      snapshot: { files: 5, dirs: 1, failed: 0 },
+    });
+    expect(run.report.alerts.map((a) => [a.channel, a.ok])).toEqual([
+      ['healthcheck start', true],
+      ['webhook', true],
+      ['healthcheck success', true],
+    ]);
 
     const [start, hook, end] = rx.got;
     expect(start.url).toMatch(/^\/ping\/check-1\/start\?rid=[0-9a-f-]{36}$/);
@@ -60,7 +72,13 @@ describe('schedule: one run of an account', () => {
     expect(hook.headers.authorization).toBe(SECRETS[1]);
     expect(hook.headers['content-type']).toBe('application/json');
     const payload = JSON.parse(hook.body);
-    expect(payload).toMatchObject({ source: 'syncguard', event: 'success', account: 'docs', result: 'ok', snapshot: { id: run.report.snapshot!.id, files: 5 } });
+    expect(payload).toMatchObject({
+      source: 'syncguard',
+      event: 'success',
+      account: 'docs',
+      result: 'ok',
+      snapshot: { id: run.report.snapshot!.id, files: 5 },
+    });
     noSecrets(hook.body);
 
     const [report] = await readReports(reportsDir, 'docs');
@@ -69,23 +87,36 @@ describe('schedule: one run of an account', () => {
   });
 
   it('alerts on a failure, retries the webhook after a 503, and pings /fail', async () => {
-    const rx = await receiver((r, n) => (r.url.startsWith('/hook') && n <= 2 ? { status: 503, headers: { 'retry-after': '0' } } : { status: 200 }));
+    const rx = await receiver((r, n) =>
+      r.url.startsWith('/hook') && n <= 2
+        ? { status: 503, headers: { 'retry-after': '0' } }
+        : { status: 200 },
+    );
     closers.push(rx.close);
     const { ctx, dir } = await setup({ webhook: `${rx.url}/hook`, healthcheck: `${rx.url}/ping` });
     await fsp.rm(join(dir, 'tree'), { recursive: true });
     const [run] = await snapshot(ctx, ['docs']);
     expect(run.ok).toBe(false);
-    expect(run.report).toMatchObject({ result: 'failed', error: { code: 'NOT_FOUND', message: expect.stringMatching(/check the account's path/) } });
+    expect(run.report).toMatchObject({
+      result: 'failed',
+      error: { code: 'NOT_FOUND', message: expect.stringMatching(/check the account's path/) },
+    });
     const hooks = rx.got.filter((r) => r.url === '/hook');
     expect(hooks).toHaveLength(2);
-    expect(JSON.parse(hooks[1].body)).toMatchObject({ event: 'failure', summary: expect.stringMatching(/^docs: the manual run failed: .*check the account's path/) });
+    expect(JSON.parse(hooks[1].body)).toMatchObject({
+      event: 'failure',
+      summary: expect.stringMatching(/^docs: the manual run failed: .*check the account's path/),
+    });
     expect(rx.got.map((r) => r.url.split('?')[0])).toEqual(['/ping/start', '/hook', '/hook', '/ping/fail']);
   });
 
   it('records a run skipped because another run holds the account, and alerts nobody', async () => {
     const rx = await receiver();
     closers.push(rx.close);
-    const { ctx, dir, reportsDir } = await setup({ on: ['failure', 'success', 'partial', 'tripwire'], webhook: `${rx.url}/hook` });
+    const { ctx, dir, reportsDir } = await setup({
+      on: ['failure', 'success', 'partial', 'tripwire'],
+      webhook: `${rx.url}/hook`,
+    });
     await fsp.mkdir(join(dir, 'state', 'locks'), { recursive: true });
     // The parent of this test process is alive, and is not this process: its lock holds.
     await fsp.writeFile(join(dir, 'state', 'locks', 'docs.lock'), `${process.ppid}\n`);
@@ -106,28 +137,52 @@ describe('schedule: one run of an account', () => {
   it('runs the alert command with the alert on its stdin', async () => {
     const { ctx, dir } = await setup({});
     const out = join(dir, 'alert.txt');
-    const script = 'let s="";process.stdin.on("data",(c)=>s+=c).on("end",()=>require("fs").writeFileSync(process.argv[1],process.env.SYNCGUARD_EVENT+"\\n"+s))';
+    const script =
+      'let s="";process.stdin.on("data",(c)=>s+=c).on("end",()=>require("fs").writeFileSync(process.argv[1],process.env.SYNCGUARD_EVENT+"\\n"+s))';
     const report = failedReport();
-    const outcomes = await sendAlerts({ ...ctx.config.alerts, command: [process.execPath, '-e', script, out] }, report, { log: () => {} });
+    const outcomes = await sendAlerts(
+      { ...ctx.config.alerts, command: [process.execPath, '-e', script, out] },
+      report,
+      { log: () => {} },
+    );
     expect(outcomes).toEqual([{ channel: 'command', ok: true }]);
     const [event, json] = (await fsp.readFile(out, 'utf8')).split('\n');
     expect(event).toBe('failure');
-    expect(JSON.parse(json)).toMatchObject({ event: 'failure', account: 'docs', error: { code: 'STORE_UNAVAILABLE' } });
+    expect(JSON.parse(json)).toMatchObject({
+      event: 'failure',
+      account: 'docs',
+      error: { code: 'STORE_UNAVAILABLE' },
+    });
     const failing = await sendAlerts({ ...ctx.config.alerts, command: 'exit 3' }, report, { log: () => {} });
     expect(failing).toEqual([{ channel: 'command', ok: false, error: 'it exited with code 3' }]);
   });
 
-  it('records an alert it could not deliver, naming only the receiver\'s origin, and gives up on a 4xx at once', async () => {
+  it("records an alert it could not deliver, naming only the receiver's origin, and gives up on a 4xx at once", async () => {
     const warnings: string[] = [];
-    const log = (_l: string, m: string) => { warnings.push(m); };
+    const log = (_l: string, m: string) => {
+      warnings.push(m);
+    };
     const gone = await receiver();
     await gone.close();
-    const down = await sendAlerts({ on: ['failure'], webhook: { url: `${gone.url}/hooks/${SECRETS[2]}`, headers: {}, retries: 2, timeoutSeconds: 5 } }, failedReport(), { log, sleep: async () => {} });
-    expect(down).toEqual([{ channel: 'webhook', ok: false, error: `the webhook at ${gone.url} failed: ECONNREFUSED` }]);
+    const down = await sendAlerts(
+      {
+        on: ['failure'],
+        webhook: { url: `${gone.url}/hooks/${SECRETS[2]}`, headers: {}, retries: 2, timeoutSeconds: 5 },
+      },
+      failedReport(),
+      { log, sleep: async () => {} },
+    );
+    expect(down).toEqual([
+      { channel: 'webhook', ok: false, error: `the webhook at ${gone.url} failed: ECONNREFUSED` },
+    ]);
     noSecrets(warnings.join('\n'));
     const rx = await receiver(() => ({ status: 401 }));
     closers.push(rx.close);
-    const refused = await sendAlerts({ on: ['failure'], webhook: { url: `${rx.url}/h`, headers: {}, retries: 3, timeoutSeconds: 5 } }, failedReport(), { log, sleep: async () => {} });
+    const refused = await sendAlerts(
+      { on: ['failure'], webhook: { url: `${rx.url}/h`, headers: {}, retries: 3, timeoutSeconds: 5 } },
+      failedReport(),
+      { log, sleep: async () => {} },
+    );
     expect(refused[0]).toMatchObject({ ok: false, error: expect.stringMatching(/HTTP 401$/) });
     expect(rx.got).toHaveLength(1);
   });

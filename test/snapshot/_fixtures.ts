@@ -13,7 +13,12 @@ import { LocalProvider } from '../../src/providers/local.js';
 import type { Change, ChangesOptions, Provider, RemoteEntry } from '../../src/providers/types.js';
 import { readManifest, type ManifestEntry, type ManifestHeader } from '../../src/snapshot/manifest.js';
 import { Repository } from '../../src/snapshot/repository.js';
-import { takeSnapshot, type SnapshotAccount, type SnapshotResult, type TakeOptions } from '../../src/snapshot/take.js';
+import {
+  takeSnapshot,
+  type SnapshotAccount,
+  type SnapshotResult,
+  type TakeOptions,
+} from '../../src/snapshot/take.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import type { ObjectInfo, Store } from '../../src/store/types.js';
 
@@ -22,9 +27,13 @@ export const DAY = 86_400_000;
 /** A clock the test moves; the store's Object Lock and the repository read the same one. */
 export class Clock {
   t: number;
-  constructor(iso = '2026-11-20T02:00:00.000Z') { this.t = Date.parse(iso); }
+  constructor(iso = '2026-11-20T02:00:00.000Z') {
+    this.t = Date.parse(iso);
+  }
   readonly now = (): Date => new Date(this.t);
-  advance(ms: number): void { this.t += ms; }
+  advance(ms: number): void {
+    this.t += ms;
+  }
 }
 
 export interface EngineOptions {
@@ -49,15 +58,24 @@ export function engine(opts: EngineOptions = {}): Engine {
   const clock = new Clock();
   const memory = new MemoryStore({ objectLock: opts.objectLock ?? true, now: clock.now });
   const store = opts.wrap ? opts.wrap(memory) : memory;
-  const repoOver = (s: Store) => new Repository({
-    store: s, lockDays: opts.lockDays ?? 30, packThreshold: opts.packThreshold ?? 256 * 1024, packSize: opts.packSize ?? 1024 * 1024, now: clock.now,
-  });
+  const repoOver = (s: Store) =>
+    new Repository({
+      store: s,
+      lockDays: opts.lockDays ?? 30,
+      packThreshold: opts.packThreshold ?? 256 * 1024,
+      packSize: opts.packSize ?? 1024 * 1024,
+      now: clock.now,
+    });
   return { clock, memory, store, repo: repoOver(store), repoOver };
 }
 
 export const ACCOUNT: SnapshotAccount = { name: 'laptop', provider: 'local' };
 
-export async function snap(repo: Repository, provider: Provider, extra: Partial<TakeOptions> = {}): Promise<SnapshotResult> {
+export async function snap(
+  repo: Repository,
+  provider: Provider,
+  extra: Partial<TakeOptions> = {},
+): Promise<SnapshotResult> {
   return takeSnapshot({ repo, provider, account: ACCOUNT, concurrency: 4, ...extra });
 }
 
@@ -84,7 +102,10 @@ export function counting(inner: Provider): { provider: Provider; opened: string[
 }
 
 /** Runs `before` ahead of the inner open() for the paths it names (to delete a file, or to throw). */
-export function intercepting(inner: Provider, before: (entry: RemoteEntry) => Promise<void> | void): Provider {
+export function intercepting(
+  inner: Provider,
+  before: (entry: RemoteEntry) => Promise<void> | void,
+): Provider {
   return {
     features: inner.features,
     changes: (cursor?: string, o?: ChangesOptions) => inner.changes(cursor, o),
@@ -105,7 +126,10 @@ export async function keys(store: Pick<Store, 'list'>, prefix = ''): Promise<str
   return (await allObjects(store, prefix)).map((o) => o.key);
 }
 
-export async function manifestOf(repo: Repository, key: string): Promise<{ header: ManifestHeader; entries: ManifestEntry[] }> {
+export async function manifestOf(
+  repo: Repository,
+  key: string,
+): Promise<{ header: ManifestHeader; entries: ManifestEntry[] }> {
   const m = await readManifest(await repo.store.get(key), key);
   const entries: ManifestEntry[] = [];
   for await (const e of m.entries) entries.push(e);
@@ -118,7 +142,10 @@ export async function gzipLines(lines: Array<string | object>): Promise<Buffer> 
   const chunks: Buffer[] = [];
   const gz = createGzip();
   gz.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise<void>((resolve, reject) => { gz.on('end', resolve); gz.on('error', reject); });
+  const done = new Promise<void>((resolve, reject) => {
+    gz.on('end', resolve);
+    gz.on('error', reject);
+  });
   gz.end(text);
   await done;
   return Buffer.concat(chunks);
@@ -132,7 +159,11 @@ export function failingStream(after: Buffer, error: Error): Readable {
   let sent = false;
   return new Readable({
     read() {
-      if (!sent) { sent = true; this.push(after); return; }
+      if (!sent) {
+        sent = true;
+        this.push(after);
+        return;
+      }
       this.destroy(error);
     },
   });
@@ -158,7 +189,13 @@ export class FeedProvider implements Provider {
   }
 
   folder(path: string): void {
-    this.log.push({ seq: ++this.seq, change: { kind: 'upsert', entry: { path, type: 'dir', size: 0, modified: new Date('2026-10-01T00:00:00.000Z') } } });
+    this.log.push({
+      seq: ++this.seq,
+      change: {
+        kind: 'upsert',
+        entry: { path, type: 'dir', size: 0, modified: new Date('2026-10-01T00:00:00.000Z') },
+      },
+    });
   }
 
   rename(from: string, to: string): void {
@@ -176,12 +213,22 @@ export class FeedProvider implements Provider {
 
   private entry(path: string): RemoteEntry | undefined {
     const f = this.files.get(path);
-    return f && { path, type: 'file', size: f.data.length, modified: f.mtime, id: f.id, hash: { algo: 'sha256', value: sha256(f.data) } };
+    return (
+      f && {
+        path,
+        type: 'file',
+        size: f.data.length,
+        modified: f.mtime,
+        id: f.id,
+        hash: { algo: 'sha256', value: sha256(f.data) },
+      }
+    );
   }
 
   async *changes(cursor?: string): AsyncGenerator<Change, string | undefined, undefined> {
     const from = cursor === undefined ? 0 : Number(cursor.replace(/^seq:/, ''));
-    if (cursor !== undefined && !(from >= 0 && from <= this.seq)) throw new SyncguardError('INTERNAL', `bad cursor ${cursor}`);
+    if (cursor !== undefined && !(from >= 0 && from <= this.seq))
+      throw new SyncguardError('INTERNAL', `bad cursor ${cursor}`);
     for (const { seq, change } of this.log) if (seq > from) yield change;
     return `seq:${this.seq}`;
   }

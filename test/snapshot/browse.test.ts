@@ -52,11 +52,20 @@ describe('snapshot: ls and diff', () => {
     expect(await listSnapshots(repo, 'other')).toEqual([]);
   });
 
-  it('lists a folder\'s direct children, or everything below it with recursive', async () => {
+  it("lists a folder's direct children, or everything below it with recursive", async () => {
     const { repo, first } = await twoSnapshots();
     const top = await ls(repo, 'laptop', { at: first.id });
-    expect(top.entries.map((e) => e.path)).toEqual(['becomes-dir', 'big.bin', 'edit.txt', 'gone', 'keep.txt', 'touched.txt']);
-    expect((await ls(repo, 'laptop', { at: first.id, path: 'gone' })).entries.map((e) => e.path)).toEqual(['gone/x.txt']);
+    expect(top.entries.map((e) => e.path)).toEqual([
+      'becomes-dir',
+      'big.bin',
+      'edit.txt',
+      'gone',
+      'keep.txt',
+      'touched.txt',
+    ]);
+    expect((await ls(repo, 'laptop', { at: first.id, path: 'gone' })).entries.map((e) => e.path)).toEqual([
+      'gone/x.txt',
+    ]);
     expect((await ls(repo, 'laptop', { at: first.id, recursive: true })).entries).toHaveLength(7);
     expect((await ls(repo, 'laptop', {})).entries.map((e) => e.path)).toContain('new');
     const err = await ls(repo, 'laptop', { path: 'gone' }).catch((e: unknown) => e);
@@ -69,7 +78,10 @@ describe('snapshot: ls and diff', () => {
     expect(d.from.id).toBe(first.id);
     expect(d.to.id).toBe(second.id);
     expect(d.added.map((e) => e.path)).toEqual(['becomes-dir/inner.txt', 'new', 'new/added.txt']);
-    expect(d.changed.map((c) => [c.after.path, c.before.type, c.after.type])).toEqual([['becomes-dir', 'file', 'dir'], ['edit.txt', 'file', 'file']]);
+    expect(d.changed.map((c) => [c.after.path, c.before.type, c.after.type])).toEqual([
+      ['becomes-dir', 'file', 'dir'],
+      ['edit.txt', 'file', 'file'],
+    ]);
     expect(d.deleted.map((e) => e.path)).toEqual(['gone', 'gone/x.txt']);
     // The other way round, additions and deletions swap.
     const back = await diff(repo, 'laptop', second.id, first.id);
@@ -84,7 +96,9 @@ describe('snapshot: verify', () => {
     const r = await verify(repo);
     expect(r.problems).toEqual([]);
     expect(r.snapshots).toBe(2);
-    const objects = new Set((await manifestOf(repo, second.key)).entries.filter((e) => e.object).map((e) => e.object));
+    const objects = new Set(
+      (await manifestOf(repo, second.key)).entries.filter((e) => e.object).map((e) => e.object),
+    );
     expect(r.objects).toBeGreaterThanOrEqual(objects.size);
     expect(r.objectsChecked).toBe(r.objects);
     // keep, touched, edit (twice), x, becomes-dir's file, big, inner, added: distinct contents.
@@ -96,7 +110,12 @@ describe('snapshot: verify', () => {
     const big = (await manifestOf(repo, second.key)).entries.find((e) => e.path === 'big.bin')!;
     await memory.delete(big.object!);
     const r = await verify(repo, { account: 'laptop' });
-    expect(r.problems).toContainEqual({ object: big.object, problem: 'missing from the store', path: 'big.bin', snapshot: expect.stringMatching(/^snapshots\/laptop\//) });
+    expect(r.problems).toContainEqual({
+      object: big.object,
+      problem: 'missing from the store',
+      path: 'big.bin',
+      snapshot: expect.stringMatching(/^snapshots\/laptop\//),
+    });
     expect(r.problems).toHaveLength(1);
   });
 
@@ -105,11 +124,24 @@ describe('snapshot: verify', () => {
     const entries = (await manifestOf(e.repo, e.second.key)).entries;
     const big = entries.find((x) => x.path === 'big.bin')!;
     const keep = entries.find((x) => x.path === 'keep.txt')!;
-    const corrupt = faulty(e.memory, [{ op: 'get', key: big.object!, corrupt: true }, { op: 'get', key: keep.object!, corrupt: true, times: 1 }]);
+    const corrupt = faulty(e.memory, [
+      { op: 'get', key: big.object!, corrupt: true },
+      { op: 'get', key: keep.object!, corrupt: true, times: 1 },
+    ]);
     const r = await verify(e.repoOver(corrupt));
-    expect(r.problems).toContainEqual(expect.objectContaining({ object: big.object, problem: 'content does not match its hash', path: 'big.bin' }));
+    expect(r.problems).toContainEqual(
+      expect.objectContaining({
+        object: big.object,
+        problem: 'content does not match its hash',
+        path: 'big.bin',
+      }),
+    );
     // The pack span is read once from its first content: the first file in it is the damaged one.
-    expect(r.problems.some((p) => p.object === keep.object && /^content at offset \d+ does not match its hash$/.test(p.problem))).toBe(true);
+    expect(
+      r.problems.some(
+        (p) => p.object === keep.object && /^content at offset \d+ does not match its hash$/.test(p.problem),
+      ),
+    ).toBe(true);
   });
 
   it('names a manifest it cannot read, and goes on with the others', async () => {
@@ -119,7 +151,13 @@ describe('snapshot: verify', () => {
     await store.put(bad, await gzipLines([{ ...(await manifestOf(repo, first.key)).header }, '{broken']));
     const r = await verify(repo);
     expect(r.snapshots).toBe(3);
-    expect(r.problems).toEqual([{ object: bad, problem: expect.stringMatching(/^manifest unreadable: INTEGRITY: .*damaged at line 2/), snapshot: bad }]);
+    expect(r.problems).toEqual([
+      {
+        object: bad,
+        problem: expect.stringMatching(/^manifest unreadable: INTEGRITY: .*damaged at line 2/),
+        snapshot: bad,
+      },
+    ]);
     expect(r.contentsChecked).toBe(9);
   });
 

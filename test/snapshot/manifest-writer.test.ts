@@ -1,17 +1,42 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { MANIFEST_FORMAT, MANIFEST_VERSION, ManifestWriter, manifestFileStream, readManifest, type ManifestEntry, type ManifestHeader } from '../../src/snapshot/manifest.js';
+import {
+  MANIFEST_FORMAT,
+  MANIFEST_VERSION,
+  ManifestWriter,
+  manifestFileStream,
+  readManifest,
+  type ManifestEntry,
+  type ManifestHeader,
+} from '../../src/snapshot/manifest.js';
 
 const header: ManifestHeader = {
-  format: MANIFEST_FORMAT, version: MANIFEST_VERSION, account: 'bench', provider: 'local', id: '20261127T020000.000Z',
-  started: '2026-11-27T02:00:00.000Z', finished: '2026-11-27T02:01:00.000Z', tool: 'syncguard test',
-  counts: { files: 0, dirs: 0, failed: 0, skipped: 0 }, bytes: 0, bytesAdded: 0, failures: [], skipped: [],
+  format: MANIFEST_FORMAT,
+  version: MANIFEST_VERSION,
+  account: 'bench',
+  provider: 'local',
+  id: '20261127T020000.000Z',
+  started: '2026-11-27T02:00:00.000Z',
+  finished: '2026-11-27T02:01:00.000Z',
+  tool: 'syncguard test',
+  counts: { files: 0, dirs: 0, failed: 0, skipped: 0 },
+  bytes: 0,
+  bytesAdded: 0,
+  failures: [],
+  skipped: [],
 };
 
 function entry(i: number): ManifestEntry {
   const sha256 = createHash('sha256').update(String(i)).digest('hex');
-  return { path: `d${i % 7}/f${String(i).padStart(5, '0')}`, type: 'file', size: i, mtime: new Date(Date.UTC(2026, 0, 1) + i).toISOString(), sha256, object: `blobs/sha256/${sha256.slice(0, 2)}/${sha256}` };
+  return {
+    path: `d${i % 7}/f${String(i).padStart(5, '0')}`,
+    type: 'file',
+    size: i,
+    mtime: new Date(Date.UTC(2026, 0, 1) + i).toISOString(),
+    sha256,
+    object: `blobs/sha256/${sha256.slice(0, 2)}/${sha256}`,
+  };
 }
 
 async function roundTrip(n: number): Promise<ManifestEntry[]> {

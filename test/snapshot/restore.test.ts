@@ -21,8 +21,12 @@ afterEach(async () => {
 });
 
 async function rejection(p: Promise<unknown>, code: ErrorCode): Promise<Error> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  if (!isSyncguardError(err)) throw new Error(`expected a SyncguardError ${code}, got ${err === undefined ? 'success' : String(err)}`);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!isSyncguardError(err))
+    throw new Error(`expected a SyncguardError ${code}, got ${err === undefined ? 'success' : String(err)}`);
   expect(err.code, err.message).toBe(code);
   return err;
 }
@@ -31,9 +35,17 @@ const toDir = (repo: Repository, dir: string, extra: Partial<RestoreOptions> = {
   restore({ repo, account: 'laptop', to: { kind: 'dir', dir }, ...extra });
 
 /** A source folder with a few files in folders, snapshot into a memory store. */
-async function snapshotted(files: Record<string, Buffer | string> = { 'docs/a.txt': 'alpha', 'docs/sub/b.txt': 'bravo', 'top.txt': 'top', 'big.bin': bytesOf('big', 300 * KiB) }) {
+async function snapshotted(
+  files: Record<string, Buffer | string> = {
+    'docs/a.txt': 'alpha',
+    'docs/sub/b.txt': 'bravo',
+    'top.txt': 'top',
+    'big.bin': bytesOf('big', 300 * KiB),
+  },
+) {
   const root = await temp('src');
-  for (const [p, c] of Object.entries(files)) await writeFile(root, p, c, new Date('2026-11-01T10:00:00.123Z'));
+  for (const [p, c] of Object.entries(files))
+    await writeFile(root, p, c, new Date('2026-11-01T10:00:00.123Z'));
   const e = engine();
   const r = await snap(e.repo, local(root));
   return { root, ...e, result: r };
@@ -71,7 +83,17 @@ describe('snapshot: restore', () => {
     const target = join(sandbox, 'target');
     const { header, entries } = await manifestOf(repo, result.key);
     const a = entries.find((x) => x.path === 'docs/a.txt')!;
-    const hostile = ['../escaped.txt', 'a/../../b.txt', '/etc/passwd', `${sandbox}/absolute.txt`, 'a\u0000b', '', './dot.txt', 'x//y.txt', 'docs/../../up.txt'];
+    const hostile = [
+      '../escaped.txt',
+      'a/../../b.txt',
+      '/etc/passwd',
+      `${sandbox}/absolute.txt`,
+      'a\u0000b',
+      '',
+      './dot.txt',
+      'x//y.txt',
+      'docs/../../up.txt',
+    ];
     const forged: ManifestEntry[] = [
       ...entries,
       ...hostile.map((path) => ({ ...a, path })),
@@ -88,7 +110,14 @@ describe('snapshot: restore', () => {
     expect(await fsp.readdir(sandbox)).toEqual(['target']);
     expect(readFileSync('/etc/passwd').equals(passwd)).toBe(true);
     const restored = await readTree(target);
-    expect(restored.map((x) => x.name)).toEqual(['big.bin', 'docs', 'docs/a.txt', 'docs/sub', 'docs/sub/b.txt', 'top.txt']);
+    expect(restored.map((x) => x.name)).toEqual([
+      'big.bin',
+      'docs',
+      'docs/a.txt',
+      'docs/sub',
+      'docs/sub/b.txt',
+      'top.txt',
+    ]);
     expect(readFileSync(join(target, 'docs/a.txt'), 'utf8')).toBe('alpha');
   });
 
@@ -97,9 +126,21 @@ describe('snapshot: restore', () => {
     const { header, entries } = await manifestOf(repo, result.key);
     const cases: Array<[string, Array<string | object>, RegExp]> = [
       ['not JSON', [header, entries[0], '{"path": "docs/x", "type": "file", '], /is damaged at line 3/],
-      ['no sha256', [header, { ...entries.find((x) => x.type === 'file')!, sha256: undefined }], /damaged at line 2: .* has no valid sha256/],
-      ['a blob of other content', [header, { ...entries.find((x) => x.path === 'big.bin')!, sha256: sha256('other') }], /names a blob of other content/],
-      ['an object outside the layout', [header, { ...entries.find((x) => x.path === 'big.bin')!, object: '../../etc/passwd' }], /names no valid object/],
+      [
+        'no sha256',
+        [header, { ...entries.find((x) => x.type === 'file')!, sha256: undefined }],
+        /damaged at line 2: .* has no valid sha256/,
+      ],
+      [
+        'a blob of other content',
+        [header, { ...entries.find((x) => x.path === 'big.bin')!, sha256: sha256('other') }],
+        /names a blob of other content/,
+      ],
+      [
+        'an object outside the layout',
+        [header, { ...entries.find((x) => x.path === 'big.bin')!, object: '../../etc/passwd' }],
+        /names no valid object/,
+      ],
       ['no header', ['{"hello": 1}', entries[0]], /is not a syncguard manifest/],
       ['a newer format', [{ ...header, version: 99 }], /format version 99.*upgrade syncguard/],
     ];
@@ -136,7 +177,10 @@ describe('snapshot: restore', () => {
     const victim = entries.find((x) => x.path === 'docs/victim.txt')!;
     const big = entries.find((x) => x.path === 'victim-big.bin')!;
     // The store's files are read-only: whoever damages them has to make them writable first.
-    for (const [object, at] of [[victim.object!, victim.offset! + 100], [big.object!, 200_000]] as const) {
+    for (const [object, at] of [
+      [victim.object!, victim.offset! + 100],
+      [big.object!, 200_000],
+    ] as const) {
       const file = join(storeDir, object);
       await fsp.chmod(file, 0o644);
       const fh = await fsp.open(file, 'r+');
@@ -202,7 +246,12 @@ describe('snapshot: restore', () => {
     expect(await fsp.readdir(outside)).toEqual([]);
     // With it, everything that would go through the link is refused; the rest is restored.
     const res = await toDir(repo, target, { overwrite: true });
-    expect(res.failed.map((f) => f.path).sort()).toEqual(['docs', 'docs/a.txt', 'docs/sub', 'docs/sub/b.txt']);
+    expect(res.failed.map((f) => f.path).sort()).toEqual([
+      'docs',
+      'docs/a.txt',
+      'docs/sub',
+      'docs/sub/b.txt',
+    ]);
     for (const f of res.failed) expect(f.error).toMatch(/UNSAFE_PATH: .*leads outside/);
     expect(await fsp.readdir(outside)).toEqual([]);
     // Not even the far end's times were touched.
@@ -216,11 +265,17 @@ describe('snapshot: restore', () => {
     const res = await toDir(repo, target, { path: '/docs/' });
     expect(res.files).toBe(2);
     const all = await readTree(root);
-    expect(await readTree(target)).toEqual(all.filter((x) => x.name === 'docs' || x.name.startsWith('docs/')));
+    expect(await readTree(target)).toEqual(
+      all.filter((x) => x.name === 'docs' || x.name.startsWith('docs/')),
+    );
 
     const one = join(await temp('out'), 'one');
     await toDir(repo, one, { path: 'docs/sub/b.txt' });
-    expect((await readTree(one, { dirTimes: false })).map((x) => x.name)).toEqual(['docs', 'docs/sub', 'docs/sub/b.txt']);
+    expect((await readTree(one, { dirTimes: false })).map((x) => x.name)).toEqual([
+      'docs',
+      'docs/sub',
+      'docs/sub/b.txt',
+    ]);
 
     const err = await rejection(toDir(repo, join(await temp('out'), 'x'), { path: 'nope' }), 'NOT_FOUND');
     expect(err.message).toMatch(/holds nothing at nope.*syncguard ls laptop/);
@@ -231,7 +286,14 @@ describe('snapshot: restore', () => {
     const { repo } = await snapshotted();
     const target = join(await temp('out'), 'target');
     const res = await toDir(repo, target, { dryRun: true });
-    expect(res).toMatchObject({ dryRun: true, files: 4, dirs: 2, bytes: 5 + 5 + 3 + 300 * KiB, overwritten: 0, failed: [] });
+    expect(res).toMatchObject({
+      dryRun: true,
+      files: 4,
+      dirs: 2,
+      bytes: 5 + 5 + 3 + 300 * KiB,
+      overwritten: 0,
+      failed: [],
+    });
     expect(await snapshotOfFolder(join(target, '..'))).toEqual([]);
 
     const existing = await temp('out');
@@ -260,7 +322,10 @@ describe('snapshot: restore', () => {
     expect(await read('2026-11-20T23:00:00Z')).toEqual({ id: first.id, text: 'one' });
     expect(await read('2026-11-21T02:00:00Z')).toEqual({ id: second.id, text: 'two' });
     expect((await read('2026-11-20')).id).toBe(first.id);
-    const early = await rejection(toDir(repo, join(await temp('out'), 'x'), { at: '2026-11-19T00:00:00Z' }), 'NOT_FOUND');
+    const early = await rejection(
+      toDir(repo, join(await temp('out'), 'x'), { at: '2026-11-19T00:00:00Z' }),
+      'NOT_FOUND',
+    );
     expect(early.message).toContain(`the first is ${first.id}`);
     await rejection(toDir(repo, join(await temp('out'), 'x'), { at: 'last tuesday' }), 'USAGE');
   });

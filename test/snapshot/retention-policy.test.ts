@@ -18,9 +18,18 @@ describe('retention: the keep policy', () => {
   });
 
   it('keeps the newest snapshot of each of the last N days that have one', () => {
-    const snaps = [at('2026-11-01T02:00:00.000Z'), at('2026-11-01T14:00:00.000Z'), at('2026-11-03T02:00:00.000Z'), at('2026-11-04T02:00:00.000Z')];
+    const snaps = [
+      at('2026-11-01T02:00:00.000Z'),
+      at('2026-11-01T14:00:00.000Z'),
+      at('2026-11-03T02:00:00.000Z'),
+      at('2026-11-04T02:00:00.000Z'),
+    ];
     const kept = applyPolicy(snaps, { keep: { ...none, daily: 3 } });
-    expect([...kept.keys()].sort()).toEqual(['2026-11-01T14:00:00.000Z', '2026-11-03T02:00:00.000Z', '2026-11-04T02:00:00.000Z']);
+    expect([...kept.keys()].sort()).toEqual([
+      '2026-11-01T14:00:00.000Z',
+      '2026-11-03T02:00:00.000Z',
+      '2026-11-04T02:00:00.000Z',
+    ]);
     expect(kept.get('2026-11-01T14:00:00.000Z')).toEqual(['daily 2026-11-01']);
   });
 
@@ -29,7 +38,9 @@ describe('retention: the keep policy', () => {
     const kept = applyPolicy(snaps, { keep: { ...none, weekly: 2, monthly: 3, yearly: 2 } });
     const why = (id: string) => kept.get(id) ?? [];
     // 2026-02-17 is a Tuesday: the newest of week 8; week 7 ends on Sunday 2026-02-15.
-    expect(why('2026-02-17T02:00:00.000Z')).toEqual(expect.arrayContaining(['weekly 2026-W08', 'monthly 2026-02', 'yearly 2026']));
+    expect(why('2026-02-17T02:00:00.000Z')).toEqual(
+      expect.arrayContaining(['weekly 2026-W08', 'monthly 2026-02', 'yearly 2026']),
+    );
     expect(why('2026-02-15T02:00:00.000Z')).toEqual(['weekly 2026-W07']);
     expect(why('2026-01-31T02:00:00.000Z')).toEqual(['monthly 2026-01']);
     expect(why('2025-12-31T02:00:00.000Z')).toEqual(['monthly 2025-12', 'yearly 2025']);
@@ -52,7 +63,10 @@ describe('retention: the keep policy', () => {
 
   it('with the default policy, a year of nightly snapshots keeps about 14 + 8 + 12 + 1, not 365', () => {
     const snaps = nightly('2025-11-27T02:00:00.000Z', 365);
-    const kept = applyPolicy(snaps, { keep: { last: 0, daily: 14, weekly: 8, monthly: 24, yearly: 5 }, timeZone: 'UTC' });
+    const kept = applyPolicy(snaps, {
+      keep: { last: 0, daily: 14, weekly: 8, monthly: 24, yearly: 5 },
+      timeZone: 'UTC',
+    });
     expect(kept.size).toBeGreaterThanOrEqual(30);
     expect(kept.size).toBeLessThanOrEqual(40);
     // Every one of the last 14 nights is kept.

@@ -3,18 +3,26 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { promises as fsp } from 'node:fs';
 import { isSyncguardError } from '../../src/errors.js';
-import { accountRetention, extendKeptLocks, namedObjects, prune, readSnapshotLocks, type Policy } from '../../src/snapshot/retention.js';
+import {
+  accountRetention,
+  extendKeptLocks,
+  namedObjects,
+  prune,
+  readSnapshotLocks,
+  type Policy,
+} from '../../src/snapshot/retention.js';
 import { Repository } from '../../src/snapshot/repository.js';
 import { acknowledge } from '../../src/snapshot/tripwire.js';
 import { faulty } from '../../src/store/faulty.js';
 import type { Store } from '../../src/store/types.js';
 import { DAY, HOUR, memoryRepo, snap, tempDir, withOverrides, writeFiles } from '../schedule/_helpers.js';
 
-
 const none = { last: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
 const onlyNewest = new Map<string, Policy>([['docs', { keep: none, timeZone: 'UTC' }]]);
 const dirs: string[] = [];
-afterAll(async () => { for (const d of dirs) await fsp.rm(d, { recursive: true, force: true }); });
+afterAll(async () => {
+  for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
+});
 
 async function objects(store: Store, prefix = ''): Promise<string[]> {
   const out: string[] = [];
@@ -27,20 +35,29 @@ async function twoNights(opts: { lockDays?: number } = {}) {
   const m = memoryRepo({ lockDays: opts.lockDays ?? 1, packThreshold: 1024 });
   const root = await tempDir('prune');
   dirs.push(root);
-  await writeFiles(root, { 'big-a.bin': randomBytes(4000), 'big-b.bin': randomBytes(4000), 'small-1.txt': 'one', 'small-2.txt': 'two' });
+  await writeFiles(root, {
+    'big-a.bin': randomBytes(4000),
+    'big-b.bin': randomBytes(4000),
+    'small-1.txt': 'one',
+    'small-2.txt': 'two',
+  });
   const s1 = await snap(m.repo, root);
   m.clock.advance(DAY);
   await writeFiles(root, { 'big-a.bin': randomBytes(4000), 'small-1.txt': 'one, edited' });
   const s2 = await snap(m.repo, root);
   const named2 = await namedObjects(m.repo, s2.key);
-  const unique1 = [...await namedObjects(m.repo, s1.key)].filter((o) => !named2.has(o));
+  const unique1 = [...(await namedObjects(m.repo, s1.key))].filter((o) => !named2.has(o));
   return { ...m, root, s1, s2, named2, unique1 };
 }
 
-async function everyObjectOfEveryManifestExists(store: Store, repo: Parameters<typeof namedObjects>[0]): Promise<void> {
+async function everyObjectOfEveryManifestExists(
+  store: Store,
+  repo: Parameters<typeof namedObjects>[0],
+): Promise<void> {
   const all = new Set(await objects(store));
   for (const s of await repo.listSnapshots()) {
-    for (const o of await namedObjects(repo, s.key)) expect(all.has(o), `${s.key} names ${o}, which is gone`).toBe(true);
+    for (const o of await namedObjects(repo, s.key))
+      expect(all.has(o), `${s.key} names ${o}, which is gone`).toBe(true);
   }
 }
 
@@ -51,7 +68,10 @@ describe('retention: prune', () => {
     expect(t.unique1[0]).toMatch(/^blobs\//);
     t.clock.advance(DAY + HOUR); // s1 was locked for a day and a day of slack
     const r = await prune(t.repo, { policies: onlyNewest, graceMs: 0 });
-    expect(r.snapshots.map((s) => [s.id, s.action])).toEqual([[t.s1.id, 'remove'], [t.s2.id, 'keep']]);
+    expect(r.snapshots.map((s) => [s.id, s.action])).toEqual([
+      [t.s1.id, 'remove'],
+      [t.s2.id, 'keep'],
+    ]);
     expect(r.objects.deleted.map((d) => d.key)).toEqual(t.unique1);
     const left = new Set(await objects(t.store));
     expect(left.has(t.s1.key)).toBe(false);
@@ -80,7 +100,9 @@ describe('retention: prune', () => {
     expect(first.objects).toMatchObject({ unreferenced: 1, waiting: 1, deleted: [] });
     expect(await t.store.head(t.unique1[0])).toBeDefined();
     t.clock.advance(23 * HOUR);
-    expect((await prune(t.repo, { policies: onlyNewest, graceMs: 24 * HOUR, marksFile })).objects.deleted).toEqual([]);
+    expect(
+      (await prune(t.repo, { policies: onlyNewest, graceMs: 24 * HOUR, marksFile })).objects.deleted,
+    ).toEqual([]);
     t.clock.advance(2 * HOUR);
     const last = await prune(t.repo, { policies: onlyNewest, graceMs: 24 * HOUR, marksFile });
     expect(last.objects.deleted.map((d) => d.key)).toEqual(t.unique1);
@@ -103,7 +125,12 @@ describe('retention: prune', () => {
     const m = memoryRepo({ lockDays: 1, packThreshold: 1024 * 1024 });
     const deletes: string[] = [];
     const store = m.store;
-    const recording = withOverrides(store, { delete: async (key: string) => { deletes.push(key); return store.delete(key); } });
+    const recording = withOverrides(store, {
+      delete: async (key: string) => {
+        deletes.push(key);
+        return store.delete(key);
+      },
+    });
     const repo = new Repository({ store: recording, lockDays: 1, now: m.clock.now });
     const root = await tempDir('prune-pack');
     dirs.push(root);
@@ -115,7 +142,7 @@ describe('retention: prune', () => {
     await writeFiles(root, { 'c.txt': 'second night' });
     await snap(repo, root);
     m.clock.advance(DAY + HOUR);
-    const [pack1] = [...await namedObjects(repo, s1.key)];
+    const [pack1] = [...(await namedObjects(repo, s1.key))];
     const r = await prune(repo, { policies: onlyNewest, graceMs: 0 });
     const idx1 = pack1.replace(/\.pack$/, '.idx');
     expect(r.objects.deleted.map((d) => d.key).sort()).toEqual([idx1, pack1].sort());
@@ -131,13 +158,20 @@ describe('retention: prune', () => {
     await snap(m.repo, root);
     m.clock.advance(DAY);
     await writeFiles(root, { 'a.txt': 'encrypted, say' });
-    const fired = await snap(m.repo, root, 'docs', { inspect: () => ({ fired: true, reasons: ['a test says so'] }) });
+    const fired = await snap(m.repo, root, 'docs', {
+      inspect: () => ({ fired: true, reasons: ['a test says so'] }),
+    });
     m.clock.advance(DAY);
     await writeFiles(root, { 'a.txt': 'later' });
     await snap(m.repo, root);
     m.clock.advance(2 * DAY);
     const blocked = await prune(m.repo, { policies: onlyNewest, graceMs: 0 });
-    expect(blocked.blocked).toEqual([{ account: 'docs', fired: [{ id: fired.id, time: fired.time.toISOString(), reasons: ['a test says so'] }] }]);
+    expect(blocked.blocked).toEqual([
+      {
+        account: 'docs',
+        fired: [{ id: fired.id, time: fired.time.toISOString(), reasons: ['a test says so'] }],
+      },
+    ]);
     expect(blocked.snapshots.every((s) => s.action === 'keep')).toBe(true);
     expect(await m.repo.listSnapshots('docs')).toHaveLength(3);
 
@@ -154,7 +188,13 @@ describe('retention: prune', () => {
     expect(later.snapshots.map((s) => s.action)).toEqual(['remove', 'remove', 'keep']);
     expect(await m.repo.listSnapshots('docs')).toHaveLength(1);
     // A second acknowledgement has nothing to acknowledge.
-    expect(await acknowledge(m.repo, 'docs', (await accountRetention(m.repo, 'docs', onlyNewest.get('docs'))).tripwire)).toBeUndefined();
+    expect(
+      await acknowledge(
+        m.repo,
+        'docs',
+        (await accountRetention(m.repo, 'docs', onlyNewest.get('docs'))).tripwire,
+      ),
+    ).toBeUndefined();
   });
 
   it('keeps every snapshot of an account that is not in the config', async () => {
@@ -213,8 +253,14 @@ describe('retention: lock lifetimes', () => {
     expect([...r.kept.keys()]).toEqual([t.s2.id]);
     const ext = await extendKeptLocks(t.repo, r);
     const until = t.clock.t + 2 * DAY; // the lock time and a day of slack
-    expect(ext).toEqual({ account: 'docs', snapshots: [t.s2.id], objects: t.named2.size, until: new Date(until).toISOString() });
-    for (const o of [...t.named2, t.s2.key]) expect((await t.store.head(o))!.retainUntil!.getTime()).toBeGreaterThanOrEqual(until);
+    expect(ext).toEqual({
+      account: 'docs',
+      snapshots: [t.s2.id],
+      objects: t.named2.size,
+      until: new Date(until).toISOString(),
+    });
+    for (const o of [...t.named2, t.s2.key])
+      expect((await t.store.head(o))!.retainUntil!.getTime()).toBeGreaterThanOrEqual(until);
     for (const o of t.unique1) expect((await t.store.head(o))!.retainUntil!.getTime()).toBeLessThan(until);
     // The horizon reads back from the manifest's own retention.
     const locks = await readSnapshotLocks(t.repo, 'docs');
@@ -222,7 +268,9 @@ describe('retention: lock lifetimes', () => {
     expect(Date.parse(locks.find((s) => s.id === t.s2.id)!.header.lockedUntil!)).toBeLessThan(until);
     // Done: the next run an hour later has nothing to do.
     t.clock.advance(HOUR);
-    expect((await extendKeptLocks(t.repo, await accountRetention(t.repo, 'docs', policy))).snapshots).toEqual([]);
+    expect((await extendKeptLocks(t.repo, await accountRetention(t.repo, 'docs', policy))).snapshots).toEqual(
+      [],
+    );
   });
 
   it('says which snapshot is damaged when an object it names is missing', async () => {
@@ -231,6 +279,8 @@ describe('retention: lock lifetimes', () => {
     const victim = [...t.named2].find((o) => o.startsWith('blobs/'))!;
     await t.store.delete(victim);
     const r = await accountRetention(t.repo, 'docs', { keep: { ...none, last: 1 } });
-    await expect(extendKeptLocks(t.repo, r)).rejects.toThrow(new RegExp(`snapshot ${t.s2.id} of "docs" names ${victim}, which is missing.*syncguard verify docs`));
+    await expect(extendKeptLocks(t.repo, r)).rejects.toThrow(
+      new RegExp(`snapshot ${t.s2.id} of "docs" names ${victim}, which is missing.*syncguard verify docs`),
+    );
   });
 });

@@ -12,7 +12,7 @@ afterEach(async () => {
 describe('snapshot: take, content samples for the tripwire', () => {
   // Regression: every file read kept its first 4 KiB in memory until the end of the run, so a first
   // snapshot of 200,000 small files held all their content (884 MB RSS in the benchmark).
-  it('keeps no sample on a first snapshot, and a changed file\'s first bytes on the next one', async () => {
+  it("keeps no sample on a first snapshot, and a changed file's first bytes on the next one", async () => {
     const root = await sourceDir();
     roots.push(root);
     await writeFile(root, 'a.txt', bytesOf('a0', 6000));
@@ -27,6 +27,9 @@ describe('snapshot: take, content samples for the tripwire', () => {
     clock.advance(DAY);
     await writeFile(root, 'a.txt', bytesOf('a1', 6000), new Date(Date.now() + 5000));
     await snap(repo, local(root), { inspect });
-    expect(seen).toEqual([{ 'a.txt': undefined, 'b.txt': undefined }, { 'a.txt': 4096, 'b.txt': undefined }]);
+    expect(seen).toEqual([
+      { 'a.txt': undefined, 'b.txt': undefined },
+      { 'a.txt': 4096, 'b.txt': undefined },
+    ]);
   });
 });

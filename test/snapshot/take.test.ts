@@ -10,7 +10,21 @@ import { faulty, type FaultyStore } from '../../src/store/faulty.js';
 import { readAll } from '../../src/store/types.js';
 import { KiB, bytesOf, makeTree, writeFile } from '../helpers/tree.js';
 import {
-  ACCOUNT, DAY, FeedProvider, allObjects, counting, engine, failingStream, gzipLines, intercepting, keys, local, manifestOf, sha256, snap, sourceDir,
+  ACCOUNT,
+  DAY,
+  FeedProvider,
+  allObjects,
+  counting,
+  engine,
+  failingStream,
+  gzipLines,
+  intercepting,
+  keys,
+  local,
+  manifestOf,
+  sha256,
+  snap,
+  sourceDir,
 } from './_fixtures.js';
 
 const roots: string[] = [];
@@ -40,7 +54,9 @@ describe('snapshot: take', () => {
     const small = files.filter((f) => f.size < 256 * KiB);
     const smallBytes = small.reduce((n, f) => n + f.size, 0);
     // Every large file is one blob, named by its SHA-256; nothing else is a blob.
-    const largeShas = files.filter((f) => f.size >= 256 * KiB).map((f) => sha256(bytesOf(`tree:${f.path}`, f.size)));
+    const largeShas = files
+      .filter((f) => f.size >= 256 * KiB)
+      .map((f) => sha256(bytesOf(`tree:${f.path}`, f.size)));
     expect(blobs(ks).sort()).toEqual(largeShas.map(blobKey).sort());
     // The small ones went into packs of about 1 MiB, each with its index: a handful of objects, not 150.
     expect(packs(ks).length).toBe(idxs(ks).length);
@@ -59,7 +75,9 @@ describe('snapshot: take', () => {
     expect(packBytes).toBe([...distinct.values()].reduce((n, s) => n + s, 0));
     // One manifest; bytesAdded counts every object but the manifest.
     expect(manifests(ks)).toEqual([manifestKey('laptop', r.id)]);
-    expect(r.bytesAdded).toBe(all.filter((o) => !o.key.startsWith('snapshots/')).reduce((n, o) => n + o.size, 0));
+    expect(r.bytesAdded).toBe(
+      all.filter((o) => !o.key.startsWith('snapshots/')).reduce((n, o) => n + o.size, 0),
+    );
     expect(r.filesRead).toBe(files.length);
 
     // Every file entry names where its bytes are, and they are the file's bytes.
@@ -76,7 +94,10 @@ describe('snapshot: take', () => {
       } else {
         expect(e.object).toMatch(/^packs\/2026\/11\/20\/[0-9a-f]{32}\.pack$/);
         expect(e.length).toBe(f.size);
-        if (f.size > 0) expect((await readAll(memory, e.object!, { offset: e.offset, length: e.length })).equals(content)).toBe(true);
+        if (f.size > 0)
+          expect(
+            (await readAll(memory, e.object!, { offset: e.offset, length: e.length })).equals(content),
+          ).toBe(true);
       }
     }
   });
@@ -102,7 +123,7 @@ describe('snapshot: take', () => {
     expect(b).toEqual(a);
   });
 
-  it('stores a renamed or moved file\'s content no second time: the new path names the same object', async () => {
+  it("stores a renamed or moved file's content no second time: the new path names the same object", async () => {
     const root = await src();
     const { repo, memory, clock } = engine();
     await makeTree(root, { small: 40, large: [500 * KiB], odd: false });
@@ -118,10 +139,19 @@ describe('snapshot: take', () => {
     expect(second.bytesAdded).toBe(0);
     const now = new Map((await manifestOf(repo, second.key)).entries.map((e) => [e.path, e]));
     expect(now.has('d1/sub1/f0001.dat')).toBe(false);
-    expect(now.get('moved/renamed.dat')).toMatchObject({ object: old.get('d1/sub1/f0001.dat')!.object, offset: old.get('d1/sub1/f0001.dat')!.offset, sha256: old.get('d1/sub1/f0001.dat')!.sha256 });
-    expect(now.get('moved/big.bin')).toMatchObject({ object: old.get('large/big0.bin')!.object, sha256: old.get('large/big0.bin')!.sha256 });
+    expect(now.get('moved/renamed.dat')).toMatchObject({
+      object: old.get('d1/sub1/f0001.dat')!.object,
+      offset: old.get('d1/sub1/f0001.dat')!.offset,
+      sha256: old.get('d1/sub1/f0001.dat')!.sha256,
+    });
+    expect(now.get('moved/big.bin')).toMatchObject({
+      object: old.get('large/big0.bin')!.object,
+      sha256: old.get('large/big0.bin')!.sha256,
+    });
     const after = await allObjects(memory);
-    expect(after.filter((o) => !o.key.startsWith('snapshots/'))).toEqual(before.filter((o) => !o.key.startsWith('snapshots/')));
+    expect(after.filter((o) => !o.key.startsWith('snapshots/'))).toEqual(
+      before.filter((o) => !o.key.startsWith('snapshots/')),
+    );
   });
 
   it('reads and uploads only what changed when 1% of the files changed', async () => {
@@ -131,8 +161,14 @@ describe('snapshot: take', () => {
     await snap(repo, local(root));
 
     const changed = ['d3/sub0/f0003.dat', 'd4/sub1/f0109.dat'];
-    for (const p of changed) await writeFile(root, p, bytesOf(`changed:${p}`, 9000), new Date('2026-11-20T12:00:00.000Z'));
-    await writeFile(root, 'large/big1.bin', bytesOf('changed:big1', 600 * KiB), new Date('2026-11-20T12:00:00.000Z'));
+    for (const p of changed)
+      await writeFile(root, p, bytesOf(`changed:${p}`, 9000), new Date('2026-11-20T12:00:00.000Z'));
+    await writeFile(
+      root,
+      'large/big1.bin',
+      bytesOf('changed:big1', 600 * KiB),
+      new Date('2026-11-20T12:00:00.000Z'),
+    );
     clock.advance(DAY);
     const { provider, opened } = counting(local(root));
     const second = await snap(repo, provider);
@@ -171,12 +207,22 @@ describe('snapshot: take', () => {
   it('takes only what the include globs name and leaves out what the exclude globs name', async () => {
     const root = await src();
     const { repo } = engine();
-    for (const p of ['docs/a.txt', 'docs/b.tmp', 'docs/private/secret.txt', 'docs/sub/c.txt', 'other/d.txt', 'top.txt', 'docs/.hidden']) {
+    for (const p of [
+      'docs/a.txt',
+      'docs/b.tmp',
+      'docs/private/secret.txt',
+      'docs/sub/c.txt',
+      'other/d.txt',
+      'top.txt',
+      'docs/.hidden',
+    ]) {
       await writeFile(root, p, p);
     }
     await fsp.mkdir(join(root, 'docs/empty'));
     const { provider, opened } = counting(local(root));
-    const r = await snap(repo, provider, { account: { ...ACCOUNT, include: ['docs/**'], exclude: ['**/*.tmp', 'docs/private/**'] } });
+    const r = await snap(repo, provider, {
+      account: { ...ACCOUNT, include: ['docs/**'], exclude: ['**/*.tmp', 'docs/private/**'] },
+    });
     const paths = (await manifestOf(repo, r.key)).entries.map((e) => e.path);
     // With an include list, only folders that hold something taken are kept.
     expect(paths).toEqual(['docs', 'docs/.hidden', 'docs/a.txt', 'docs/sub', 'docs/sub/c.txt']);
@@ -186,14 +232,27 @@ describe('snapshot: take', () => {
   it('leaves out everything below an excluded folder (regression: excluding "docs/private" dropped the folder but kept the files in it)', async () => {
     const root = await src();
     const { repo } = engine();
-    for (const p of ['docs/a.txt', 'docs/b.tmp', 'docs/private/secret.txt', 'docs/private/deeper/more.txt', 'other/cache.tmp/inside.txt', 'top.txt']) {
+    for (const p of [
+      'docs/a.txt',
+      'docs/b.tmp',
+      'docs/private/secret.txt',
+      'docs/private/deeper/more.txt',
+      'other/cache.tmp/inside.txt',
+      'top.txt',
+    ]) {
       await writeFile(root, p, p);
     }
     await fsp.mkdir(join(root, 'docs/empty'));
     const { provider, opened } = counting(local(root));
     // Without an include list, every folder not excluded is kept, empty ones too.
     const r = await snap(repo, provider, { account: { ...ACCOUNT, exclude: ['**/*.tmp', 'docs/private'] } });
-    expect((await manifestOf(repo, r.key)).entries.map((e) => e.path)).toEqual(['docs', 'docs/a.txt', 'docs/empty', 'other', 'top.txt']);
+    expect((await manifestOf(repo, r.key)).entries.map((e) => e.path)).toEqual([
+      'docs',
+      'docs/a.txt',
+      'docs/empty',
+      'other',
+      'top.txt',
+    ]);
     expect(opened.sort()).toEqual(['docs/a.txt', 'top.txt']);
   });
 
@@ -220,9 +279,17 @@ describe('snapshot: take', () => {
     const { repo } = engine();
     await writeFile(root, 'good.txt', 'good');
     await fsp.mkdir(join(root, 'dir'));
-    await fsp.writeFile(Buffer.concat([Buffer.from(`${root}/dir/bad-`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]), 'bad');
+    await fsp.writeFile(
+      Buffer.concat([Buffer.from(`${root}/dir/bad-`), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]),
+      'bad',
+    );
     const r = await snap(repo, local(root));
-    expect(r.header.failures).toEqual([{ path: 'dir/bad-\uFFFD\uFFFD.txt', error: 'the name is not valid UTF-8 and cannot be kept byte for byte' }]);
+    expect(r.header.failures).toEqual([
+      {
+        path: 'dir/bad-\uFFFD\uFFFD.txt',
+        error: 'the name is not valid UTF-8 and cannot be kept byte for byte',
+      },
+    ]);
     expect(r.header.counts).toMatchObject({ files: 1, failed: 1 });
   });
 
@@ -237,19 +304,27 @@ describe('snapshot: take', () => {
     const inner = local(root);
     const provider = {
       ...intercepting(inner, (e) => {
-        if (e.path === 'locked.txt') throw new SyncguardError('PROVIDER_ERROR', 'cannot open locked.txt: EACCES');
+        if (e.path === 'locked.txt')
+          throw new SyncguardError('PROVIDER_ERROR', 'cannot open locked.txt: EACCES');
       }),
       open: async (e: Parameters<typeof inner.open>[0], s?: AbortSignal) => {
-        if (e.path === 'locked.txt') throw new SyncguardError('PROVIDER_ERROR', 'cannot open locked.txt: EACCES');
-        if (e.path === 'broken.txt') return failingStream(Buffer.alloc(1000), Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }));
+        if (e.path === 'locked.txt')
+          throw new SyncguardError('PROVIDER_ERROR', 'cannot open locked.txt: EACCES');
+        if (e.path === 'broken.txt')
+          return failingStream(
+            Buffer.alloc(1000),
+            Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }),
+          );
         return inner.open(e, s);
       },
     };
     const r = await snap(repo, provider);
-    expect(r.header.failures).toEqual(expect.arrayContaining([
-      { path: 'locked.txt', error: 'PROVIDER_ERROR: cannot open locked.txt: EACCES' },
-      { path: 'broken.txt', error: expect.stringContaining('EIO') },
-    ]));
+    expect(r.header.failures).toEqual(
+      expect.arrayContaining([
+        { path: 'locked.txt', error: 'PROVIDER_ERROR: cannot open locked.txt: EACCES' },
+        { path: 'broken.txt', error: expect.stringContaining('EIO') },
+      ]),
+    );
     expect(r.header.counts.failed).toBe(2);
     expect((await manifestOf(repo, r.key)).entries.map((e) => e.path)).toEqual(['a.txt', 'z.txt']);
   });
@@ -257,10 +332,17 @@ describe('snapshot: take', () => {
   it('ends the run on a store failure and leaves no manifest; the next run reuses what was stored', async () => {
     const root = await src();
     await makeTree(root, { small: 50, large: [300 * KiB, 400 * KiB], odd: false });
-    for (const fault of [{ op: 'put' as const, key: '.pack' }, { op: 'put' as const, key: 'blobs/' }, { op: 'put' as const, key: 'snapshots/' }]) {
+    for (const fault of [
+      { op: 'put' as const, key: '.pack' },
+      { op: 'put' as const, key: 'blobs/' },
+      { op: 'put' as const, key: 'snapshots/' },
+    ]) {
       const e = engine();
       const failing = faulty(e.memory, fault);
-      const err = await snap(e.repoOver(failing), local(root)).then(() => undefined, (x: unknown) => x);
+      const err = await snap(e.repoOver(failing), local(root)).then(
+        () => undefined,
+        (x: unknown) => x,
+      );
       expect(isSyncguardError(err, 'STORE_UNAVAILABLE'), `${fault.key}: ${String(err)}`).toBe(true);
       expect(await keys(e.memory, 'snapshots/'), fault.key).toEqual([]);
       expect(await e.repo.listSnapshots('laptop')).toEqual([]);
@@ -278,20 +360,34 @@ describe('snapshot: take', () => {
     const root = await src();
     const logged: string[] = [];
     const e = engine();
-    const repo = new Repository({ store: e.store, lockDays: 30, now: e.clock.now, log: (level, m) => logged.push(`${level}: ${m}`) });
+    const repo = new Repository({
+      store: e.store,
+      lockDays: 30,
+      now: e.clock.now,
+      log: (level, m) => logged.push(`${level}: ${m}`),
+    });
     await makeTree(root, { small: 20, large: [300 * KiB], odd: false });
     const good = await snap(repo, local(root));
     // Someone holding the store's keys writes a new, broken manifest (or a store damaged one).
     e.clock.advance(DAY);
     const broken = manifestKey('laptop', snapshotId(e.clock.now()));
-    await e.store.put(broken, await gzipLines([{ ...good.header, id: snapshotId(e.clock.now()) }, '{"path": "x", broken']));
+    await e.store.put(
+      broken,
+      await gzipLines([{ ...good.header, id: snapshotId(e.clock.now()) }, '{"path": "x", broken']),
+    );
     e.clock.advance(DAY);
     const { provider, opened } = counting(local(root));
     const next = await snap(repo, provider);
     expect(next.header.previous).toBe(good.key);
     expect(opened).toEqual([]);
     expect(next.bytesAdded).toBe(0);
-    expect(logged).toContainEqual(expect.stringMatching(new RegExp(`^warn: the snapshot ${broken.replace(/[.]/g, '\\.')} cannot be read .*damaged at line 2.*; the next snapshot builds on the one before it`)));
+    expect(logged).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^warn: the snapshot ${broken.replace(/[.]/g, '\\.')} cannot be read .*damaged at line 2.*; the next snapshot builds on the one before it`,
+        ),
+      ),
+    );
   });
 
   it('extends the lock of reused objects that would end before the new horizon, and records the horizon', async () => {
@@ -338,18 +434,23 @@ describe('snapshot: take', () => {
     expect((await e.memory.head(gone))!.retainUntil!.getTime()).toBe(written);
   });
 
-  it('extends a reused object\'s lock once every few nights, not every night (regression: every object was extended nightly)', async () => {
+  it("extends a reused object's lock once every few nights, not every night (regression: every object was extended nightly)", async () => {
     const root = await src();
     const extended: string[][] = [];
     const e = engine({
       lockDays: 8,
-      wrap: (m) => new Proxy(m, {
-        get(target, prop, receiver) {
-          if (prop === 'extendRetention') return (key: string, until: Date) => { extended[extended.length - 1].push(key); return target.extendRetention(key, until); };
-          const v = Reflect.get(target, prop, receiver);
-          return typeof v === 'function' ? v.bind(target) : v;
-        },
-      }),
+      wrap: (m) =>
+        new Proxy(m, {
+          get(target, prop, receiver) {
+            if (prop === 'extendRetention')
+              return (key: string, until: Date) => {
+                extended[extended.length - 1].push(key);
+                return target.extendRetention(key, until);
+              };
+            const v = Reflect.get(target, prop, receiver);
+            return typeof v === 'function' ? v.bind(target) : v;
+          },
+        }),
     });
     await makeTree(root, { small: 20, large: [300 * KiB, 300 * KiB + 1], odd: false });
     for (let night = 0; night < 10; night++) {
@@ -361,7 +462,11 @@ describe('snapshot: take', () => {
       // Safety first: whatever the snapshot names is locked at least until its horizon, as the header says.
       expect(Date.parse(r.header.lockedUntil!)).toBeGreaterThanOrEqual(horizon);
       for (const x of (await manifestOf(e.repo, r.key)).entries) {
-        if (x.object) expect((await e.memory.head(x.object))!.retainUntil!.getTime(), `night ${night}: ${x.object}`).toBeGreaterThanOrEqual(Date.parse(r.header.lockedUntil!));
+        if (x.object)
+          expect(
+            (await e.memory.head(x.object))!.retainUntil!.getTime(),
+            `night ${night}: ${x.object}`,
+          ).toBeGreaterThanOrEqual(Date.parse(r.header.lockedUntil!));
       }
       e.clock.advance(DAY);
     }
@@ -381,16 +486,26 @@ describe('snapshot: take', () => {
     await fsp.mkdir(join(root, 'empty'));
     await fsp.symlink('/etc', join(root, 'link'));
     const failing = intercepting(local(root), (x) => {
-      if (x.path === 'a.txt' && clock.t > Date.parse('2026-11-21T00:00:00Z')) throw new SyncguardError('PROVIDER_ERROR', 'cannot open a.txt: EIO');
+      if (x.path === 'a.txt' && clock.t > Date.parse('2026-11-21T00:00:00Z'))
+        throw new SyncguardError('PROVIDER_ERROR', 'cannot open a.txt: EIO');
     });
     const t0 = clock.now();
     const first = await snap(repo, failing);
     expect(first.header).toEqual({
-      format: MANIFEST_FORMAT, version: MANIFEST_VERSION, account: 'laptop', provider: 'local', id: snapshotId(t0),
-      started: t0.toISOString(), finished: t0.toISOString(), tool: expect.stringMatching(/^syncguard \d+\.\d+\.\d+/),
-      counts: { files: 2, dirs: 2, failed: 0, skipped: 1 }, bytes: 4 + 300 * KiB, bytesAdded: first.bytesAdded,
+      format: MANIFEST_FORMAT,
+      version: MANIFEST_VERSION,
+      account: 'laptop',
+      provider: 'local',
+      id: snapshotId(t0),
+      started: t0.toISOString(),
+      finished: t0.toISOString(),
+      tool: expect.stringMatching(/^syncguard \d+\.\d+\.\d+/),
+      counts: { files: 2, dirs: 2, failed: 0, skipped: 1 },
+      bytes: 4 + 300 * KiB,
+      bytesAdded: first.bytesAdded,
       lockedUntil: new Date(t0.getTime() + (30 + 8) * DAY).toISOString(),
-      failures: [], skipped: [{ path: 'link', reason: expect.stringContaining('symbolic link') }],
+      failures: [],
+      skipped: [{ path: 'link', reason: expect.stringContaining('symbolic link') }],
     });
     expect(first.header.cursor).toBeUndefined();
     expect(first.header.previous).toBeUndefined();
@@ -404,11 +519,13 @@ describe('snapshot: take', () => {
     const second = await snap(repo, failing);
     expect(second.header.previous).toBe(first.key);
     expect(second.header.counts).toEqual({ files: 1, dirs: 2, failed: 1, skipped: 1 });
-    expect(second.header.failures).toEqual([{ path: 'a.txt', error: 'PROVIDER_ERROR: cannot open a.txt: EIO' }]);
+    expect(second.header.failures).toEqual([
+      { path: 'a.txt', error: 'PROVIDER_ERROR: cannot open a.txt: EIO' },
+    ]);
     expect(second.header.bytes).toBe(300 * KiB);
   });
 
-  it('keeps the provider\'s cursor, lists only what changed since, and reads nothing a hash already names', async () => {
+  it("keeps the provider's cursor, lists only what changed since, and reads nothing a hash already names", async () => {
     const { repo, clock } = engine();
     const feed = new FeedProvider();
     feed.folder('docs');
@@ -432,17 +549,34 @@ describe('snapshot: take', () => {
     const { entries } = await manifestOf(repo, second.key);
     expect(entries.map((x) => x.path)).toEqual(['c.txt', 'docs', 'moved.bin']);
     const firstEntries = (await manifestOf(repo, first.key)).entries;
-    expect(entries.find((x) => x.path === 'moved.bin')!.object).toBe(firstEntries.find((x) => x.path === 'docs/b.bin')!.object);
-    expect(entries.find((x) => x.path === 'moved.bin')!.providerHash).toBe(`sha256:${sha256(bytesOf('b', 300 * KiB))}`);
+    expect(entries.find((x) => x.path === 'moved.bin')!.object).toBe(
+      firstEntries.find((x) => x.path === 'docs/b.bin')!.object,
+    );
+    expect(entries.find((x) => x.path === 'moved.bin')!.providerHash).toBe(
+      `sha256:${sha256(bytesOf('b', 300 * KiB))}`,
+    );
   });
 
-  it('writes the manifest in comparePaths order: a folder\'s entries follow it directly', async () => {
+  it("writes the manifest in comparePaths order: a folder's entries follow it directly", async () => {
     const root = await src();
     const { repo } = engine();
-    for (const p of ['a.b', 'a-b', 'a/b', 'a/a/z', 'a/\u00e9', 'a/e\u0301', 'A', 'a0', 'a/B']) await writeFile(root, p, p);
+    for (const p of ['a.b', 'a-b', 'a/b', 'a/a/z', 'a/\u00e9', 'a/e\u0301', 'A', 'a0', 'a/B'])
+      await writeFile(root, p, p);
     const r = await snap(repo, local(root));
     const paths = (await manifestOf(repo, r.key)).entries.map((e) => e.path);
-    expect(paths).toEqual(['A', 'a', 'a/B', 'a/a', 'a/a/z', 'a/b', 'a/e\u0301', 'a/\u00e9', 'a-b', 'a.b', 'a0']);
+    expect(paths).toEqual([
+      'A',
+      'a',
+      'a/B',
+      'a/a',
+      'a/a/z',
+      'a/b',
+      'a/e\u0301',
+      'a/\u00e9',
+      'a-b',
+      'a.b',
+      'a0',
+    ]);
     expect([...paths].sort(comparePaths)).toEqual(paths);
   });
 });

@@ -8,7 +8,9 @@ import { DAY, memoryRepo, prose, snap, tempDir, writeFiles } from '../schedule/_
 
 const defaults: TripwireConfig = tripwireSchema.parse({});
 const dirs: string[] = [];
-afterAll(async () => { for (const d of dirs) await fsp.rm(d, { recursive: true, force: true }); });
+afterAll(async () => {
+  for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
+});
 
 const FOLDERS = ['Documents', 'Documents/Taxes', 'Photos', 'Projects/garden'];
 
@@ -29,7 +31,10 @@ async function household(): Promise<{ root: string; docs: string[] }> {
 }
 
 /** Takes a first snapshot, lets `change` act on the folder, takes a second with the tripwire. */
-async function nightAfter(change: (root: string, docs: string[]) => Promise<void>, settings: Partial<TripwireConfig> = {}) {
+async function nightAfter(
+  change: (root: string, docs: string[]) => Promise<void>,
+  settings: Partial<TripwireConfig> = {},
+) {
   const m = memoryRepo({ packThreshold: 1024 * 1024 });
   const { root, docs } = await household();
   await snap(m.repo, root);
@@ -52,35 +57,64 @@ describe('tripwire', () => {
   it('fires when most files are encrypted, renamed to a new extension, with a ransom note in every folder', async () => {
     const { header, analysis } = await nightAfter(async (root, docs) => {
       await encryptInPlace(root, docs.slice(0, 108), '.locked');
-      await writeFiles(root, Object.fromEntries(FOLDERS.map((f) => [`${f}/HOW_TO_DECRYPT_FILES.txt`, 'Your files are encrypted. Send 1 BTC.'])));
+      await writeFiles(
+        root,
+        Object.fromEntries(
+          FOLDERS.map((f) => [`${f}/HOW_TO_DECRYPT_FILES.txt`, 'Your files are encrypted. Send 1 BTC.']),
+        ),
+      );
     });
     expect(header.tripwire?.fired).toBe(true);
     const reasons = header.tripwire!.reasons.join('\n');
-    expect(reasons).toMatch(/83% of the files reappeared under another extension \(108 of 130: \.locked: 108/);
-    expect(reasons).toMatch(/4 new files named like a ransom note, such as .*HOW_TO_DECRYPT_FILES\.txt \(in 4 folders\)/);
+    expect(reasons).toMatch(
+      /83% of the files reappeared under another extension \(108 of 130: \.locked: 108/,
+    );
+    expect(reasons).toMatch(
+      /4 new files named like a ransom note, such as .*HOW_TO_DECRYPT_FILES\.txt \(in 4 folders\)/,
+    );
     expect(reasons).toMatch(/\d+ changed files now look encrypted .*100% of the \d+ looked at/);
-    expect(analysis).toMatchObject({ previousFiles: 130, renamed: 108, deleted: 0, ransomNotes: expect.arrayContaining(['Documents/HOW_TO_DECRYPT_FILES.txt']) });
+    expect(analysis).toMatchObject({
+      previousFiles: 130,
+      renamed: 108,
+      deleted: 0,
+      ransomNotes: expect.arrayContaining(['Documents/HOW_TO_DECRYPT_FILES.txt']),
+    });
     expect(analysis.encrypted).toBeGreaterThanOrEqual(100);
   });
 
   it('fires when files are encrypted where they are, names unchanged', async () => {
-    const { header, analysis } = await nightAfter(async (root, docs) => encryptInPlace(root, docs.slice(0, 80)));
+    const { header, analysis } = await nightAfter(async (root, docs) =>
+      encryptInPlace(root, docs.slice(0, 80)),
+    );
     expect(header.tripwire?.fired).toBe(true);
-    expect(header.tripwire!.reasons[0]).toMatch(/^62% of the files changed content \(80 of 130; the threshold is 50%\)/);
+    expect(header.tripwire!.reasons[0]).toMatch(
+      /^62% of the files changed content \(80 of 130; the threshold is 50%\)/,
+    );
     expect(analysis).toMatchObject({ modified: 80, renamed: 0, encrypted: 80, judged: 80 });
   });
 
   it('fires on content that turned to ciphertext even below the share thresholds', async () => {
-    const { header, analysis } = await nightAfter(async (root, docs) => encryptInPlace(root, docs.slice(0, 30)));
+    const { header, analysis } = await nightAfter(async (root, docs) =>
+      encryptInPlace(root, docs.slice(0, 30)),
+    );
     expect(analysis.modified).toBe(30);
     expect(header.tripwire?.reasons).toEqual([expect.stringMatching(/^30 changed files now look encrypted/)]);
   });
 
   it('fires on a ransom note alone, and on a note name from the config', async () => {
-    const { header } = await nightAfter(async (root) => writeFiles(root, { 'Documents/_readme.txt': 'ATTENTION! Your files...' }));
-    expect(header.tripwire?.reasons).toEqual(['1 new file named like a ransom note, such as Documents/_readme.txt']);
-    const custom = await nightAfter(async (root) => writeFiles(root, { 'Photos/Taxes/GIVE_US_MONEY.TXT': 'pay' }), { ransomNotes: ['give_us_*.txt'] });
-    expect(custom.header.tripwire?.reasons).toEqual(['1 new file named like a ransom note, such as Photos/Taxes/GIVE_US_MONEY.TXT']);
+    const { header } = await nightAfter(async (root) =>
+      writeFiles(root, { 'Documents/_readme.txt': 'ATTENTION! Your files...' }),
+    );
+    expect(header.tripwire?.reasons).toEqual([
+      '1 new file named like a ransom note, such as Documents/_readme.txt',
+    ]);
+    const custom = await nightAfter(
+      async (root) => writeFiles(root, { 'Photos/Taxes/GIVE_US_MONEY.TXT': 'pay' }),
+      { ransomNotes: ['give_us_*.txt'] },
+    );
+    expect(custom.header.tripwire?.reasons).toEqual([
+      '1 new file named like a ransom note, such as Photos/Taxes/GIVE_US_MONEY.TXT',
+    ]);
   });
 
   it('does not judge names on a first snapshot, where every file is new', async () => {
@@ -96,20 +130,37 @@ describe('tripwire', () => {
   it('stays quiet through an ordinary day: edits, new files, deletions, a renamed folder, new photos', async () => {
     const { header, analysis } = await nightAfter(async (root, all) => {
       const docs = all.filter((p) => !p.startsWith('Projects/'));
-      for (const p of docs.slice(0, 6)) await fsp.appendFile(join(root, ...p.split('/')), '\nP.S. one more line, written by hand.');
+      for (const p of docs.slice(0, 6))
+        await fsp.appendFile(join(root, ...p.split('/')), '\nP.S. one more line, written by hand.');
       for (const p of docs.slice(6, 9)) await fsp.rm(join(root, ...p.split('/')));
       await fsp.rename(join(root, 'Projects'), join(root, 'Projects 2026'));
-      await writeFiles(root, Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`Photos/holiday/IMG_${2000 + i}.jpg`, randomBytes(5000)])));
-      await writeFiles(root, { 'Documents/new letter.docx': prose(999), 'Documents/README.md': '# my notes' });
+      await writeFiles(
+        root,
+        Object.fromEntries(
+          Array.from({ length: 40 }, (_, i) => [`Photos/holiday/IMG_${2000 + i}.jpg`, randomBytes(5000)]),
+        ),
+      );
+      await writeFiles(root, {
+        'Documents/new letter.docx': prose(999),
+        'Documents/README.md': '# my notes',
+      });
     });
     expect(header.tripwire).toBeUndefined();
-    expect(analysis).toMatchObject({ fired: false, reasons: [], modified: 6, deleted: 3, renamed: 0, encrypted: 0 });
+    expect(analysis).toMatchObject({
+      fired: false,
+      reasons: [],
+      modified: 6,
+      deleted: 3,
+      renamed: 0,
+      encrypted: 0,
+    });
     expect(analysis.added).toBe(72); // 40 photos, 2 documents, and 30 moved with their folder
   });
 
   it('stays quiet when compressed files are replaced by other compressed files', async () => {
     const { header, analysis } = await nightAfter(async (root) => {
-      for (let i = 0; i < 10; i++) await fsp.writeFile(join(root, 'Photos', `IMG_${1000 + i}.jpg`), randomBytes(5000));
+      for (let i = 0; i < 10; i++)
+        await fsp.writeFile(join(root, 'Photos', `IMG_${1000 + i}.jpg`), randomBytes(5000));
     });
     expect(header.tripwire).toBeUndefined();
     expect(analysis).toMatchObject({ modified: 10, sampled: 10, judged: 0, encrypted: 0 });
@@ -126,10 +177,27 @@ describe('tripwire', () => {
   });
 
   it('knows ransom note names, and leaves ordinary names alone', () => {
-    for (const n of ['HOW_TO_DECRYPT.txt', 'a/b/DECRYPT-FILES.html', '#DECRYPT_MY_FILES#.txt', 'RESTORE_FILES.txt', 'HOW TO RECOVER YOUR FILES.html', '_readme.txt', 'YOUR_FILES_ARE_ENCRYPTED.HTML', '!!!READ_ME!!!.txt', 'ransom_note.txt']) {
+    for (const n of [
+      'HOW_TO_DECRYPT.txt',
+      'a/b/DECRYPT-FILES.html',
+      '#DECRYPT_MY_FILES#.txt',
+      'RESTORE_FILES.txt',
+      'HOW TO RECOVER YOUR FILES.html',
+      '_readme.txt',
+      'YOUR_FILES_ARE_ENCRYPTED.HTML',
+      '!!!READ_ME!!!.txt',
+      'ransom_note.txt',
+    ]) {
       expect(isRansomNote(n), n).toBe(true);
     }
-    for (const n of ['README.md', 'readme.txt', 'decrypt.py', 'restore-files.sh', 'Documents/recovery plan.docx', 'photos/decryption.jpg']) {
+    for (const n of [
+      'README.md',
+      'readme.txt',
+      'decrypt.py',
+      'restore-files.sh',
+      'Documents/recovery plan.docx',
+      'photos/decryption.jpg',
+    ]) {
       expect(isRansomNote(n), n).toBe(false);
     }
   });

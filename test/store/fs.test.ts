@@ -43,7 +43,10 @@ describe('store: fs', () => {
     const data = Buffer.from('content');
     await store.put('blobs/sha256/ab/abcd', data, { sha256: sha(data) });
     await store.put('snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz', streamOf(Buffer.from('m')));
-    expect(await filesBelow(root)).toEqual(['backups/main/blobs/sha256/ab/abcd', 'backups/main/snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz']);
+    expect(await filesBelow(root)).toEqual([
+      'backups/main/blobs/sha256/ab/abcd',
+      'backups/main/snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz',
+    ]);
     expect((await stat(join(root, 'backups/main/blobs/sha256/ab/abcd'))).mode & 0o777).toBe(0o444);
     expect(store.description).toBe(`folder ${join(root, 'backups/main')}`);
   });
@@ -51,7 +54,10 @@ describe('store: fs', () => {
   it('leaves no temp file behind when a put is refused for its sha256 or fails mid-stream', async () => {
     const root = await tempRoot();
     const store = new FsStore(root);
-    await expectCode(store.put('blobs/x', Buffer.from('abc'), { sha256: sha(Buffer.from('abd')) }), 'INTEGRITY');
+    await expectCode(
+      store.put('blobs/x', Buffer.from('abc'), { sha256: sha(Buffer.from('abd')) }),
+      'INTEGRITY',
+    );
     let n = 0;
     const failing = new Readable({
       read() {
@@ -80,8 +86,10 @@ describe('store: fs', () => {
     const body = new Readable({
       async read() {
         // Another writer creates the key after this put has checked for it and started writing.
-        if (reads++ === 0) { await writeFile(join(root, 'snapshots', 'm'), 'the other writer'); this.push(Buffer.from('mine')); }
-        else this.push(null);
+        if (reads++ === 0) {
+          await writeFile(join(root, 'snapshots', 'm'), 'the other writer');
+          this.push(Buffer.from('mine'));
+        } else this.push(null);
       },
     });
     await expectCode(store.put('snapshots/m', body), 'STORE_CONFLICT');
@@ -102,13 +110,21 @@ describe('store: fs', () => {
   it.skipIf(process.getuid?.() === 0)('prepare says when the folder is not writable', async () => {
     const root = await tempRoot();
     await chmod(root, 0o555);
-    await expectCode(new FsStore(root).prepare({ create: false }), 'STORE_ERROR', /not writable.*permissions/);
+    await expectCode(
+      new FsStore(root).prepare({ create: false }),
+      'STORE_ERROR',
+      /not writable.*permissions/,
+    );
   });
 
   it('prepare refuses a path that is a file', async () => {
     const root = await tempRoot();
     await writeFile(join(root, 'file'), 'x');
-    await expectCode(new FsStore(join(root, 'file')).prepare({ create: true }), 'STORE_ERROR', /not a folder/);
+    await expectCode(
+      new FsStore(join(root, 'file')).prepare({ create: true }),
+      'STORE_ERROR',
+      /not a folder/,
+    );
   });
 
   it('createStore resolves a relative path from the config folder and ~ from home', async () => {

@@ -33,7 +33,11 @@ describe('store: faulty', () => {
   it('fails the nth put only, and counts calls', async () => {
     const store = faulty(new MemoryStore({ objectLock: false }), { op: 'put', nth: 2 });
     await store.put('a', Buffer.from('1'));
-    const err = await expectCode(store.put('b', Buffer.from('2')), 'STORE_UNAVAILABLE', /injected failure: put b/);
+    const err = await expectCode(
+      store.put('b', Buffer.from('2')),
+      'STORE_UNAVAILABLE',
+      /injected failure: put b/,
+    );
     expect((err as SyncguardError).retryable).toBe(true);
     await store.put('c', Buffer.from('3'));
     expect(store.calls.put).toBe(3);
@@ -43,7 +47,10 @@ describe('store: faulty', () => {
 
   it('fails puts whose key matches, as often as told, with the error given', async () => {
     const store = faulty(new MemoryStore({ objectLock: false }), {
-      op: 'put', key: /^snapshots\//, times: 2, error: (op, key) => new SyncguardError('STORE_AUTH', `no ${op} of ${key}`),
+      op: 'put',
+      key: /^snapshots\//,
+      times: 2,
+      error: (op, key) => new SyncguardError('STORE_AUTH', `no ${op} of ${key}`),
     });
     await store.put('blobs/x', Buffer.from('x'));
     await expectCode(store.put('snapshots/a/1', Buffer.from('m')), 'STORE_AUTH', /no put of snapshots\/a\/1/);
@@ -71,7 +78,11 @@ describe('store: faulty', () => {
     await inner.put('a', Buffer.from('0123456789'));
     const broken = faulty(inner, { op: 'get', failAfterBytes: 4 });
     const got: Buffer[] = [];
-    await expect((async () => { for await (const c of await broken.get('a')) got.push(c as Buffer); })()).rejects.toThrow(/injected failure: get a/);
+    await expect(
+      (async () => {
+        for await (const c of await broken.get('a')) got.push(c as Buffer);
+      })(),
+    ).rejects.toThrow(/injected failure: get a/);
     expect(Buffer.concat(got).toString()).toBe('0123');
     const corrupt = faulty(inner, { op: 'get', corrupt: true, times: 1 });
     const bytes = await readAll(corrupt, 'a');
@@ -83,7 +94,12 @@ describe('store: faulty', () => {
   it('fails list, head, delete and extendRetention when told', async () => {
     const inner = new MemoryStore({ objectLock: true });
     await inner.put('a', Buffer.from('a'));
-    const store = faulty(inner, [{ op: 'list' }, { op: 'head', key: 'a' }, { op: 'delete' }, { op: 'extendRetention' }]);
+    const store = faulty(inner, [
+      { op: 'list' },
+      { op: 'head', key: 'a' },
+      { op: 'delete' },
+      { op: 'extendRetention' },
+    ]);
     await expectCode(collectList(store, ''), 'STORE_UNAVAILABLE');
     await expectCode(store.head('a'), 'STORE_UNAVAILABLE');
     expect(await store.head('b')).toBeUndefined();

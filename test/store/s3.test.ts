@@ -26,7 +26,8 @@ import { expectCode, sha, storeSuite, streamOf } from './store-suite.js';
  */
 
 const s3 = inject('s3');
-if (!s3) console.warn('\n!!! store: s3 tests SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
+if (!s3)
+  console.warn('\n!!! store: s3 tests SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n');
 
 const run = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 const MiB = 1024 * 1024;
@@ -39,9 +40,17 @@ const fast: S3StoreOptions = { retry: { sleep: async () => {}, maxAttempts: 4 } 
 function config(bucket: string, over: Partial<S3StoreConfig> = {}): S3StoreConfig {
   buckets.add(bucket);
   return {
-    type: 's3', bucket, region: 'us-east-1', endpoint: s3!.endpoint, forcePathStyle: true, prefix: '',
-    accessKeyId: s3!.accessKeyId, secretAccessKey: s3!.secretAccessKey,
-    objectLock: { mode: 'GOVERNANCE', days: 1 }, checksum: 'md5', ...over,
+    type: 's3',
+    bucket,
+    region: 'us-east-1',
+    endpoint: s3!.endpoint,
+    forcePathStyle: true,
+    prefix: '',
+    accessKeyId: s3!.accessKeyId,
+    secretAccessKey: s3!.secretAccessKey,
+    objectLock: { mode: 'GOVERNANCE', days: 1 },
+    checksum: 'md5',
+    ...over,
   };
 }
 
@@ -55,7 +64,9 @@ let raw: S3Client;
 
 async function versionsOf(bucket: string, key?: string) {
   const r = await raw.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }));
-  return [...(r.Versions ?? []), ...(r.DeleteMarkers ?? [])].filter((v) => key === undefined || v.Key === key);
+  return [...(r.Versions ?? []), ...(r.DeleteMarkers ?? [])].filter(
+    (v) => key === undefined || v.Key === key,
+  );
 }
 
 async function uploadsOf(bucket: string): Promise<number> {
@@ -67,7 +78,20 @@ async function removeBucket(bucket: string): Promise<void> {
     const r = await raw.send(new ListObjectVersionsCommand({ Bucket: bucket })).catch(() => undefined);
     if (!r) return;
     const all = [...(r.Versions ?? []), ...(r.DeleteMarkers ?? [])];
-    await Promise.all(all.map((v) => raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key, VersionId: v.VersionId, BypassGovernanceRetention: true })).catch(() => {})));
+    await Promise.all(
+      all.map((v) =>
+        raw
+          .send(
+            new DeleteObjectCommand({
+              Bucket: bucket,
+              Key: v.Key,
+              VersionId: v.VersionId,
+              BypassGovernanceRetention: true,
+            }),
+          )
+          .catch(() => {}),
+      ),
+    );
     if (!r.IsTruncated || all.length === 0) break;
   }
   await raw.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => {});
@@ -79,9 +103,12 @@ describe.skipIf(!s3)('store: s3', () => {
 
   beforeAll(async () => {
     raw = new S3Client({
-      endpoint: s3!.endpoint, region: 'us-east-1', forcePathStyle: true,
+      endpoint: s3!.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
       credentials: { accessKeyId: s3!.accessKeyId, secretAccessKey: s3!.secretAccessKey },
-      requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
     });
     await store(config(suiteBucket)).prepare({ create: true });
     await store(config(plainBucket, { objectLock: 'off' })).prepare({ create: true });
@@ -97,30 +124,45 @@ describe.skipIf(!s3)('store: s3', () => {
   // Parts of 5 MiB, so the suite's larger stream bodies go up in parts. Ceph RGW 16 ignores
   // If-None-Match in versioned buckets: two puts racing for one key may both succeed there.
   const prefixes = new Map<S3Store, string>();
-  storeSuite('s3 with Object Lock (GOVERNANCE)', async () => {
-    const prefix = `t-${randomBytes(4).toString('hex')}/`;
-    const s = store(config(suiteBucket, { prefix }), { ...fast, partSize: 5 * MiB });
-    prefixes.set(s, prefix);
-    await s.prepare({ create: false });
-    return s;
-  }, {
-    atomicCreate: false,
-    // One PutObject per key instead of the store's HEAD + PutObject: half the requests.
-    seed: async (s, keys) => {
-      const queue = [...keys];
-      await Promise.all(Array.from({ length: 32 }, async () => {
-        for (let k = queue.shift(); k !== undefined; k = queue.shift()) {
-          await raw.send(new PutObjectCommand({ Bucket: suiteBucket, Key: prefixes.get(s as S3Store) + k, Body: k }));
-        }
-      }));
+  storeSuite(
+    's3 with Object Lock (GOVERNANCE)',
+    async () => {
+      const prefix = `t-${randomBytes(4).toString('hex')}/`;
+      const s = store(config(suiteBucket, { prefix }), { ...fast, partSize: 5 * MiB });
+      prefixes.set(s, prefix);
+      await s.prepare({ create: false });
+      return s;
     },
-  });
+    {
+      atomicCreate: false,
+      // One PutObject per key instead of the store's HEAD + PutObject: half the requests.
+      seed: async (s, keys) => {
+        const queue = [...keys];
+        await Promise.all(
+          Array.from({ length: 32 }, async () => {
+            for (let k = queue.shift(); k !== undefined; k = queue.shift()) {
+              await raw.send(
+                new PutObjectCommand({ Bucket: suiteBucket, Key: prefixes.get(s as S3Store) + k, Body: k }),
+              );
+            }
+          }),
+        );
+      },
+    },
+  );
   // Lists through the same code as the run above: the thousand-key listing is not repeated.
-  storeSuite('s3 without Object Lock', async () => {
-    const s = store(config(plainBucket, { objectLock: 'off', prefix: `t-${randomBytes(4).toString('hex')}` }), { ...fast, partSize: 5 * MiB });
-    await s.prepare({ create: false });
-    return s;
-  }, { manyKeys: false });
+  storeSuite(
+    's3 without Object Lock',
+    async () => {
+      const s = store(
+        config(plainBucket, { objectLock: 'off', prefix: `t-${randomBytes(4).toString('hex')}` }),
+        { ...fast, partSize: 5 * MiB },
+      );
+      await s.prepare({ create: false });
+      return s;
+    },
+    { manyKeys: false },
+  );
 
   describe('store: s3', () => {
     it('prepare creates a bucket with Object Lock and versioning, and no default retention', async () => {
@@ -141,9 +183,17 @@ describe.skipIf(!s3)('store: s3', () => {
       buckets.add(bucket);
       await raw.send(new CreateBucketCommand({ Bucket: bucket }));
       const locked = store(config(bucket, { objectLock: { mode: 'COMPLIANCE', days: 30 } }));
-      await expectCode(locked.prepare({ create: true }), 'STORE_NO_LOCK', /create a new bucket.*`objectLock: off`/);
+      await expectCode(
+        locked.prepare({ create: true }),
+        'STORE_NO_LOCK',
+        /create a new bucket.*`objectLock: off`/,
+      );
       // Written before prepare (as a misconfigured run would): refused, and says what to do.
-      await expectCode(locked.put('blobs/x', Buffer.from('x'), { retainUntil: new Date(Date.now() + DAY) }), 'STORE_NO_LOCK', /objectLock: off/);
+      await expectCode(
+        locked.put('blobs/x', Buffer.from('x'), { retainUntil: new Date(Date.now() + DAY) }),
+        'STORE_NO_LOCK',
+        /objectLock: off/,
+      );
 
       const off = store(config(bucket, { objectLock: 'off' }));
       const report = await off.prepare({ create: false });
@@ -162,17 +212,42 @@ describe.skipIf(!s3)('store: s3', () => {
       await s.prepare({ create: true });
       const until = new Date(Date.now() + 3000);
       const blob = randomBytes(1000);
-      await s.put(`blobs/sha256/${sha(blob).slice(0, 2)}/${sha(blob)}`, blob, { sha256: sha(blob), retainUntil: until });
-      await s.put('snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz', streamOf(Buffer.from('{"format":1}\n')), { retainUntil: until });
-      for (const key of [`vault/blobs/sha256/${sha(blob).slice(0, 2)}/${sha(blob)}`, 'vault/snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz']) {
+      await s.put(`blobs/sha256/${sha(blob).slice(0, 2)}/${sha(blob)}`, blob, {
+        sha256: sha(blob),
+        retainUntil: until,
+      });
+      await s.put(
+        'snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz',
+        streamOf(Buffer.from('{"format":1}\n')),
+        { retainUntil: until },
+      );
+      for (const key of [
+        `vault/blobs/sha256/${sha(blob).slice(0, 2)}/${sha(blob)}`,
+        'vault/snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz',
+      ]) {
         const [v] = await versionsOf(bucket, key);
-        const retention = await raw.send(new GetObjectRetentionCommand({ Bucket: bucket, Key: key, VersionId: v.VersionId }));
+        const retention = await raw.send(
+          new GetObjectRetentionCommand({ Bucket: bucket, Key: key, VersionId: v.VersionId }),
+        );
         expect(retention.Retention?.Mode).toBe('COMPLIANCE');
         // Same credentials, raw SDK, exact version, even with the governance bypass: refused.
-        await expect(raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: v.VersionId, BypassGovernanceRetention: true }))).rejects.toMatchObject({ name: 'AccessDenied' });
+        await expect(
+          raw.send(
+            new DeleteObjectCommand({
+              Bucket: bucket,
+              Key: key,
+              VersionId: v.VersionId,
+              BypassGovernanceRetention: true,
+            }),
+          ),
+        ).rejects.toMatchObject({ name: 'AccessDenied' });
         expect((await head(bucket, key)).ContentLength).toBeGreaterThan(0);
       }
-      const err = await expectCode(s.delete('snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz'), 'STORE_LOCKED', /locked until .*COMPLIANCE/);
+      const err = await expectCode(
+        s.delete('snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz'),
+        'STORE_LOCKED',
+        /locked until .*COMPLIANCE/,
+      );
       expect(err.message).toContain(until.toISOString().slice(0, 19));
 
       await new Promise((r) => setTimeout(r, Math.max(0, until.getTime() - Date.now()) + 1500));
@@ -185,27 +260,47 @@ describe.skipIf(!s3)('store: s3', () => {
       const s = store(config(suiteBucket, { prefix: `mp-${run}` }));
       const data = randomBytes(40 * MiB);
       const until = new Date(Date.now() + DAY);
-      await s.put('blobs/big', streamOf(data, 1024 * 1024), { sha256: sha(data), size: data.length, retainUntil: until });
+      await s.put('blobs/big', streamOf(data, 1024 * 1024), {
+        sha256: sha(data),
+        size: data.length,
+        retainUntil: until,
+      });
       const key = `mp-${run}/blobs/big`;
       const versions = await versionsOf(suiteBucket, key);
       expect(versions).toHaveLength(1);
-      const retention = await raw.send(new GetObjectRetentionCommand({ Bucket: suiteBucket, Key: key, VersionId: versions[0].VersionId }));
+      const retention = await raw.send(
+        new GetObjectRetentionCommand({ Bucket: suiteBucket, Key: key, VersionId: versions[0].VersionId }),
+      );
       expect(retention.Retention).toMatchObject({ Mode: 'GOVERNANCE' });
-      expect(Math.floor(retention.Retention!.RetainUntilDate!.getTime() / 1000)).toBe(Math.floor(until.getTime() / 1000));
+      expect(Math.floor(retention.Retention!.RetainUntilDate!.getTime() / 1000)).toBe(
+        Math.floor(until.getTime() / 1000),
+      );
       const h = await head(suiteBucket, key);
       expect(h.Metadata?.sha256).toBe(sha(data));
       expect(h.ETag).toMatch(/-3"$/); // three parts of 16 MiB
-      await expect(raw.send(new DeleteObjectCommand({ Bucket: suiteBucket, Key: key, VersionId: versions[0].VersionId }))).rejects.toMatchObject({ name: 'AccessDenied' });
+      await expect(
+        raw.send(
+          new DeleteObjectCommand({ Bucket: suiteBucket, Key: key, VersionId: versions[0].VersionId }),
+        ),
+      ).rejects.toMatchObject({ name: 'AccessDenied' });
       await expectCode(s.delete('blobs/big'), 'STORE_LOCKED');
       expect(sha(await readAll(s, 'blobs/big'))).toBe(sha(data));
-      expect(sha(await readAll(s, 'blobs/big', { offset: 16 * MiB - 10, length: 20 }))).toBe(sha(data.subarray(16 * MiB - 10, 16 * MiB + 10)));
+      expect(sha(await readAll(s, 'blobs/big', { offset: 16 * MiB - 10, length: 20 }))).toBe(
+        sha(data.subarray(16 * MiB - 10, 16 * MiB + 10)),
+      );
       expect(await uploadsOf(suiteBucket)).toBe(0);
     });
 
     it('aborts a multipart upload whose sha256 differs: no object, no parts left behind', async () => {
       const s = store(config(suiteBucket, { prefix: `mpbad-${run}` }), { ...fast, partSize: 5 * MiB });
       const data = randomBytes(12 * MiB);
-      await expectCode(s.put('blobs/bad', streamOf(data), { sha256: sha(Buffer.from('not it')), retainUntil: new Date(Date.now() + DAY) }), 'INTEGRITY');
+      await expectCode(
+        s.put('blobs/bad', streamOf(data), {
+          sha256: sha(Buffer.from('not it')),
+          retainUntil: new Date(Date.now() + DAY),
+        }),
+        'INTEGRITY',
+      );
       expect(await versionsOf(suiteBucket, `mpbad-${run}/blobs/bad`)).toEqual([]);
       expect(await uploadsOf(suiteBucket)).toBe(0);
     });
@@ -223,7 +318,8 @@ describe.skipIf(!s3)('store: s3', () => {
     it('delete removes every version of a key and its delete markers, not only the newest', async () => {
       const s = store(config(suiteBucket, { prefix: `vers-${run}` }));
       const key = `vers-${run}/k`;
-      for (const body of ['one', 'two']) await raw.send(new PutObjectCommand({ Bucket: suiteBucket, Key: key, Body: body }));
+      for (const body of ['one', 'two'])
+        await raw.send(new PutObjectCommand({ Bucket: suiteBucket, Key: key, Body: body }));
       await raw.send(new DeleteObjectCommand({ Bucket: suiteBucket, Key: key }));
       expect(await versionsOf(suiteBucket, key)).toHaveLength(3);
       await s.delete('k');
@@ -256,11 +352,18 @@ describe.skipIf(!s3)('store: s3', () => {
 
     describe('through a proxy that fails requests', () => {
       let proxy: FlakyProxy;
-      beforeAll(async () => { proxy = await flakyProxy(s3!.endpoint); });
-      afterAll(async () => { await proxy?.close(); });
+      beforeAll(async () => {
+        proxy = await flakyProxy(s3!.endpoint);
+      });
+      afterAll(async () => {
+        await proxy?.close();
+      });
 
       const viaProxy = (prefix: string, opts: S3StoreOptions = {}) =>
-        store(config(suiteBucket, { endpoint: proxy.endpoint, prefix: `${prefix}-${run}` }), { ...fast, ...opts });
+        store(config(suiteBucket, { endpoint: proxy.endpoint, prefix: `${prefix}-${run}` }), {
+          ...fast,
+          ...opts,
+        });
 
       it('retries a 503 SlowDown, a 500 and a reset connection', async () => {
         const s = viaProxy('retry');
@@ -293,7 +396,10 @@ describe.skipIf(!s3)('store: s3', () => {
       it('retries a failed part of a multipart upload and completes it', async () => {
         const s = viaProxy('part', { partSize: 5 * MiB });
         let failed = 0;
-        proxy.rule = (req) => (req.method === 'PUT' && /partNumber=2/.test(req.url ?? '') && failed++ === 0 ? 'internal-error' : undefined);
+        proxy.rule = (req) =>
+          req.method === 'PUT' && /partNumber=2/.test(req.url ?? '') && failed++ === 0
+            ? 'internal-error'
+            : undefined;
         const data = randomBytes(11 * MiB);
         await s.put('big', streamOf(data), { sha256: sha(data) });
         proxy.rule = () => undefined;
@@ -304,8 +410,13 @@ describe.skipIf(!s3)('store: s3', () => {
 
       it('gives up after its attempts with a retryable STORE_UNAVAILABLE, and aborts the upload', async () => {
         const s = viaProxy('down', { partSize: 5 * MiB });
-        proxy.rule = (req) => (req.method === 'PUT' && /partNumber=/.test(req.url ?? '') ? 'slow-down' : undefined);
-        const err = await expectCode(s.put('big', streamOf(randomBytes(11 * MiB))), 'STORE_UNAVAILABLE', /SlowDown HTTP 503/);
+        proxy.rule = (req) =>
+          req.method === 'PUT' && /partNumber=/.test(req.url ?? '') ? 'slow-down' : undefined;
+        const err = await expectCode(
+          s.put('big', streamOf(randomBytes(11 * MiB))),
+          'STORE_UNAVAILABLE',
+          /SlowDown HTTP 503/,
+        );
         expect((err as { retryable?: boolean }).retryable).toBe(true);
         proxy.rule = () => undefined;
         expect(await uploadsOf(suiteBucket)).toBe(0);

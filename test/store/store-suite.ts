@@ -31,8 +31,12 @@ export async function collectList(store: Store, prefix: string): Promise<ObjectI
 }
 
 export async function expectCode(p: Promise<unknown>, code: ErrorCode, message?: RegExp): Promise<Error> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  if (!isSyncguardError(err)) throw new Error(`expected a SyncguardError ${code}, got ${err === undefined ? 'success' : String(err)}`);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!isSyncguardError(err))
+    throw new Error(`expected a SyncguardError ${code}, got ${err === undefined ? 'success' : String(err)}`);
   expect(err.code, err.message).toBe(code);
   if (message) expect(err.message).toMatch(message);
   return err;
@@ -109,37 +113,54 @@ export function storeSuite(name: string, make: () => Promise<Store>, opts: Store
     it('writes once: a second put of a key is STORE_CONFLICT and leaves the first content', async () => {
       const store = await make();
       await store.put('snapshots/acc/one.ndjson.gz', Buffer.from('first'));
-      await expectCode(store.put('snapshots/acc/one.ndjson.gz', Buffer.from('second')), 'STORE_CONFLICT', /written once/);
-      await expectCode(store.put('snapshots/acc/one.ndjson.gz', streamOf(Buffer.from('third'))), 'STORE_CONFLICT');
+      await expectCode(
+        store.put('snapshots/acc/one.ndjson.gz', Buffer.from('second')),
+        'STORE_CONFLICT',
+        /written once/,
+      );
+      await expectCode(
+        store.put('snapshots/acc/one.ndjson.gz', streamOf(Buffer.from('third'))),
+        'STORE_CONFLICT',
+      );
       const big = randomBytes(LARGE);
-      await expectCode(store.put('snapshots/acc/one.ndjson.gz', streamOf(big), { size: big.length }), 'STORE_CONFLICT');
+      await expectCode(
+        store.put('snapshots/acc/one.ndjson.gz', streamOf(big), { size: big.length }),
+        'STORE_CONFLICT',
+      );
       expect((await readAll(store, 'snapshots/acc/one.ndjson.gz')).toString()).toBe('first');
     });
 
-    it(opts.atomicCreate === false
-      ? 'lets concurrent puts of a key succeed or conflict, and reads back one whole body'
-      : 'lets exactly one of several concurrent puts of a key win', async () => {
-      const store = await make();
-      const bodies = ['a', 'b', 'c', 'd', 'e'].map((s) => Buffer.from(s.repeat(1000)));
-      const results = await Promise.allSettled(bodies.map((b) => store.put('race', b)));
-      for (const r of results) if (r.status === 'rejected') expect(r.reason.code).toBe('STORE_CONFLICT');
-      const won = results.filter((r) => r.status === 'fulfilled');
-      const stored = await readAll(store, 'race');
-      if (opts.atomicCreate === false) {
-        expect(won.length).toBeGreaterThanOrEqual(1);
-        expect(bodies.some((b) => b.equals(stored))).toBe(true);
-      } else {
-        expect(won).toHaveLength(1);
-        expect(stored.equals(bodies[results.findIndex((r) => r.status === 'fulfilled')])).toBe(true);
-      }
-      // Once the race is over, the key is taken for good.
-      await expectCode(store.put('race', Buffer.from('late')), 'STORE_CONFLICT');
-    });
+    it(
+      opts.atomicCreate === false
+        ? 'lets concurrent puts of a key succeed or conflict, and reads back one whole body'
+        : 'lets exactly one of several concurrent puts of a key win',
+      async () => {
+        const store = await make();
+        const bodies = ['a', 'b', 'c', 'd', 'e'].map((s) => Buffer.from(s.repeat(1000)));
+        const results = await Promise.allSettled(bodies.map((b) => store.put('race', b)));
+        for (const r of results) if (r.status === 'rejected') expect(r.reason.code).toBe('STORE_CONFLICT');
+        const won = results.filter((r) => r.status === 'fulfilled');
+        const stored = await readAll(store, 'race');
+        if (opts.atomicCreate === false) {
+          expect(won.length).toBeGreaterThanOrEqual(1);
+          expect(bodies.some((b) => b.equals(stored))).toBe(true);
+        } else {
+          expect(won).toHaveLength(1);
+          expect(stored.equals(bodies[results.findIndex((r) => r.status === 'fulfilled')])).toBe(true);
+        }
+        // Once the race is over, the key is taken for good.
+        await expectCode(store.put('race', Buffer.from('late')), 'STORE_CONFLICT');
+      },
+    );
 
     it('does not commit a Buffer whose sha256 or size differs (INTEGRITY), so the key stays free', async () => {
       const store = await make();
       const data = Buffer.from('the real content');
-      await expectCode(store.put('blobs/k1', data, { sha256: sha(Buffer.from('other')) }), 'INTEGRITY', /nothing was written/);
+      await expectCode(
+        store.put('blobs/k1', data, { sha256: sha(Buffer.from('other')) }),
+        'INTEGRITY',
+        /nothing was written/,
+      );
       await expectCode(store.put('blobs/k1', data, { size: data.length + 1 }), 'INTEGRITY');
       expect(await store.head('blobs/k1')).toBeUndefined();
       expect(await collectList(store, 'blobs/')).toEqual([]);
@@ -154,7 +175,10 @@ export function storeSuite(name: string, make: () => Promise<Store>, opts: Store
       const large = randomBytes(LARGE);
       const wrong = Buffer.from(large);
       wrong[LARGE - 1] ^= 1;
-      await expectCode(store.put('blobs/l', streamOf(large), { sha256: sha(wrong), size: LARGE }), 'INTEGRITY');
+      await expectCode(
+        store.put('blobs/l', streamOf(large), { sha256: sha(wrong), size: LARGE }),
+        'INTEGRITY',
+      );
       await expectCode(store.put('blobs/l', streamOf(large), { size: LARGE - 1 }), 'INTEGRITY');
       expect(await store.head('blobs/s')).toBeUndefined();
       expect(await store.head('blobs/l')).toBeUndefined();
@@ -164,31 +188,68 @@ export function storeSuite(name: string, make: () => Promise<Store>, opts: Store
 
     it('lists keys under a prefix, in byte order, with sizes', async () => {
       const store = await make();
-      const keys = ['snapshots/a/2026-01-02.ndjson.gz', 'snapshots/a/2026-01-01.ndjson.gz', 'snapshots/a-b/x', 'snapshots/ab', 'snapshots/a.z', 'blobs/sha256/00/00ff', 'top'];
+      const keys = [
+        'snapshots/a/2026-01-02.ndjson.gz',
+        'snapshots/a/2026-01-01.ndjson.gz',
+        'snapshots/a-b/x',
+        'snapshots/ab',
+        'snapshots/a.z',
+        'blobs/sha256/00/00ff',
+        'top',
+      ];
       await Promise.all(keys.map((k, i) => store.put(k, Buffer.alloc(i + 1, 1))));
       const all = await collectList(store, '');
-      expect(all.map((o) => o.key)).toEqual(['blobs/sha256/00/00ff', 'snapshots/a-b/x', 'snapshots/a.z', 'snapshots/a/2026-01-01.ndjson.gz', 'snapshots/a/2026-01-02.ndjson.gz', 'snapshots/ab', 'top']);
+      expect(all.map((o) => o.key)).toEqual([
+        'blobs/sha256/00/00ff',
+        'snapshots/a-b/x',
+        'snapshots/a.z',
+        'snapshots/a/2026-01-01.ndjson.gz',
+        'snapshots/a/2026-01-02.ndjson.gz',
+        'snapshots/ab',
+        'top',
+      ]);
       expect(all.find((o) => o.key === 'top')!.size).toBe(7);
-      expect((await collectList(store, 'snapshots/a/')).map((o) => o.key)).toEqual(['snapshots/a/2026-01-01.ndjson.gz', 'snapshots/a/2026-01-02.ndjson.gz']);
+      expect((await collectList(store, 'snapshots/a/')).map((o) => o.key)).toEqual([
+        'snapshots/a/2026-01-01.ndjson.gz',
+        'snapshots/a/2026-01-02.ndjson.gz',
+      ]);
       // A prefix that ends inside a name, as a date prefix does.
-      expect((await collectList(store, 'snapshots/a/2026-01-02')).map((o) => o.key)).toEqual(['snapshots/a/2026-01-02.ndjson.gz']);
-      expect((await collectList(store, 'snapshots/a')).map((o) => o.key)).toEqual(['snapshots/a-b/x', 'snapshots/a.z', 'snapshots/a/2026-01-01.ndjson.gz', 'snapshots/a/2026-01-02.ndjson.gz', 'snapshots/ab']);
+      expect((await collectList(store, 'snapshots/a/2026-01-02')).map((o) => o.key)).toEqual([
+        'snapshots/a/2026-01-02.ndjson.gz',
+      ]);
+      expect((await collectList(store, 'snapshots/a')).map((o) => o.key)).toEqual([
+        'snapshots/a-b/x',
+        'snapshots/a.z',
+        'snapshots/a/2026-01-01.ndjson.gz',
+        'snapshots/a/2026-01-02.ndjson.gz',
+        'snapshots/ab',
+      ]);
       expect(await collectList(store, 'nothing/')).toEqual([]);
     });
 
-    it.skipIf(opts.manyKeys === false)('lists more than a thousand keys (more than one S3 page), each once, in order', async () => {
-      const store = await make();
-      const keys = Array.from({ length: 1100 }, (_, i) => `blobs/sha256/${(i % 7).toString(16).padStart(2, '0')}/${i.toString(16).padStart(6, '0')}`);
-      if (opts.seed) await opts.seed(store, keys);
-      else {
-        const queue = [...keys];
-        await Promise.all(Array.from({ length: 32 }, async () => {
-          for (let k = queue.shift(); k !== undefined; k = queue.shift()) await store.put(k, Buffer.from(k));
-        }));
-      }
-      const listed = (await collectList(store, 'blobs/')).map((o) => o.key);
-      expect(listed).toEqual([...keys].sort());
-    });
+    it.skipIf(opts.manyKeys === false)(
+      'lists more than a thousand keys (more than one S3 page), each once, in order',
+      async () => {
+        const store = await make();
+        const keys = Array.from(
+          { length: 1100 },
+          (_, i) =>
+            `blobs/sha256/${(i % 7).toString(16).padStart(2, '0')}/${i.toString(16).padStart(6, '0')}`,
+        );
+        if (opts.seed) await opts.seed(store, keys);
+        else {
+          const queue = [...keys];
+          await Promise.all(
+            Array.from({ length: 32 }, async () => {
+              for (let k = queue.shift(); k !== undefined; k = queue.shift())
+                await store.put(k, Buffer.from(k));
+            }),
+          );
+        }
+        const listed = (await collectList(store, 'blobs/')).map((o) => o.key);
+        expect(listed).toEqual([...keys].sort());
+      },
+    );
 
     it('deletes an unlocked object: head is then undefined, and a second delete is no error', async () => {
       const store = await make();
@@ -243,7 +304,9 @@ export function storeSuite(name: string, make: () => Promise<Store>, opts: Store
       const store = await make();
       const until = new Date(Date.now() + DAY);
       await store.put('blobs/locked', Buffer.from('keep me'), { retainUntil: until });
-      await store.put('snapshots/acc/locked.ndjson.gz', streamOf(Buffer.from('manifest')), { retainUntil: until });
+      await store.put('snapshots/acc/locked.ndjson.gz', streamOf(Buffer.from('manifest')), {
+        retainUntil: until,
+      });
       if (!store.features.objectLock) {
         // Without Object Lock retention is not recorded, and delete works.
         expect((await store.head('blobs/locked'))!.retainUntil).toBeUndefined();

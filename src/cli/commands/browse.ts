@@ -5,7 +5,13 @@ import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
 import { bytes, count, day } from '../output.js';
 
-const entryJson = (e: ManifestEntry) => ({ path: e.path, type: e.type, size: e.size, mtime: e.mtime, sha256: e.sha256 ?? null });
+const entryJson = (e: ManifestEntry) => ({
+  path: e.path,
+  type: e.type,
+  size: e.size,
+  mtime: e.mtime,
+  sha256: e.sha256 ?? null,
+});
 
 export function registerBrowse(program: Command, cli: Cli): void {
   program
@@ -16,17 +22,37 @@ export function registerBrowse(program: Command, cli: Cli): void {
     .action(async (account?: string) => {
       const list = await snapshots(cli.context(), account, cli.abort.signal);
       if (cli.out.json) {
-        return cli.out.document(list.map((s) => ({
-          id: s.id, account: s.account, time: s.time.toISOString(), files: s.header.counts.files, bytes: s.header.bytes,
-          failed: s.header.counts.failed, lockedUntil: s.lockedUntil ?? s.header.lockedUntil ?? null, skipped: s.header.counts.skipped,
-          tripwire: s.header.tripwire?.fired ?? false,
-        })));
+        return cli.out.document(
+          list.map((s) => ({
+            id: s.id,
+            account: s.account,
+            time: s.time.toISOString(),
+            files: s.header.counts.files,
+            bytes: s.header.bytes,
+            failed: s.header.counts.failed,
+            lockedUntil: s.lockedUntil ?? s.header.lockedUntil ?? null,
+            skipped: s.header.counts.skipped,
+            tripwire: s.header.tripwire?.fired ?? false,
+          })),
+        );
       }
-      if (list.length === 0) return cli.out.line(account ? `no snapshots of "${account}" yet` : 'no snapshots yet');
-      cli.out.table([
-        ['ACCOUNT', 'ID', 'TIME (UTC)', 'FILES', 'SIZE', 'FAILED', 'LOCKED UNTIL'],
-        ...list.map((s) => [s.account, s.id, s.time.toISOString().slice(0, 19).replace('T', ' '), count(s.header.counts.files), bytes(s.header.bytes), String(s.header.counts.failed), day(s.lockedUntil ?? s.header.lockedUntil) + (s.header.tripwire?.fired ? '  TRIPWIRE' : '')]),
-      ], ['l', 'l', 'l', 'r', 'r', 'r', 'l']);
+      if (list.length === 0)
+        return cli.out.line(account ? `no snapshots of "${account}" yet` : 'no snapshots yet');
+      cli.out.table(
+        [
+          ['ACCOUNT', 'ID', 'TIME (UTC)', 'FILES', 'SIZE', 'FAILED', 'LOCKED UNTIL'],
+          ...list.map((s) => [
+            s.account,
+            s.id,
+            s.time.toISOString().slice(0, 19).replace('T', ' '),
+            count(s.header.counts.files),
+            bytes(s.header.bytes),
+            String(s.header.counts.failed),
+            day(s.lockedUntil ?? s.header.lockedUntil) + (s.header.tripwire?.fired ? '  TRIPWIRE' : ''),
+          ]),
+        ],
+        ['l', 'l', 'l', 'r', 'r', 'r', 'l'],
+      );
     });
 
   program
@@ -34,14 +60,38 @@ export function registerBrowse(program: Command, cli: Cli): void {
     .description('what a folder held in the snapshot at a date')
     .argument('<account>')
     .argument('[path]', 'a folder in the account (default: the top)')
-    .option('--at <date>', 'a snapshot id, a date (2026-11-20: the end of that day) or a date-time (default: the latest)')
+    .option(
+      '--at <date>',
+      'a snapshot id, a date (2026-11-20: the end of that day) or a date-time (default: the latest)',
+    )
     .option('-r, --recursive', 'everything below the folder, not just what is in it')
     .option('--json', 'print { snapshot, path, entries[] } as JSON')
     .action(async (account: string, path: string | undefined, o: { at?: string; recursive?: boolean }) => {
-      const r = await list(cli.context(), account, { at: o.at, path, recursive: o.recursive, signal: cli.abort.signal });
-      if (cli.out.json) return cli.out.document({ snapshot: r.snapshot.id, time: r.snapshot.time.toISOString(), path: r.path, entries: r.entries.map(entryJson) });
-      cli.out.note(`snapshot ${r.snapshot.id} of ${account}, ${r.path === '' ? 'top folder' : showPath(r.path)}:`);
-      cli.out.table(r.entries.map((e) => [e.type === 'dir' ? 'dir' : 'file', e.type === 'dir' ? '' : bytes(e.size), e.mtime.slice(0, 19).replace('T', ' '), showPath(e.path) + (e.type === 'dir' ? '/' : '')]), ['l', 'r', 'l', 'l']);
+      const r = await list(cli.context(), account, {
+        at: o.at,
+        path,
+        recursive: o.recursive,
+        signal: cli.abort.signal,
+      });
+      if (cli.out.json)
+        return cli.out.document({
+          snapshot: r.snapshot.id,
+          time: r.snapshot.time.toISOString(),
+          path: r.path,
+          entries: r.entries.map(entryJson),
+        });
+      cli.out.note(
+        `snapshot ${r.snapshot.id} of ${account}, ${r.path === '' ? 'top folder' : showPath(r.path)}:`,
+      );
+      cli.out.table(
+        r.entries.map((e) => [
+          e.type === 'dir' ? 'dir' : 'file',
+          e.type === 'dir' ? '' : bytes(e.size),
+          e.mtime.slice(0, 19).replace('T', ' '),
+          showPath(e.path) + (e.type === 'dir' ? '/' : ''),
+        ]),
+        ['l', 'r', 'l', 'l'],
+      );
     });
 
   program
@@ -55,14 +105,24 @@ export function registerBrowse(program: Command, cli: Cli): void {
       const d = await compare(cli.context(), account, from, to, cli.abort.signal);
       if (cli.out.json) {
         return cli.out.document({
-          from: d.from.id, to: d.to.id, added: d.added.map(entryJson), deleted: d.deleted.map(entryJson),
-          changed: d.changed.map((c) => ({ path: c.after.path, before: entryJson(c.before), after: entryJson(c.after) })),
+          from: d.from.id,
+          to: d.to.id,
+          added: d.added.map(entryJson),
+          deleted: d.deleted.map(entryJson),
+          changed: d.changed.map((c) => ({
+            path: c.after.path,
+            before: entryJson(c.before),
+            after: entryJson(c.after),
+          })),
         });
       }
       cli.out.note(`${account}: ${d.from.id} → ${d.to.id}`);
       for (const e of d.added) cli.out.line(`+ ${showPath(e.path)}${e.type === 'dir' ? '/' : ''}`);
-      for (const c of d.changed) cli.out.line(`M ${showPath(c.after.path)}${c.after.type === 'dir' ? '/' : ''}`);
+      for (const c of d.changed)
+        cli.out.line(`M ${showPath(c.after.path)}${c.after.type === 'dir' ? '/' : ''}`);
       for (const e of d.deleted) cli.out.line(`- ${showPath(e.path)}${e.type === 'dir' ? '/' : ''}`);
-      cli.out.line(`${count(d.added.length)} added, ${count(d.changed.length)} changed, ${count(d.deleted.length)} deleted`);
+      cli.out.line(
+        `${count(d.added.length)} added, ${count(d.changed.length)} changed, ${count(d.deleted.length)} deleted`,
+      );
     });
 }

@@ -13,6 +13,8 @@ export function registerConfig(program: Command, cli: Cli): void {
     .description('read the config and report the first mistakes, without touching the store')
     .action(() => {
       const ctx = cli.context();
-      cli.out.line(`${ctx.file}: ok, ${ctx.config.accounts.length} account(s): ${ctx.config.accounts.map((a) => `${a.name} (${a.provider})`).join(', ')}`);
+      cli.out.line(
+        `${ctx.file}: ok, ${ctx.config.accounts.length} account(s): ${ctx.config.accounts.map((a) => `${a.name} (${a.provider})`).join(', ')}`,
+      );
     });
 }

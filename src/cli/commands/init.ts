@@ -5,7 +5,9 @@ import type { Cli } from '../context.js';
 export function registerInit(program: Command, cli: Cli): void {
   program
     .command('init')
-    .description('create the store (an S3 bucket with Object Lock and versioning, or a folder), or check an existing one; writes nothing else')
+    .description(
+      'create the store (an S3 bucket with Object Lock and versioning, or a folder), or check an existing one; writes nothing else',
+    )
     .option('--json', 'print the result as JSON')
     .action(async () => {
       const r = await init(cli.context());

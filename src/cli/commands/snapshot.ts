@@ -18,22 +18,47 @@ export function registerSnapshot(program: Command, cli: Cli): void {
         signal: cli.abort.signal,
         onProgress: (account, p) => {
           if (p.phase === 'listing') cli.out.progress(`${account}: listing… ${count(p.listed)} entries`);
-          else if (p.phase === 'reading') cli.out.progress(`${account} ${bar(p.bytesRead + p.filesDone, p.bytesToRead + p.filesToRead)} ${count(p.filesDone)}/${count(p.filesToRead)} files, ${bytes(p.bytesRead)}/${bytes(p.bytesToRead)}, ${bytes(p.bytesAdded)} added`);
+          else if (p.phase === 'reading')
+            cli.out.progress(
+              `${account} ${bar(p.bytesRead + p.filesDone, p.bytesToRead + p.filesToRead)} ${count(p.filesDone)}/${count(p.filesToRead)} files, ${bytes(p.bytesRead)}/${bytes(p.bytesToRead)}, ${bytes(p.bytesAdded)} added`,
+            );
           else cli.out.progress(`${account}: writing the manifest…`);
         },
       });
       cli.out.clearLive();
       let code: number = EXIT.ok;
       for (const r of runs) {
-        if (!r.ok) { code = EXIT.failed; continue; }
+        if (!r.ok) {
+          code = EXIT.failed;
+          continue;
+        }
         if (r.result.header.counts.failed > 0 && code === EXIT.ok) code = EXIT.partial;
       }
-      if (runs.some((r) => r.ok && r.result.header.tripwire?.fired) && code !== EXIT.failed) code = EXIT.tripwire;
+      if (runs.some((r) => r.ok && r.result.header.tripwire?.fired) && code !== EXIT.failed)
+        code = EXIT.tripwire;
       cli.exitCode = code;
       if (cli.out.json) {
-        return cli.out.document(runs.map((r) => r.ok
-          ? { account: r.account, ok: true, id: r.result.id, time: r.result.time.toISOString(), files: r.result.header.counts.files, dirs: r.result.header.counts.dirs, bytes: r.result.header.bytes, bytesAdded: r.result.bytesAdded, filesRead: r.result.filesRead, failed: r.result.header.failures, skipped: r.result.header.counts.skipped, lockedUntil: r.result.header.lockedUntil ?? null, tripwire: r.result.header.tripwire ?? null }
-          : { account: r.account, ok: false, error: { code: r.error.code, message: r.error.message } }));
+        return cli.out.document(
+          runs.map((r) =>
+            r.ok
+              ? {
+                  account: r.account,
+                  ok: true,
+                  id: r.result.id,
+                  time: r.result.time.toISOString(),
+                  files: r.result.header.counts.files,
+                  dirs: r.result.header.counts.dirs,
+                  bytes: r.result.header.bytes,
+                  bytesAdded: r.result.bytesAdded,
+                  filesRead: r.result.filesRead,
+                  failed: r.result.header.failures,
+                  skipped: r.result.header.counts.skipped,
+                  lockedUntil: r.result.header.lockedUntil ?? null,
+                  tripwire: r.result.header.tripwire ?? null,
+                }
+              : { account: r.account, ok: false, error: { code: r.error.code, message: r.error.message } },
+          ),
+        );
       }
       for (const r of runs) {
         if (!r.ok) {
@@ -41,12 +66,20 @@ export function registerSnapshot(program: Command, cli: Cli): void {
           continue;
         }
         const h = r.result.header;
-        cli.out.line(`${r.account}: snapshot ${r.result.id}: ${count(h.counts.files)} files, ${count(h.counts.dirs)} folders, ${bytes(h.bytes)}; read ${count(r.result.filesRead)} files (${bytes(r.result.bytesRead)}), added ${bytes(r.result.bytesAdded)}${h.lockedUntil ? `, locked until ${day(h.lockedUntil)}` : ''}`);
-        if (h.counts.skipped > 0) cli.out.line(`  ${count(h.counts.skipped)} skipped (see \`syncguard snapshots ${r.account} --json\`)`);
+        cli.out.line(
+          `${r.account}: snapshot ${r.result.id}: ${count(h.counts.files)} files, ${count(h.counts.dirs)} folders, ${bytes(h.bytes)}; read ${count(r.result.filesRead)} files (${bytes(r.result.bytesRead)}), added ${bytes(r.result.bytesAdded)}${h.lockedUntil ? `, locked until ${day(h.lockedUntil)}` : ''}`,
+        );
+        if (h.counts.skipped > 0)
+          cli.out.line(
+            `  ${count(h.counts.skipped)} skipped (see \`syncguard snapshots ${r.account} --json\`)`,
+          );
         for (const f of h.failures.slice(0, 20)) cli.out.line(`  failed: ${showPath(f.path)}: ${f.error}`);
         if (h.failures.length > 20) cli.out.line(`  … and ${h.failures.length - 20} more failed`);
         if (h.tripwire?.fired) cli.out.line(`  TRIPWIRE: ${h.tripwire.reasons.join('; ')}`);
       }
-      if (runs.length > 1) cli.out.line(`${runs.filter((r) => r.ok).length} of ${runs.length} accounts done in ${duration(Date.now() - started)}`);
+      if (runs.length > 1)
+        cli.out.line(
+          `${runs.filter((r) => r.ok).length} of ${runs.length} accounts done in ${duration(Date.now() - started)}`,
+        );
     });
 }

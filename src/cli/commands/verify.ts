@@ -17,18 +17,31 @@ export function registerVerify(program: Command, cli: Cli): void {
       let samplePercent: number | undefined;
       if (o.sample !== undefined) {
         samplePercent = Number(o.sample.replace(/%$/, ''));
-        if (!(samplePercent > 0 && samplePercent <= 100)) throw new SyncguardError('USAGE', `--sample "${o.sample}": expected a share from 0.1% to 100%`);
+        if (!(samplePercent > 0 && samplePercent <= 100))
+          throw new SyncguardError('USAGE', `--sample "${o.sample}": expected a share from 0.1% to 100%`);
       }
       const r = await verifyStore(cli.context(), {
-        account, samplePercent, signal: cli.abort.signal,
-        onProgress: (p) => cli.out.progress(`verifying ${count(p.objectsChecked)}/${count(p.objects)} objects, ${bytes(p.bytesChecked)}`),
+        account,
+        samplePercent,
+        signal: cli.abort.signal,
+        onProgress: (p) =>
+          cli.out.progress(
+            `verifying ${count(p.objectsChecked)}/${count(p.objects)} objects, ${bytes(p.bytesChecked)}`,
+          ),
       });
       cli.out.clearLive();
       if (r.problems.length > 0) cli.exitCode = EXIT.failed;
       if (cli.out.json) return cli.out.document(r);
-      cli.out.line(`checked ${count(r.objectsChecked)} of ${count(r.objects)} objects (${count(r.contentsChecked)} contents, ${bytes(r.bytesChecked)}) named by ${count(r.snapshots)} snapshots`);
-      for (const p of r.problems.slice(0, 50)) cli.out.line(`  PROBLEM ${p.object}: ${p.problem}${p.path ? ` (needed by ${showPath(p.path)} in ${p.snapshot})` : ''}`);
+      cli.out.line(
+        `checked ${count(r.objectsChecked)} of ${count(r.objects)} objects (${count(r.contentsChecked)} contents, ${bytes(r.bytesChecked)}) named by ${count(r.snapshots)} snapshots`,
+      );
+      for (const p of r.problems.slice(0, 50))
+        cli.out.line(
+          `  PROBLEM ${p.object}: ${p.problem}${p.path ? ` (needed by ${showPath(p.path)} in ${p.snapshot})` : ''}`,
+        );
       if (r.problems.length > 50) cli.out.line(`  … and ${r.problems.length - 50} more problems`);
-      cli.out.line(r.problems.length === 0 ? 'no problems found' : `${count(r.problems.length)} problems found`);
+      cli.out.line(
+        r.problems.length === 0 ? 'no problems found' : `${count(r.problems.length)} problems found`,
+      );
     });
 }

@@ -10,7 +10,10 @@ const DROPBOX_HOST = /(^|\.)(dropboxapi\.com|dropbox\.com)$/i;
 /** JSON for the Dropbox-API-Arg header: every char from U+007F up escaped as \uXXXX (the SDK's own
  *  httpHeaderSafeJson is not exported). */
 export function headerSafeJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  return JSON.stringify(value).replace(
+    /[\u007f-\uffff]/g,
+    (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'),
+  );
 }
 
 /** The signal of the provider call in progress, handed to fetch: the SDK has no way to pass one. */
@@ -89,7 +92,9 @@ export function createClient(opts: ClientOptions): Client {
   const refresh = auth.refreshAccessToken.bind(auth);
   let inFlight: Promise<void> | undefined;
   auth.refreshAccessToken = () => {
-    inFlight ??= refresh().finally(() => { inFlight = undefined; });
+    inFlight ??= refresh().finally(() => {
+      inFlight = undefined;
+    });
     return inFlight;
   };
   const dbx = new Dropbox({
@@ -129,7 +134,10 @@ export interface DownloadedMetadata {
 export async function downloadStream(client: Client, path: string, start = 0): Promise<DownloadResponse> {
   const dbx = client.dbx as unknown as DropboxInternals;
   await dbx.auth.checkAndRefreshAccessToken();
-  const init = { method: 'POST', headers: { 'Dropbox-API-Arg': headerSafeJson({ path }) } as Record<string, string> };
+  const init = {
+    method: 'POST',
+    headers: { 'Dropbox-API-Arg': headerSafeJson({ path }) } as Record<string, string>,
+  };
   if (start > 0) init.headers.Range = `bytes=${start}-`;
   dbx.setAuthHeaders('user', init);
   dbx.setCommonHeaders(init);
@@ -137,13 +145,21 @@ export async function downloadStream(client: Client, path: string, start = 0): P
   if (!res.ok) {
     const text = await res.text();
     let body: unknown = text;
-    try { body = JSON.parse(text); } catch { /* text/plain errors stay text, as in the SDK */ }
+    try {
+      body = JSON.parse(text);
+    } catch {
+      /* text/plain errors stay text, as in the SDK */
+    }
     throw new DropboxResponseError(res.status, res.headers, body);
   }
   const header = res.headers.get('dropbox-api-result');
   if (!header || !res.body) {
     await res.body?.cancel().catch(() => {});
-    throw new DropboxResponseError(502, res.headers, 'files/download answered without a Dropbox-API-Result header');
+    throw new DropboxResponseError(
+      502,
+      res.headers,
+      'files/download answered without a Dropbox-API-Result header',
+    );
   }
   return { metadata: JSON.parse(header) as DownloadedMetadata, status: res.status, body: res.body };
 }

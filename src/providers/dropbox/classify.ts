@@ -19,8 +19,12 @@ interface ResponseErrorLike {
 }
 
 export function isDropboxResponseError(err: unknown): err is ResponseErrorLike {
-  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'DropboxResponseError'
-    && typeof (err as { status?: unknown }).status === 'number';
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    (err as { name?: unknown }).name === 'DropboxResponseError' &&
+    typeof (err as { status?: unknown }).status === 'number'
+  );
 }
 
 /** `error_summary` of an endpoint error ("path/not_found/.."), or '' when the body was not JSON. */
@@ -43,8 +47,19 @@ export function isExpiredToken(err: unknown): boolean {
 }
 
 const NETWORK_CODES = new Set([
-  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
 ]);
 
 function networkCode(err: unknown): string | undefined {
@@ -59,7 +74,10 @@ function networkCode(err: unknown): string | undefined {
 
 function retryAfterMs(err: ResponseErrorLike): number | undefined {
   const header = err.headers?.get?.('retry-after');
-  const seconds = header != null && header !== '' ? Number(header) : Number((err.error as { error?: { retry_after?: unknown } })?.error?.retry_after);
+  const seconds =
+    header != null && header !== ''
+      ? Number(header)
+      : Number((err.error as { error?: { retry_after?: unknown } })?.error?.retry_after);
   return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
 }
 
@@ -81,72 +99,128 @@ export function classify(err: unknown, ctx: ClassifyContext): SyncguardError {
     const text = typeof body === 'string' ? body : '';
     const summary = errorSummary(err);
     const tag = errorTag(err);
-    const oauthError = typeof (body as { error?: unknown })?.error === 'string' ? (body as { error: string; error_description?: string }) : undefined;
+    const oauthError =
+      typeof (body as { error?: unknown })?.error === 'string'
+        ? (body as { error: string; error_description?: string })
+        : undefined;
 
     if (oauthError && status < 500 && status !== 429) {
-      const why = redact(`${oauthError.error}${oauthError.error_description ? `: ${oauthError.error_description}` : ''}`);
+      const why = redact(
+        `${oauthError.error}${oauthError.error_description ? `: ${oauthError.error_description}` : ''}`,
+      );
       if (oauthError.error === 'invalid_grant') {
-        return new SyncguardError('PROVIDER_AUTH', `Dropbox no longer accepts the saved authorization of account "${ctx.account}" (${why}): ${reauth}`);
+        return new SyncguardError(
+          'PROVIDER_AUTH',
+          `Dropbox no longer accepts the saved authorization of account "${ctx.account}" (${why}): ${reauth}`,
+        );
       }
-      return new SyncguardError('PROVIDER_AUTH', `Dropbox refused the app's credentials for account "${ctx.account}" (${why}): check appKey and appSecret in the config, then ${reauth}`);
+      return new SyncguardError(
+        'PROVIDER_AUTH',
+        `Dropbox refused the app's credentials for account "${ctx.account}" (${why}): check appKey and appSecret in the config, then ${reauth}`,
+      );
     }
     if (status === 401) {
       if (tag === 'invalid_select_user') {
-        return new SyncguardError('CONFIG', `Dropbox says the selectUser of account "${ctx.account}" is not a member of the team its token belongs to: check accounts[].selectUser (a dbmid:… member id)`);
+        return new SyncguardError(
+          'CONFIG',
+          `Dropbox says the selectUser of account "${ctx.account}" is not a member of the team its token belongs to: check accounts[].selectUser (a dbmid:… member id)`,
+        );
       }
       if (tag === 'missing_scope') {
-        const scope = String((body as { error?: { required_scope?: unknown } }).error?.required_scope ?? 'unknown');
-        return new SyncguardError('PROVIDER_AUTH', `the Dropbox app lacks the permission "${scope}"${doing}: enable it on the app's Permissions tab in the Dropbox App Console, then ${reauth}`);
+        const scope = String(
+          (body as { error?: { required_scope?: unknown } }).error?.required_scope ?? 'unknown',
+        );
+        return new SyncguardError(
+          'PROVIDER_AUTH',
+          `the Dropbox app lacks the permission "${scope}"${doing}: enable it on the app's Permissions tab in the Dropbox App Console, then ${reauth}`,
+        );
       }
-      const what = tag === 'expired_access_token' ? 'the access token expired and could not be renewed'
-        : tag === 'user_suspended' ? 'the Dropbox account is suspended'
-          : `Dropbox refused the access token (${tag ?? 'unauthorized'})`;
+      const what =
+        tag === 'expired_access_token'
+          ? 'the access token expired and could not be renewed'
+          : tag === 'user_suspended'
+            ? 'the Dropbox account is suspended'
+            : `Dropbox refused the access token (${tag ?? 'unauthorized'})`;
       return new SyncguardError('PROVIDER_AUTH', `${what} for account "${ctx.account}"${doing}: ${reauth}`);
     }
     if (status === 429 || (status === 503 && retryAfterMs(err) !== undefined)) {
-      return new SyncguardError('PROVIDER_RATE_LIMITED', `Dropbox asks us to slow down${doing}`, { retryAfterMs: retryAfterMs(err) });
+      return new SyncguardError('PROVIDER_RATE_LIMITED', `Dropbox asks us to slow down${doing}`, {
+        retryAfterMs: retryAfterMs(err),
+      });
     }
     if (status >= 500) {
       return new SyncguardError('PROVIDER_UNAVAILABLE', `Dropbox answered ${status}${doing}`);
     }
     if (status === 409) {
       if (tag === 'reset' || summary.startsWith('reset')) {
-        return new SyncguardError('CURSOR_RESET', `Dropbox reset the listing cursor${doing}: a full listing follows`);
+        return new SyncguardError(
+          'CURSOR_RESET',
+          `Dropbox reset the listing cursor${doing}: a full listing follows`,
+        );
       }
       if (/^(path|path_lookup|from_lookup)\/not_found/.test(summary)) {
         return new SyncguardError('NOT_FOUND', `not found on Dropbox${doing}`);
       }
       if (/too_many_write_operations|too_many_requests/.test(summary)) {
-        return new SyncguardError('PROVIDER_RATE_LIMITED', `Dropbox is busy with other writes to this account${doing}`, { retryAfterMs: retryAfterMs(err) });
+        return new SyncguardError(
+          'PROVIDER_RATE_LIMITED',
+          `Dropbox is busy with other writes to this account${doing}`,
+          { retryAfterMs: retryAfterMs(err) },
+        );
       }
       if (/(^|\/)conflict(\/|$)/.test(summary)) {
         return new SyncguardError('EXISTS', `something already exists there on Dropbox${doing}`);
       }
       if (summary.startsWith('unsupported_file')) {
-        return new SyncguardError('PROVIDER_ERROR', `Dropbox cannot download this file${doing}: it is a cloud document (Paper, Google Docs…), export it to keep a copy`);
+        return new SyncguardError(
+          'PROVIDER_ERROR',
+          `Dropbox cannot download this file${doing}: it is a cloud document (Paper, Google Docs…), export it to keep a copy`,
+        );
       }
       if (/insufficient_space/.test(summary)) {
-        return new SyncguardError('PROVIDER_ERROR', `the Dropbox account is full${doing}: free some space and try again`);
+        return new SyncguardError(
+          'PROVIDER_ERROR',
+          `the Dropbox account is full${doing}: free some space and try again`,
+        );
       }
-      return new SyncguardError('PROVIDER_ERROR', `Dropbox refused${doing}: ${redact(summary || tag || 'conflict')}`);
+      return new SyncguardError(
+        'PROVIDER_ERROR',
+        `Dropbox refused${doing}: ${redact(summary || tag || 'conflict')}`,
+      );
     }
     if (status === 422) {
       if (tag === 'invalid_root') {
-        return new SyncguardError('CURSOR_RESET', `the root namespace of account "${ctx.account}" changed on Dropbox${doing}: a full listing follows`);
+        return new SyncguardError(
+          'CURSOR_RESET',
+          `the root namespace of account "${ctx.account}" changed on Dropbox${doing}: a full listing follows`,
+        );
       }
-      return new SyncguardError('PROVIDER_ERROR', `Dropbox gives no access to the namespace configured as root of account "${ctx.account}"${doing}: check accounts[].root`);
+      return new SyncguardError(
+        'PROVIDER_ERROR',
+        `Dropbox gives no access to the namespace configured as root of account "${ctx.account}"${doing}: check accounts[].root`,
+      );
     }
     if (status === 400 && /select.?user/i.test(text)) {
-      return new SyncguardError('CONFIG', `Dropbox refused the request for account "${ctx.account}"${doing}: ${redact(text.slice(0, 300))} (check accounts[].selectUser: it goes with a team token only)`);
+      return new SyncguardError(
+        'CONFIG',
+        `Dropbox refused the request for account "${ctx.account}"${doing}: ${redact(text.slice(0, 300))} (check accounts[].selectUser: it goes with a team token only)`,
+      );
     }
     if (status === 403) {
-      return new SyncguardError('PROVIDER_ERROR', `Dropbox denies access${doing}: ${redact(summary || text.slice(0, 300) || 'forbidden')}`);
+      return new SyncguardError(
+        'PROVIDER_ERROR',
+        `Dropbox denies access${doing}: ${redact(summary || text.slice(0, 300) || 'forbidden')}`,
+      );
     }
-    return new SyncguardError('PROVIDER_ERROR', `Dropbox refused the request${doing} with ${status}: ${redact((summary || text || tag || '').slice(0, 300))}`);
+    return new SyncguardError(
+      'PROVIDER_ERROR',
+      `Dropbox refused the request${doing} with ${status}: ${redact((summary || text || tag || '').slice(0, 300))}`,
+    );
   }
 
   const net = networkCode(err);
-  if (net) return new SyncguardError('PROVIDER_UNAVAILABLE', `the connection to Dropbox failed${doing}: ${net}`);
+  if (net)
+    return new SyncguardError('PROVIDER_UNAVAILABLE', `the connection to Dropbox failed${doing}: ${net}`);
   const message = err instanceof Error ? err.message : String(err);
   return new SyncguardError('PROVIDER_ERROR', `Dropbox call failed${doing}: ${redact(message)}`);
 }

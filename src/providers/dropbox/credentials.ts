@@ -21,7 +21,10 @@ export interface DropboxCredentials {
 
 /** The credentials file of an account: `credentials` from the config (relative to the config's folder,
  *  `~` expanded), else ~/.config/syncguard/<account>.json. */
-export function credentialsPath(account: Pick<DropboxAccountConfig, 'name' | 'credentials'>, configDir: string): string {
+export function credentialsPath(
+  account: Pick<DropboxAccountConfig, 'name' | 'credentials'>,
+  configDir: string,
+): string {
   return account.credentials
     ? expandHome(account.credentials, configDir)
     : join(homedir(), '.config', 'syncguard', `${account.name}.json`);
@@ -43,9 +46,15 @@ export async function loadRefreshToken(
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new SyncguardError('PROVIDER_AUTH', `no Dropbox authorization saved for account "${account.name}" (${path} does not exist): ${authHint(account.name)}`);
+      throw new SyncguardError(
+        'PROVIDER_AUTH',
+        `no Dropbox authorization saved for account "${account.name}" (${path} does not exist): ${authHint(account.name)}`,
+      );
     }
-    throw new SyncguardError('PROVIDER_AUTH', `cannot read the Dropbox credentials of account "${account.name}" at ${path} (${code ?? 'error'}): check its permissions, or ${authHint(account.name)}`);
+    throw new SyncguardError(
+      'PROVIDER_AUTH',
+      `cannot read the Dropbox credentials of account "${account.name}" at ${path} (${code ?? 'error'}): check its permissions, or ${authHint(account.name)}`,
+    );
   }
   let creds: Partial<DropboxCredentials>;
   try {
@@ -54,17 +63,28 @@ export async function loadRefreshToken(
     creds = {};
   }
   if (creds.provider !== 'dropbox' || typeof creds.refreshToken !== 'string' || creds.refreshToken === '') {
-    throw new SyncguardError('PROVIDER_AUTH', `${path} is not a Dropbox credentials file written by syncguard: ${authHint(account.name)}`);
+    throw new SyncguardError(
+      'PROVIDER_AUTH',
+      `${path} is not a Dropbox credentials file written by syncguard: ${authHint(account.name)}`,
+    );
   }
   if (creds.appKey && creds.appKey !== account.appKey) {
-    throw new SyncguardError('PROVIDER_AUTH', `${path} holds an authorization for the Dropbox app ${creds.appKey}, but account "${account.name}" uses appKey ${account.appKey}: ${authHint(account.name)} again`);
+    throw new SyncguardError(
+      'PROVIDER_AUTH',
+      `${path} holds an authorization for the Dropbox app ${creds.appKey}, but account "${account.name}" uses appKey ${account.appKey}: ${authHint(account.name)} again`,
+    );
   }
   try {
     const st = await fsp.stat(path);
     if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-      log('warn', `${path} can be read by other users (mode ${(st.mode & 0o777).toString(8)}); it holds a Dropbox refresh token: chmod 600 it`);
+      log(
+        'warn',
+        `${path} can be read by other users (mode ${(st.mode & 0o777).toString(8)}); it holds a Dropbox refresh token: chmod 600 it`,
+      );
     }
-  } catch { /* read a moment ago; nothing to warn about */ }
+  } catch {
+    /* read a moment ago; nothing to warn about */
+  }
   return creds.refreshToken;
 }
 
@@ -88,5 +108,8 @@ export async function saveCredentials(path: string, creds: DropboxCredentials): 
   }
   // The rename is durable once the folder entry is on disk.
   const dir = await fsp.open(dirname(path), 'r').catch(() => undefined);
-  if (dir) { await dir.sync().catch(() => {}); await dir.close(); }
+  if (dir) {
+    await dir.sync().catch(() => {});
+    await dir.close();
+  }
 }

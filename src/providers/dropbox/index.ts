@@ -9,7 +9,11 @@ import { configuredFolders, DropboxProvider, type DropboxProviderOptions } from 
  * refresh token: `refreshToken` from the config, else the credentials file (PROVIDER_AUTH, saying to run
  * `syncguard auth dropbox --account NAME`, when there is none). Makes no call to Dropbox yet.
  */
-export async function createDropboxProvider(account: DropboxAccountConfig, ctx: ProviderContext, opts: DropboxProviderOptions = {}): Promise<Provider> {
+export async function createDropboxProvider(
+  account: DropboxAccountConfig,
+  ctx: ProviderContext,
+  opts: DropboxProviderOptions = {},
+): Promise<Provider> {
   configuredFolders(account);
   const refreshToken = await loadRefreshToken(account, ctx.configDir, ctx.log);
   return new DropboxProvider(account, ctx, refreshToken, opts);

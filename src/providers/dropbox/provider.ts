@@ -5,8 +5,23 @@ import { SyncguardError, abortError, isSyncguardError, throwIfAborted } from '..
 import { assertSafePath, normaliseFolder, showPath, unsafeReason } from '../../paths.js';
 import { Pacer, type PacerOptions } from '../_pacer.js';
 import type { ProviderContext } from '../registry.js';
-import type { Change, ChangesOptions, Provider, ProviderFeatures, RemoteEntry, UploadOptions } from '../types.js';
-import { createClient, downloadStream, dropboxFetch, setPathRoot, withSignal, type Client, type DownloadResponse } from './api.js';
+import type {
+  Change,
+  ChangesOptions,
+  Provider,
+  ProviderFeatures,
+  RemoteEntry,
+  UploadOptions,
+} from '../types.js';
+import {
+  createClient,
+  downloadStream,
+  dropboxFetch,
+  setPathRoot,
+  withSignal,
+  type Client,
+  type DownloadResponse,
+} from './api.js';
 import { classify, errorSummary, errorTag, isDropboxResponseError, isExpiredToken } from './classify.js';
 import { DropboxContentHasher, dropboxContentHash } from './content-hash.js';
 
@@ -41,23 +56,35 @@ export function dropboxTime(d: Date): string {
 }
 
 /** The configured folders, checked: no overlap (Dropbox compares case-insensitively), '/' alone. */
-export function configuredFolders(account: Pick<DropboxAccountConfig, 'name' | 'folders'>): ConfiguredFolder[] {
+export function configuredFolders(
+  account: Pick<DropboxAccountConfig, 'name' | 'folders'>,
+): ConfiguredFolder[] {
   const list = account.folders.map((f) => {
     try {
       return normaliseFolder(f);
     } catch (e) {
-      throw new SyncguardError('CONFIG', `accounts "${account.name}" folders: ${(e as Error).message}: write a Dropbox folder such as "/Photos"`);
+      throw new SyncguardError(
+        'CONFIG',
+        `accounts "${account.name}" folders: ${(e as Error).message}: write a Dropbox folder such as "/Photos"`,
+      );
     }
   });
   if (list.length === 0 || list.includes('')) {
-    if (list.length > 1) throw new SyncguardError('CONFIG', `accounts "${account.name}" folders: "/" (the whole Dropbox) already holds every other folder listed: keep only one of them`);
+    if (list.length > 1)
+      throw new SyncguardError(
+        'CONFIG',
+        `accounts "${account.name}" folders: "/" (the whole Dropbox) already holds every other folder listed: keep only one of them`,
+      );
     return [{ api: '', key: '' }];
   }
   const lower = list.map((f) => f.toLowerCase());
   for (let i = 0; i < list.length; i++) {
     for (let j = 0; j < list.length; j++) {
       if (i !== j && (lower[i] === lower[j] ? i > j : lower[i].startsWith(lower[j] + '/'))) {
-        throw new SyncguardError('CONFIG', `accounts "${account.name}" folders: "/${list[i]}" lies inside "/${list[j]}": keep only the outer one`);
+        throw new SyncguardError(
+          'CONFIG',
+          `accounts "${account.name}" folders: "/${list[i]}" lies inside "/${list[j]}": keep only the outer one`,
+        );
       }
     }
   }
@@ -79,7 +106,13 @@ interface SavedCursor {
  * Pacer and one classify().
  */
 export class DropboxProvider implements Provider {
-  readonly features: ProviderFeatures = { deltaListing: true, nativeHash: 'dropbox', canUpload: true, local: false, caseInsensitive: true };
+  readonly features: ProviderFeatures = {
+    deltaListing: true,
+    nativeHash: 'dropbox',
+    canUpload: true,
+    local: false,
+    caseInsensitive: true,
+  };
   private readonly client: Client;
   private readonly pacer: Pacer;
   private readonly folders: ConfiguredFolder[];
@@ -113,12 +146,19 @@ export class DropboxProvider implements Provider {
     if (account.selectUser) this.rootKey += `|user:${account.selectUser}`;
     this.pacer = new Pacer({
       concurrency: Math.max(4, account.concurrency ?? 4),
-      onWait: (ms, err) => ctx.log('debug', `dropbox ${account.name}: retrying in ${Math.round(ms)} ms after ${err.code}: ${err.message}`),
+      onWait: (ms, err) =>
+        ctx.log(
+          'debug',
+          `dropbox ${account.name}: retrying in ${Math.round(ms)} ms after ${err.code}: ${err.message}`,
+        ),
       ...opts.pacer,
     });
   }
 
-  async *changes(cursor?: string, opts: ChangesOptions = {}): AsyncGenerator<Change, string | undefined, undefined> {
+  async *changes(
+    cursor?: string,
+    opts: ChangesOptions = {},
+  ): AsyncGenerator<Change, string | undefined, undefined> {
     const signal = opts.signal;
     throwIfAborted(signal);
     await this.ready(signal);
@@ -146,7 +186,11 @@ export class DropboxProvider implements Provider {
   }
 
   /** list_folder/continue from each folder's cursor: only what changed. */
-  private async *listChanges(saved: Map<string, string>, next: Map<string, string>, signal?: AbortSignal): AsyncGenerator<Change> {
+  private async *listChanges(
+    saved: Map<string, string>,
+    next: Map<string, string>,
+    signal?: AbortSignal,
+  ): AsyncGenerator<Change> {
     const dbx = this.client.dbx;
     for (const folder of this.folders) {
       let cursor = saved.get(folder.key)!;
@@ -173,29 +217,48 @@ export class DropboxProvider implements Provider {
       let self: string | undefined;
       if (folder.api !== '') {
         // The folder's own entry, before anything in it; this also tells "missing" from "empty".
-        const meta = await this.call(`reading ${where}`, () => dbx.filesGetMetadata({ path: folder.api }), signal).catch((e: unknown) => {
+        const meta = await this.call(
+          `reading ${where}`,
+          () => dbx.filesGetMetadata({ path: folder.api }),
+          signal,
+        ).catch((e: unknown) => {
           if (isSyncguardError(e, 'NOT_FOUND')) {
-            throw new SyncguardError('NOT_FOUND', `the folder ${showPath(folder.api)} of account "${this.account.name}" does not exist on Dropbox: check accounts[].folders`);
+            throw new SyncguardError(
+              'NOT_FOUND',
+              `the folder ${showPath(folder.api)} of account "${this.account.name}" does not exist on Dropbox: check accounts[].folders`,
+            );
           }
           throw e;
         });
         if (meta.result['.tag'] !== 'folder') {
-          throw new SyncguardError('CONFIG', `${showPath(folder.api)} of account "${this.account.name}" is a file on Dropbox, not a folder: check accounts[].folders`);
+          throw new SyncguardError(
+            'CONFIG',
+            `${showPath(folder.api)} of account "${this.account.name}" is a file on Dropbox, not a folder: check accounts[].folders`,
+          );
         }
         self = meta.result.path_lower;
         const change = this.toChange(meta.result);
         if (change) yield change;
       }
       const label = `listing ${where}`;
-      let page = await this.call(label, () => dbx.filesListFolder({
-        path: folder.api,
-        recursive: true,
-        include_deleted: false,
-        include_mounted_folders: true,
-        include_non_downloadable_files: true,
-        limit: LIST_LIMIT,
-      }), signal).catch((e: unknown) => {
-        if (isSyncguardError(e, 'NOT_FOUND')) throw new SyncguardError('NOT_FOUND', `the folder ${showPath(folder.api)} of account "${this.account.name}" is gone from Dropbox: check accounts[].folders`);
+      let page = await this.call(
+        label,
+        () =>
+          dbx.filesListFolder({
+            path: folder.api,
+            recursive: true,
+            include_deleted: false,
+            include_mounted_folders: true,
+            include_non_downloadable_files: true,
+            limit: LIST_LIMIT,
+          }),
+        signal,
+      ).catch((e: unknown) => {
+        if (isSyncguardError(e, 'NOT_FOUND'))
+          throw new SyncguardError(
+            'NOT_FOUND',
+            `the folder ${showPath(folder.api)} of account "${this.account.name}" is gone from Dropbox: check accounts[].folders`,
+          );
         throw e;
       });
       for (;;) {
@@ -216,32 +279,51 @@ export class DropboxProvider implements Provider {
   private toChange(entry: Meta): Change | undefined {
     const display = entry.path_display ?? entry.path_lower;
     if (!display) {
-      this.ctx.log('debug', `dropbox ${this.account.name}: ${showPath(entry.name)} is not mounted here; left out`);
+      this.ctx.log(
+        'debug',
+        `dropbox ${this.account.name}: ${showPath(entry.name)} is not mounted here; left out`,
+      );
       return undefined;
     }
     const path = display.startsWith('/') ? display.slice(1) : display;
     const reason = unsafeReason(path);
     if (entry['.tag'] === 'deleted') {
       if (reason) {
-        this.ctx.log('warn', `dropbox ${this.account.name}: ignored the deletion of ${showPath(display)}: ${reason}`);
+        this.ctx.log(
+          'warn',
+          `dropbox ${this.account.name}: ignored the deletion of ${showPath(display)}: ${reason}`,
+        );
         return undefined;
       }
       return { kind: 'delete', path };
     }
-    if (reason) return { kind: 'error', path, message: `Dropbox named an entry that cannot be kept safely: ${reason}` };
+    if (reason)
+      return { kind: 'error', path, message: `Dropbox named an entry that cannot be kept safely: ${reason}` };
     if (entry['.tag'] === 'folder') {
       return { kind: 'upsert', entry: { path, type: 'dir', size: 0, modified: FOLDER_TIME, id: entry.id } };
     }
     if (entry.is_downloadable === false) {
-      return { kind: 'skip', path, reason: 'a cloud document (Paper, Google Docs…) that Dropbox cannot download: export it to keep a copy' };
+      return {
+        kind: 'skip',
+        path,
+        reason:
+          'a cloud document (Paper, Google Docs…) that Dropbox cannot download: export it to keep a copy',
+      };
     }
-    const e: RemoteEntry = { path, type: 'file', size: entry.size, modified: new Date(entry.client_modified), id: entry.id };
+    const e: RemoteEntry = {
+      path,
+      type: 'file',
+      size: entry.size,
+      modified: new Date(entry.client_modified),
+      id: entry.id,
+    };
     if (entry.content_hash) e.hash = { algo: 'dropbox', value: entry.content_hash };
     return { kind: 'upsert', entry: e };
   }
 
   async open(entry: RemoteEntry, signal?: AbortSignal): Promise<Readable> {
-    if (entry.type !== 'file') throw new SyncguardError('INTERNAL', `open() reads files; ${showPath(entry.path)} is a folder`);
+    if (entry.type !== 'file')
+      throw new SyncguardError('INTERNAL', `open() reads files; ${showPath(entry.path)} is a folder`);
     await this.ready(signal);
     // By id when we have it: a file renamed since the listing still gives the bytes that were listed.
     const target = entry.id?.startsWith('id:') ? entry.id : '/' + entry.path;
@@ -251,9 +333,14 @@ export class DropboxProvider implements Provider {
     const served = first.metadata.content_hash;
     if (expected && served && served !== expected) {
       await first.body.cancel().catch(() => {});
-      throw new SyncguardError('INTEGRITY', `${showPath(entry.path)} changed on Dropbox after it was listed (content_hash ${served}, listed ${expected}): the next run takes the new version`);
+      throw new SyncguardError(
+        'INTEGRITY',
+        `${showPath(entry.path)} changed on Dropbox after it was listed (content_hash ${served}, listed ${expected}): the next run takes the new version`,
+      );
     }
-    const stream = Readable.from(this.download(entry, target, first, expected, signal), { objectMode: false });
+    const stream = Readable.from(this.download(entry, target, first, expected, signal), {
+      objectMode: false,
+    });
     if (signal) {
       const onAbort = () => stream.destroy(abortError(signal));
       signal.addEventListener('abort', onAbort, { once: true });
@@ -263,13 +350,19 @@ export class DropboxProvider implements Provider {
   }
 
   /** The bytes of a download, hashed as they pass; a broken connection is resumed with Range. */
-  private async *download(entry: RemoteEntry, target: string, first: DownloadResponse, expected: string | undefined, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  private async *download(
+    entry: RemoteEntry,
+    target: string,
+    first: DownloadResponse,
+    expected: string | undefined,
+    signal?: AbortSignal,
+  ): AsyncGenerator<Buffer> {
     const label = `downloading ${showPath(entry.path)}`;
     const hasher = new DropboxContentHasher();
     let res = first;
     let received = 0;
     let skip = 0;
-    for (let resumes = 0; ; ) {
+    for (let resumes = 0; ;) {
       try {
         for await (const part of res.body) {
           let chunk = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
@@ -288,11 +381,17 @@ export class DropboxProvider implements Provider {
         const err = this.classify(e, label, signal);
         if (!err.retryable || resumes >= MAX_RESUMES) throw err;
         resumes++;
-        this.ctx.log('debug', `dropbox ${this.account.name}: ${label}: ${err.message} after ${received} bytes; resuming`);
+        this.ctx.log(
+          'debug',
+          `dropbox ${this.account.name}: ${label}: ${err.message} after ${received} bytes; resuming`,
+        );
         res = await this.call(label, () => downloadStream(this.client, target, received), signal);
         if (res.metadata.rev !== first.metadata.rev) {
           await res.body.cancel().catch(() => {});
-          throw new SyncguardError('INTEGRITY', `${showPath(entry.path)} changed on Dropbox while it was being read: the next run takes the new version`);
+          throw new SyncguardError(
+            'INTEGRITY',
+            `${showPath(entry.path)} changed on Dropbox while it was being read: the next run takes the new version`,
+          );
         }
         // A server that ignores Range sends everything again: drop what we have already.
         skip = res.status === 206 ? 0 : received;
@@ -300,12 +399,18 @@ export class DropboxProvider implements Provider {
     }
     const size = first.metadata.size;
     if (received !== size) {
-      throw new SyncguardError('INTEGRITY', `${showPath(entry.path)}: Dropbox sent ${received} bytes, its metadata says ${size}`);
+      throw new SyncguardError(
+        'INTEGRITY',
+        `${showPath(entry.path)}: Dropbox sent ${received} bytes, its metadata says ${size}`,
+      );
     }
     const got = hasher.digest();
     for (const want of [first.metadata.content_hash, expected]) {
       if (want && want !== got) {
-        throw new SyncguardError('INTEGRITY', `the bytes read from Dropbox for ${showPath(entry.path)} do not match its content_hash (got ${got}, expected ${want}): the download was corrupted`);
+        throw new SyncguardError(
+          'INTEGRITY',
+          `the bytes read from Dropbox for ${showPath(entry.path)} do not match its content_hash (got ${got}, expected ${want}): the download was corrupted`,
+        );
       }
     }
   }
@@ -315,7 +420,11 @@ export class DropboxProvider implements Provider {
     assertSafePath(path);
     await this.ready(signal);
     try {
-      await this.call(`looking up ${showPath(path)}`, () => this.client.dbx.filesGetMetadata({ path: '/' + path }), signal);
+      await this.call(
+        `looking up ${showPath(path)}`,
+        () => this.client.dbx.filesGetMetadata({ path: '/' + path }),
+        signal,
+      );
       return true;
     } catch (e) {
       if (isSyncguardError(e, 'NOT_FOUND')) return false;
@@ -329,16 +438,24 @@ export class DropboxProvider implements Provider {
     await this.ready(opts.signal);
     const dbx = this.client.dbx;
     try {
-      await this.call(`creating the folder ${showPath(path)}`, async () => {
-        try {
-          await dbx.filesCreateFolderV2({ path: '/' + path, autorename: false });
-        } catch (e) {
-          if (errorSummary(e).startsWith('path/conflict/folder')) return;
-          throw e;
-        }
-      }, opts.signal);
+      await this.call(
+        `creating the folder ${showPath(path)}`,
+        async () => {
+          try {
+            await dbx.filesCreateFolderV2({ path: '/' + path, autorename: false });
+          } catch (e) {
+            if (errorSummary(e).startsWith('path/conflict/folder')) return;
+            throw e;
+          }
+        },
+        opts.signal,
+      );
     } catch (e) {
-      if (isSyncguardError(e, 'EXISTS')) throw new SyncguardError('EXISTS', `cannot create the folder ${showPath(path)} on Dropbox: a file of that name is in the way`);
+      if (isSyncguardError(e, 'EXISTS'))
+        throw new SyncguardError(
+          'EXISTS',
+          `cannot create the folder ${showPath(path)} on Dropbox: a file of that name is in the way`,
+        );
       throw e;
     }
   }
@@ -363,27 +480,35 @@ export class DropboxProvider implements Provider {
         const data = await readExactly(body, size, label);
         const hash = dropboxContentHash(data);
         let attempts = 0;
-        const meta = await this.call(label, async () => {
-          attempts++;
-          try {
-            return (await this.client.dbx.filesUpload({ ...commit, contents: data, content_hash: hash })).result;
-          } catch (e) {
-            if (attempts > 1 && errorSummary(e).startsWith('path/conflict/file')) {
-              const mine = await this.committedEarlier(commit.path, hash);
-              if (mine) return mine;
+        const meta = await this.call(
+          label,
+          async () => {
+            attempts++;
+            try {
+              return (await this.client.dbx.filesUpload({ ...commit, contents: data, content_hash: hash }))
+                .result;
+            } catch (e) {
+              if (attempts > 1 && errorSummary(e).startsWith('path/conflict/file')) {
+                const mine = await this.committedEarlier(commit.path, hash);
+                if (mine) return mine;
+              }
+              throw e;
             }
-            throw e;
-          }
-        }, signal);
+          },
+          signal,
+        );
         checkUploaded(meta, hash, label);
         return;
       }
       // Do not send gigabytes only to learn at the end that the file is there already.
-      if (!opts.overwrite && await this.exists(path, signal)) throw new SyncguardError('EXISTS', '');
+      if (!opts.overwrite && (await this.exists(path, signal))) throw new SyncguardError('EXISTS', '');
       await this.uploadSession(commit, body, size, label, signal);
     } catch (e) {
       if (isSyncguardError(e, 'EXISTS')) {
-        throw new SyncguardError('EXISTS', `${showPath(path)} already exists on Dropbox: restore with --overwrite to replace it, or restore elsewhere`);
+        throw new SyncguardError(
+          'EXISTS',
+          `${showPath(path)} already exists on Dropbox: restore with --overwrite to replace it, or restore elsewhere`,
+        );
       }
       throw e;
     } finally {
@@ -391,7 +516,13 @@ export class DropboxProvider implements Provider {
     }
   }
 
-  private async uploadSession(commit: files.CommitInfo, body: Readable, size: number, label: string, signal?: AbortSignal): Promise<void> {
+  private async uploadSession(
+    commit: files.CommitInfo,
+    body: Readable,
+    size: number,
+    label: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const dbx = this.client.dbx;
     const whole = new DropboxContentHasher();
     const chunks = chunksOf(body, SESSION_CHUNK)[Symbol.asyncIterator]();
@@ -402,19 +533,45 @@ export class DropboxProvider implements Provider {
     while (!current.done) {
       const chunk = current.value;
       total += chunk.length;
-      if (total > size) throw new SyncguardError('INTEGRITY', `${label}: the content is longer than the ${size} bytes announced`);
+      if (total > size)
+        throw new SyncguardError(
+          'INTEGRITY',
+          `${label}: the content is longer than the ${size} bytes announced`,
+        );
       whole.update(chunk);
       const following = await chunks.next();
       if (following.done) {
-        if (total !== size) throw new SyncguardError('INTEGRITY', `${label}: the content has ${total} bytes, ${size} were announced`);
-        if (sessionId === undefined) sessionId = (await this.call(label, () => dbx.filesUploadSessionStart({ close: false, contents: Buffer.alloc(0) }), signal)).result.session_id;
+        if (total !== size)
+          throw new SyncguardError(
+            'INTEGRITY',
+            `${label}: the content has ${total} bytes, ${size} were announced`,
+          );
+        if (sessionId === undefined)
+          sessionId = (
+            await this.call(
+              label,
+              () => dbx.filesUploadSessionStart({ close: false, contents: Buffer.alloc(0) }),
+              signal,
+            )
+          ).result.session_id;
         const hash = whole.digest();
         const meta = await this.finishSession(sessionId, offset, chunk, commit, hash, label, signal);
         checkUploaded(meta, hash, label);
         return;
       }
       if (sessionId === undefined) {
-        sessionId = (await this.call(label, () => dbx.filesUploadSessionStart({ close: false, contents: chunk, content_hash: dropboxContentHash(chunk) }), signal)).result.session_id;
+        sessionId = (
+          await this.call(
+            label,
+            () =>
+              dbx.filesUploadSessionStart({
+                close: false,
+                contents: chunk,
+                content_hash: dropboxContentHash(chunk),
+              }),
+            signal,
+          )
+        ).result.session_id;
       } else {
         await this.appendSession(sessionId, offset, chunk, label, signal);
       }
@@ -425,49 +582,89 @@ export class DropboxProvider implements Provider {
   }
 
   /** append_v2; after a lost response the retry meets incorrect_offset, which says how much arrived. */
-  private async appendSession(sessionId: string, offset: number, chunk: Buffer, label: string, signal?: AbortSignal): Promise<void> {
+  private async appendSession(
+    sessionId: string,
+    offset: number,
+    chunk: Buffer,
+    label: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const dbx = this.client.dbx;
-    await this.call(label, async () => {
-      let from = offset;
-      for (let step = 0; ; step++) {
-        const part = chunk.subarray(from - offset);
-        try {
-          await dbx.filesUploadSessionAppendV2({ cursor: { session_id: sessionId, offset: from }, close: false, contents: part, content_hash: dropboxContentHash(part) });
-          return;
-        } catch (e) {
-          const correct = correctOffset(e);
-          if (correct === undefined || step > 0) throw e;
-          if (correct === offset + chunk.length) return;
-          if (correct <= from || correct > offset + chunk.length) throw lostSession(label, correct, from);
-          from = correct;
+    await this.call(
+      label,
+      async () => {
+        let from = offset;
+        for (let step = 0; ; step++) {
+          const part = chunk.subarray(from - offset);
+          try {
+            await dbx.filesUploadSessionAppendV2({
+              cursor: { session_id: sessionId, offset: from },
+              close: false,
+              contents: part,
+              content_hash: dropboxContentHash(part),
+            });
+            return;
+          } catch (e) {
+            const correct = correctOffset(e);
+            if (correct === undefined || step > 0) throw e;
+            if (correct === offset + chunk.length) return;
+            if (correct <= from || correct > offset + chunk.length) throw lostSession(label, correct, from);
+            from = correct;
+          }
         }
-      }
-    }, signal);
+      },
+      signal,
+    );
   }
 
-  private async finishSession(sessionId: string, offset: number, last: Buffer, commit: files.CommitInfo, wholeHash: string, label: string, signal?: AbortSignal): Promise<files.FileMetadata> {
+  private async finishSession(
+    sessionId: string,
+    offset: number,
+    last: Buffer,
+    commit: files.CommitInfo,
+    wholeHash: string,
+    label: string,
+    signal?: AbortSignal,
+  ): Promise<files.FileMetadata> {
     const dbx = this.client.dbx;
     let attempts = 0;
-    return this.call(label, async () => {
-      attempts++;
-      let from = offset;
-      for (let step = 0; ; step++) {
-        const part = last.subarray(from - offset);
-        try {
-          return (await dbx.filesUploadSessionFinish({ cursor: { session_id: sessionId, offset: from }, commit, contents: part, content_hash: dropboxContentHash(part) })).result;
-        } catch (e) {
-          const correct = correctOffset(e);
-          if (correct !== undefined && step === 0 && correct > from && correct <= offset + last.length) { from = correct; continue; }
-          // An earlier attempt committed the file and lost its answer: the session is gone, the file is there.
-          if (attempts > 1 && /^(lookup_failed\/(not_found|closed)|path\/conflict\/file)/.test(errorSummary(e))) {
-            const mine = await this.committedEarlier(commit.path, wholeHash);
-            if (mine) return mine;
+    return this.call(
+      label,
+      async () => {
+        attempts++;
+        let from = offset;
+        for (let step = 0; ; step++) {
+          const part = last.subarray(from - offset);
+          try {
+            return (
+              await dbx.filesUploadSessionFinish({
+                cursor: { session_id: sessionId, offset: from },
+                commit,
+                contents: part,
+                content_hash: dropboxContentHash(part),
+              })
+            ).result;
+          } catch (e) {
+            const correct = correctOffset(e);
+            if (correct !== undefined && step === 0 && correct > from && correct <= offset + last.length) {
+              from = correct;
+              continue;
+            }
+            // An earlier attempt committed the file and lost its answer: the session is gone, the file is there.
+            if (
+              attempts > 1 &&
+              /^(lookup_failed\/(not_found|closed)|path\/conflict\/file)/.test(errorSummary(e))
+            ) {
+              const mine = await this.committedEarlier(commit.path, wholeHash);
+              if (mine) return mine;
+            }
+            if (correct !== undefined) throw lostSession(label, correct, from);
+            throw e;
           }
-          if (correct !== undefined) throw lostSession(label, correct, from);
-          throw e;
         }
-      }
-    }, signal);
+      },
+      signal,
+    );
   }
 
   /** The file at `path` when it holds exactly `hash`: what an earlier attempt whose answer was lost wrote. */
@@ -487,7 +684,11 @@ export class DropboxProvider implements Provider {
     this.rootReady ??= (async () => {
       const dbx = this.client.dbx;
       setPathRoot(this.client, undefined);
-      const me = await this.call('reading the account (for its team space)', () => dbx.usersGetCurrentAccount(), signal);
+      const me = await this.call(
+        'reading the account (for its team space)',
+        () => dbx.usersGetCurrentAccount(),
+        signal,
+      );
       const rootId = me.result.root_info.root_namespace_id;
       setPathRoot(this.client, JSON.stringify({ '.tag': 'root', root: rootId }));
       this.rootKey = `root:${rootId}` + (this.account.selectUser ? `|user:${this.account.selectUser}` : '');
@@ -505,10 +706,18 @@ export class DropboxProvider implements Provider {
     } catch {
       saved = {};
     }
-    const why = saved.v !== 1 || typeof saved.folders !== 'object' || saved.folders === null ? 'the stored cursor is not a Dropbox cursor of this version'
-      : saved.root !== this.rootKey ? 'the account\'s root changed since the last snapshot'
-        : Object.keys(saved.folders).sort().join('\0') !== this.folders.map((f) => f.key).sort().join('\0') ? 'the account\'s folders changed since the last snapshot'
-          : undefined;
+    const why =
+      saved.v !== 1 || typeof saved.folders !== 'object' || saved.folders === null
+        ? 'the stored cursor is not a Dropbox cursor of this version'
+        : saved.root !== this.rootKey
+          ? "the account's root changed since the last snapshot"
+          : Object.keys(saved.folders).sort().join('\0') !==
+              this.folders
+                .map((f) => f.key)
+                .sort()
+                .join('\0')
+            ? "the account's folders changed since the last snapshot"
+            : undefined;
     if (why) {
       this.ctx.log('info', `dropbox ${this.account.name}: ${why}; listing everything`);
       return undefined;
@@ -523,21 +732,25 @@ export class DropboxProvider implements Provider {
    */
   private call<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const { auth } = this.client;
-    return this.pacer.call(() => withSignal(signal, async () => {
-      try {
-        await auth.checkAndRefreshAccessToken();
-        const used = auth.getAccessToken();
-        try {
-          return await fn();
-        } catch (e) {
-          if (!isExpiredToken(e)) throw e;
-          if (auth.getAccessToken() === used) await auth.refreshAccessToken();
-          return await fn();
-        }
-      } catch (e) {
-        throw this.classify(e, what, signal);
-      }
-    }), signal);
+    return this.pacer.call(
+      () =>
+        withSignal(signal, async () => {
+          try {
+            await auth.checkAndRefreshAccessToken();
+            const used = auth.getAccessToken();
+            try {
+              return await fn();
+            } catch (e) {
+              if (!isExpiredToken(e)) throw e;
+              if (auth.getAccessToken() === used) await auth.refreshAccessToken();
+              return await fn();
+            }
+          } catch (e) {
+            throw this.classify(e, what, signal);
+          }
+        }),
+      signal,
+    );
   }
 
   private classify(err: unknown, what: string, signal?: AbortSignal): SyncguardError {
@@ -550,24 +763,35 @@ export class DropboxProvider implements Provider {
     for (const secret of [...this.secrets, ...(token ? [token] : [])]) {
       if (secret.length >= 6) out = out.split(secret).join('[redacted]');
     }
-    return out.replace(/((?:refresh_token|access_token|client_secret|code_verifier|code)=)[^&\s]+/g, '$1[redacted]').replace(/Bearer\s+\S+/g, 'Bearer [redacted]');
+    return out
+      .replace(/((?:refresh_token|access_token|client_secret|code_verifier|code)=)[^&\s]+/g, '$1[redacted]')
+      .replace(/Bearer\s+\S+/g, 'Bearer [redacted]');
   }
 }
 
 function correctOffset(err: unknown): number | undefined {
   if (!isDropboxResponseError(err) || err.status !== 409) return undefined;
   const e = (err.error as { error?: Record<string, unknown> })?.error;
-  const lookup = (errorTag(err) === 'lookup_failed' ? e?.lookup_failed : e) as { '.tag'?: string; correct_offset?: unknown } | undefined;
-  return lookup?.['.tag'] === 'incorrect_offset' && typeof lookup.correct_offset === 'number' ? lookup.correct_offset : undefined;
+  const lookup = (errorTag(err) === 'lookup_failed' ? e?.lookup_failed : e) as
+    { '.tag'?: string; correct_offset?: unknown } | undefined;
+  return lookup?.['.tag'] === 'incorrect_offset' && typeof lookup.correct_offset === 'number'
+    ? lookup.correct_offset
+    : undefined;
 }
 
 function lostSession(label: string, has: number, sent: number): SyncguardError {
-  return new SyncguardError('PROVIDER_ERROR', `${label}: Dropbox's upload session holds ${has} bytes where ${sent} were expected: upload the file again`);
+  return new SyncguardError(
+    'PROVIDER_ERROR',
+    `${label}: Dropbox's upload session holds ${has} bytes where ${sent} were expected: upload the file again`,
+  );
 }
 
 function checkUploaded(meta: files.FileMetadata, hash: string, label: string): void {
   if (meta.content_hash && meta.content_hash !== hash) {
-    throw new SyncguardError('INTEGRITY', `${label}: Dropbox stored content with hash ${meta.content_hash}, we sent ${hash}`);
+    throw new SyncguardError(
+      'INTEGRITY',
+      `${label}: Dropbox stored content with hash ${meta.content_hash}, we sent ${hash}`,
+    );
   }
 }
 
@@ -578,10 +802,15 @@ async function readExactly(body: Readable, size: number, label: string): Promise
   for await (const part of body) {
     const buf = typeof part === 'string' ? Buffer.from(part) : (part as Buffer);
     total += buf.length;
-    if (total > size) throw new SyncguardError('INTEGRITY', `${label}: the content is longer than the ${size} bytes announced`);
+    if (total > size)
+      throw new SyncguardError(
+        'INTEGRITY',
+        `${label}: the content is longer than the ${size} bytes announced`,
+      );
     parts.push(buf);
   }
-  if (total !== size) throw new SyncguardError('INTEGRITY', `${label}: the content has ${total} bytes, ${size} were announced`);
+  if (total !== size)
+    throw new SyncguardError('INTEGRITY', `${label}: the content has ${total} bytes, ${size} were announced`);
   return Buffer.concat(parts, total);
 }
 

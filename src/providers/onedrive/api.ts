@@ -20,7 +20,8 @@ const GRAPH_BASE = 'https://graph.microsoft.com/';
  *  real host is ever rewritten. */
 const FAKE_GRAPH_BASE = 'https://graph.syncguard.test/';
 const USER_AGENT = 'ISV|syncguard|syncguard/0.1';
-const SELECT = 'id,name,size,file,folder,package,deleted,root,parentReference,lastModifiedDateTime,fileSystemInfo,remoteItem';
+const SELECT =
+  'id,name,size,file,folder,package,deleted,root,parentReference,lastModifiedDateTime,fileSystemInfo,remoteItem';
 
 /** A Graph driveItem, the fields the provider reads. */
 export interface DriveItemJson {
@@ -56,13 +57,19 @@ export interface DriveJson {
  * Graph base above, and the download and upload hosts an emulator names) go to that endpoint, with
  * the host they were meant for in X-Forwarded-Host, as a reverse proxy would send them.
  */
-export function endpointFetch(endpoint: string | undefined, base: typeof fetch): { baseUrl: string; fetch: typeof fetch } {
+export function endpointFetch(
+  endpoint: string | undefined,
+  base: typeof fetch,
+): { baseUrl: string; fetch: typeof fetch } {
   if (!endpoint) return { baseUrl: GRAPH_BASE, fetch: base };
   const url = new URL(endpoint);
-  if (url.protocol === 'https:') return { baseUrl: url.origin + url.pathname.replace(/\/*$/, '/'), fetch: base };
+  if (url.protocol === 'https:')
+    return { baseUrl: url.origin + url.pathname.replace(/\/*$/, '/'), fetch: base };
   const target = url.origin + url.pathname.replace(/\/+$/, '');
   const rewriting = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
-    const original = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+    const original = new URL(
+      typeof input === 'string' ? input : input instanceof URL ? input.href : input.url,
+    );
     if (!original.hostname.endsWith('.test')) return base(input, init);
     const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
     headers.set('x-forwarded-host', original.host);
@@ -79,7 +86,10 @@ export function endpointFetch(endpoint: string | undefined, base: typeof fetch):
 class FetchHandler implements Middleware {
   constructor(private readonly f: typeof fetch) {}
   async execute(ctx: Context): Promise<void> {
-    ctx.response = await this.f(ctx.request as Parameters<typeof fetch>[0], { ...(ctx.options as RequestInit), redirect: 'manual' });
+    ctx.response = await this.f(ctx.request as Parameters<typeof fetch>[0], {
+      ...(ctx.options as RequestInit),
+      redirect: 'manual',
+    });
   }
 }
 
@@ -129,13 +139,19 @@ export class GraphApi {
    * One Graph call through the pacer: retried when throttled or unavailable, refreshed once and
    * repeated when the token is refused (401), translated by classify() otherwise.
    */
-  call<T>(what: string, fn: (api: Api) => Promise<T>, opts: { signal?: AbortSignal; write?: boolean } = {}): Promise<T> {
+  call<T>(
+    what: string,
+    fn: (api: Api) => Promise<T>,
+    opts: { signal?: AbortSignal; write?: boolean } = {},
+  ): Promise<T> {
     const ctx = { what, account: this.o.account };
     return this.o.pacer.call(async () => {
       const tokens = opts.write ? this.o.writeTokens() : this.o.tokens;
       let token = await tokens.get(opts.signal);
       const api: Api = (path) => {
-        const r = this.client.api(path).middlewareOptions([new AuthenticationHandlerOptions({ getAccessToken: async () => token })]);
+        const r = this.client
+          .api(path)
+          .middlewareOptions([new AuthenticationHandlerOptions({ getAccessToken: async () => token })]);
         return opts.signal ? r.option('signal', opts.signal) : r;
       };
       try {
@@ -166,11 +182,16 @@ export class GraphApi {
 
   getDrive(ref: { me: true } | { driveId: string }, signal?: AbortSignal): Promise<DriveJson> {
     const path = 'me' in ref ? '/me/drive' : `/drives/${encodeURIComponent(ref.driveId)}`;
-    return this.call('reading the drive', (api) => api(path).select('id,driveType,name,webUrl').get(), { signal });
+    return this.call('reading the drive', (api) => api(path).select('id,driveType,name,webUrl').get(), {
+      signal,
+    });
   }
 
   /** `site` is Graph's "hostname:/server-relative-path" (or a bare hostname for the root site). */
-  getSite(site: string, signal?: AbortSignal): Promise<{ id: string; webUrl?: string; displayName?: string }> {
+  getSite(
+    site: string,
+    signal?: AbortSignal,
+  ): Promise<{ id: string; webUrl?: string; displayName?: string }> {
     return this.call(`finding the SharePoint site ${site}`, (api) => api(`/sites/${site}`).get(), { signal });
   }
 
@@ -178,7 +199,11 @@ export class GraphApi {
     const out: DriveJson[] = [];
     let url: string | undefined = `/sites/${encodeURIComponent(siteId)}/drives`;
     while (url) {
-      const page: { value: DriveJson[]; '@odata.nextLink'?: string } = await this.call('listing the site\'s document libraries', (api) => api(url!).get(), { signal });
+      const page: { value: DriveJson[]; '@odata.nextLink'?: string } = await this.call(
+        "listing the site's document libraries",
+        (api) => api(url!).get(),
+        { signal },
+      );
       out.push(...page.value);
       url = page['@odata.nextLink'];
     }
@@ -186,7 +211,14 @@ export class GraphApi {
   }
 
   getRoot(driveId: string, signal?: AbortSignal): Promise<DriveItemJson> {
-    return this.call('reading the drive\'s root', (api) => api(`/drives/${encodeURIComponent(driveId)}/root`).select('id').get(), { signal });
+    return this.call(
+      "reading the drive's root",
+      (api) =>
+        api(`/drives/${encodeURIComponent(driveId)}/root`)
+          .select('id')
+          .get(),
+      { signal },
+    );
   }
 
   /** The first delta request of a full enumeration. */
@@ -195,20 +227,28 @@ export class GraphApi {
   }
 
   /** One page of delta; a 410 (resyncRequired and its kin) gives the Location to start over from. */
-  async deltaPage(url: string, signal?: AbortSignal): Promise<{ page: DeltaPage } | { resync: true; location?: string; code: string }> {
+  async deltaPage(
+    url: string,
+    signal?: AbortSignal,
+  ): Promise<{ page: DeltaPage } | { resync: true; location?: string; code: string }> {
     try {
       return { page: await this.call('listing changes', (api) => api(url).get(), { signal }) };
     } catch (e) {
       if (e instanceof SyncguardError && e.code === 'CURSOR_RESET') {
         const cause = e.cause as { headers?: Headers; code?: string } | undefined;
-        return { resync: true, location: cause?.headers?.get('location') ?? undefined, code: cause?.code ?? 'resyncRequired' };
+        return {
+          resync: true,
+          location: cause?.headers?.get('location') ?? undefined,
+          code: cause?.code ?? 'resyncRequired',
+        };
       }
       throw e;
     }
   }
 
   async *children(driveId: string, itemId: string, signal?: AbortSignal): AsyncGenerator<DriveItemJson> {
-    let url: string | undefined = `/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}/children?$select=${SELECT}`;
+    let url: string | undefined =
+      `/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}/children?$select=${SELECT}`;
     while (url) {
       const page: DeltaPage = await this.call('listing a folder', (api) => api(url!).get(), { signal });
       yield* page.value;
@@ -217,36 +257,67 @@ export class GraphApi {
   }
 
   /** Where a file's content can be fetched without a token: GET /content answers 302 to it. */
-  async contentLocation(driveId: string, itemId: string, what: string, signal?: AbortSignal): Promise<string> {
-    return this.call(what, async (api) => {
-      const res: Response = await api(`/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}/content`).responseType(ResponseType.RAW).get();
-      const location = res.headers.get('location');
-      if (res.status >= 300 && res.status < 400 && location) {
-        await res.body?.cancel();
-        return new URL(location, this.baseUrl).href;
-      }
-      if (res.ok) {
-        // Graph always redirects; a proxy that serves the bytes itself is read again from the same URL.
-        await res.body?.cancel();
-        return res.url;
-      }
-      throw await HttpError.from(res);
-    }, { signal });
+  async contentLocation(
+    driveId: string,
+    itemId: string,
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<string> {
+    return this.call(
+      what,
+      async (api) => {
+        const res: Response = await api(
+          `/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}/content`,
+        )
+          .responseType(ResponseType.RAW)
+          .get();
+        const location = res.headers.get('location');
+        if (res.status >= 300 && res.status < 400 && location) {
+          await res.body?.cancel();
+          return new URL(location, this.baseUrl).href;
+        }
+        if (res.ok) {
+          // Graph always redirects; a proxy that serves the bytes itself is read again from the same URL.
+          await res.body?.cancel();
+          return res.url;
+        }
+        throw await HttpError.from(res);
+      },
+      { signal },
+    );
   }
 
   async item(driveId: string, itemId: string, signal?: AbortSignal): Promise<DriveItemJson | undefined> {
     try {
-      return await this.call('reading a folder\'s details', (api) => api(`/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}`).select(SELECT).get(), { signal });
+      return await this.call(
+        "reading a folder's details",
+        (api) =>
+          api(`/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}`)
+            .select(SELECT)
+            .get(),
+        { signal },
+      );
     } catch (e) {
       if (e instanceof SyncguardError && e.code === 'NOT_FOUND') return undefined;
       throw e;
     }
   }
 
-  async itemByPath(driveId: string, path: string, signal?: AbortSignal, write = false): Promise<DriveItemJson | undefined> {
-    const p = path === '' ? `/drives/${encodeURIComponent(driveId)}/root` : `/drives/${encodeURIComponent(driveId)}/root:/${encodePath(path)}`;
+  async itemByPath(
+    driveId: string,
+    path: string,
+    signal?: AbortSignal,
+    write = false,
+  ): Promise<DriveItemJson | undefined> {
+    const p =
+      path === ''
+        ? `/drives/${encodeURIComponent(driveId)}/root`
+        : `/drives/${encodeURIComponent(driveId)}/root:/${encodePath(path)}`;
     try {
-      return await this.call(`looking up ${path || 'the root'}`, (api) => api(p).select(SELECT).get(), { signal, write });
+      return await this.call(`looking up ${path || 'the root'}`, (api) => api(p).select(SELECT).get(), {
+        signal,
+        write,
+      });
     } catch (e) {
       if (e instanceof SyncguardError && e.code === 'NOT_FOUND') return undefined;
       throw e;
@@ -254,10 +325,23 @@ export class GraphApi {
   }
 
   /** Creates a folder; undefined when the name exists already (409). */
-  async createFolder(driveId: string, parentId: string, name: string, signal?: AbortSignal): Promise<DriveItemJson | undefined> {
+  async createFolder(
+    driveId: string,
+    parentId: string,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<DriveItemJson | undefined> {
     try {
-      return await this.call(`creating the folder ${name}`, (api) => api(`/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(parentId)}/children`)
-        .post({ name, folder: {}, '@microsoft.graph.conflictBehavior': 'fail' }), { signal, write: true });
+      return await this.call(
+        `creating the folder ${name}`,
+        (api) =>
+          api(`/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(parentId)}/children`).post({
+            name,
+            folder: {},
+            '@microsoft.graph.conflictBehavior': 'fail',
+          }),
+        { signal, write: true },
+      );
     } catch (e) {
       if (e instanceof SyncguardError && e.code === 'EXISTS') return undefined;
       throw e;
@@ -265,16 +349,44 @@ export class GraphApi {
   }
 
   /** The simple upload (up to 4 MiB). 409 nameAlreadyExists → EXISTS when conflict is "fail". */
-  putContent(driveId: string, parentId: string, name: string, body: Buffer, conflict: 'fail' | 'replace', what: string, signal?: AbortSignal): Promise<DriveItemJson> {
+  putContent(
+    driveId: string,
+    parentId: string,
+    name: string,
+    body: Buffer,
+    conflict: 'fail' | 'replace',
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<DriveItemJson> {
     const path = `/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(parentId)}:/${encodeURIComponent(name)}:/content?@microsoft.graph.conflictBehavior=${conflict}`;
-    return this.call(what, (api) => api(path).header('Content-Type', 'application/octet-stream').put(body), { signal, write: true });
+    return this.call(what, (api) => api(path).header('Content-Type', 'application/octet-stream').put(body), {
+      signal,
+      write: true,
+    });
   }
 
-  patchItem(driveId: string, itemId: string, patch: Record<string, unknown>, what: string, signal?: AbortSignal): Promise<DriveItemJson> {
-    return this.call(what, (api) => api(`/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}`).patch(patch), { signal, write: true });
+  patchItem(
+    driveId: string,
+    itemId: string,
+    patch: Record<string, unknown>,
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<DriveItemJson> {
+    return this.call(
+      what,
+      (api) => api(`/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}`).patch(patch),
+      { signal, write: true },
+    );
   }
 
-  createUploadSession(driveId: string, parentId: string, name: string, item: Record<string, unknown>, what: string, signal?: AbortSignal): Promise<{ uploadUrl: string; nextExpectedRanges?: string[] }> {
+  createUploadSession(
+    driveId: string,
+    parentId: string,
+    name: string,
+    item: Record<string, unknown>,
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<{ uploadUrl: string; nextExpectedRanges?: string[] }> {
     const path = `/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(parentId)}:/${encodeURIComponent(name)}:/createUploadSession`;
     return this.call(what, (api) => api(path).post({ item }), { signal, write: true });
   }

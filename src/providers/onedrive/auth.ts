@@ -23,14 +23,20 @@ export const REFRESH_TOKEN_LIFETIME_MS = 90 * 24 * 3600 * 1000;
 
 /** Delegated permissions: reading every file the user can open; SharePoint sites need Sites.Read.All
  *  to be found by name; writing back (restore into OneDrive) needs Files.ReadWrite.All. */
-export function scopesFor(account: Pick<OnedriveAccountConfig, 'drive'>, opts: { write?: boolean } = {}): string[] {
+export function scopesFor(
+  account: Pick<OnedriveAccountConfig, 'drive'>,
+  opts: { write?: boolean } = {},
+): string[] {
   const scopes = ['Files.Read.All'];
   if (typeof account.drive === 'object' && 'site' in account.drive) scopes.push('Sites.Read.All');
   if (opts.write) scopes.push('Files.ReadWrite.All');
   return scopes;
 }
 
-export function credentialsPath(account: Pick<OnedriveAccountConfig, 'credentials'>, configDir: string): string {
+export function credentialsPath(
+  account: Pick<OnedriveAccountConfig, 'credentials'>,
+  configDir: string,
+): string {
   return expandHome(account.credentials, configDir);
 }
 
@@ -79,7 +85,10 @@ async function readIfExists(path: string): Promise<string | undefined> {
  * `fresh` starts from an empty cache: a new sign-in replaces the old one.
  */
 class FileCachePlugin implements ICachePlugin {
-  constructor(private readonly path: string, private fresh = false) {}
+  constructor(
+    private readonly path: string,
+    private fresh = false,
+  ) {}
 
   async beforeCacheAccess(ctx: Parameters<ICachePlugin['beforeCacheAccess']>[0]): Promise<void> {
     if (this.fresh) return;
@@ -87,13 +96,21 @@ class FileCachePlugin implements ICachePlugin {
     try {
       text = await readIfExists(this.path);
     } catch (e) {
-      throw new SyncguardError('PROVIDER_AUTH', `the OneDrive credentials file ${this.path} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
+      throw new SyncguardError(
+        'PROVIDER_AUTH',
+        `the OneDrive credentials file ${this.path} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+        { cause: e },
+      );
     }
     if (text === undefined) return;
     try {
       ctx.tokenCache.deserialize(text);
     } catch (e) {
-      throw new SyncguardError('PROVIDER_AUTH', `the OneDrive credentials file ${this.path} is not a token cache`, { cause: e });
+      throw new SyncguardError(
+        'PROVIDER_AUTH',
+        `the OneDrive credentials file ${this.path} is not a token cache`,
+        { cause: e },
+      );
     }
   }
 
@@ -106,32 +123,52 @@ class FileCachePlugin implements ICachePlugin {
 
 /** Where MSAL sends sign-in requests. `authority` http://… (an emulator) keeps MSAL's own https
  *  authority, which it insists on, and rewrites the requests in the network client. */
-function loginTarget(account: Pick<OnedriveAccountConfig, 'authority' | 'tenant'>): { authority: string; rewriteTo?: string } {
+function loginTarget(account: Pick<OnedriveAccountConfig, 'authority' | 'tenant'>): {
+  authority: string;
+  rewriteTo?: string;
+} {
   const tenant = encodeURIComponent(account.tenant);
   if (!account.authority) return { authority: `https://${LOGIN_HOST}/${tenant}` };
   const url = new URL(account.authority);
-  if (url.protocol === 'http:') return { authority: `https://${LOGIN_HOST}/${tenant}`, rewriteTo: url.origin + url.pathname.replace(/\/+$/, '') };
+  if (url.protocol === 'http:')
+    return {
+      authority: `https://${LOGIN_HOST}/${tenant}`,
+      rewriteTo: url.origin + url.pathname.replace(/\/+$/, ''),
+    };
   return { authority: `${url.origin}${url.pathname.replace(/\/+$/, '')}/${tenant}` };
 }
 
 /** MSAL's network module on top of fetch, so that a test's fetch sees sign-in calls too. */
 function networkClient(fetchImpl: typeof fetch, rewriteTo?: string): INetworkModule {
-  const send = async <T>(method: 'GET' | 'POST', url: string, options?: NetworkRequestOptions): Promise<NetworkResponse<T>> => {
+  const send = async <T>(
+    method: 'GET' | 'POST',
+    url: string,
+    options?: NetworkRequestOptions,
+  ): Promise<NetworkResponse<T>> => {
     let target = url;
     if (rewriteTo) {
       const u = new URL(url);
       if (u.hostname === LOGIN_HOST) target = rewriteTo + u.pathname + u.search;
     }
-    const res = await fetchImpl(target, { method, headers: options?.headers, body: method === 'POST' ? options?.body : undefined });
+    const res = await fetchImpl(target, {
+      method,
+      headers: options?.headers,
+      body: method === 'POST' ? options?.body : undefined,
+    });
     const text = await res.text();
     let body: unknown;
     try {
       body = text ? JSON.parse(text) : {};
     } catch {
-      body = { error: res.status >= 500 ? 'temporarily_unavailable' : 'invalid_response', error_description: `HTTP ${res.status} from the sign-in service` };
+      body = {
+        error: res.status >= 500 ? 'temporarily_unavailable' : 'invalid_response',
+        error_description: `HTTP ${res.status} from the sign-in service`,
+      };
     }
     const headers: Record<string, string> = {};
-    res.headers.forEach((v, k) => { headers[k] = v; });
+    res.headers.forEach((v, k) => {
+      headers[k] = v;
+    });
     return { status: res.status, headers, body: body as T };
   };
   return {
@@ -147,7 +184,10 @@ export interface MsalAppOptions {
   fresh?: boolean;
 }
 
-export function createMsalApp(account: Pick<OnedriveAccountConfig, 'clientId' | 'tenant' | 'authority'>, opts: MsalAppOptions): PublicClientApplication {
+export function createMsalApp(
+  account: Pick<OnedriveAccountConfig, 'clientId' | 'tenant' | 'authority'>,
+  opts: MsalAppOptions,
+): PublicClientApplication {
   const { authority, rewriteTo } = loginTarget(account);
   const fetchImpl = opts.fetch ?? globalThis.fetch.bind(globalThis);
   return new PublicClientApplication({
@@ -188,7 +228,8 @@ export class TokenSource {
   async refresh(stale: string | undefined): Promise<string> {
     // A silent acquisition already on its way may bring back the very token that was refused.
     if (this.inFlight) await this.inFlight.catch(() => undefined);
-    if (this.token && this.token.value !== stale && this.token.expiresOn - Date.now() > 120_000) return this.token.value;
+    if (this.token && this.token.value !== stale && this.token.expiresOn - Date.now() > 120_000)
+      return this.token.value;
     return this.acquire(true);
   }
 
@@ -199,18 +240,36 @@ export class TokenSource {
         const accounts = await this.app.getTokenCache().getAllAccounts();
         const acct: AccountInfo | undefined = accounts[0];
         if (!acct) {
-          throw new SyncguardError('PROVIDER_AUTH', `no OneDrive sign-in is saved in ${this.account.credentialsPath}: run \`syncguard auth onedrive --account ${this.account.name}\``);
+          throw new SyncguardError(
+            'PROVIDER_AUTH',
+            `no OneDrive sign-in is saved in ${this.account.credentialsPath}: run \`syncguard auth onedrive --account ${this.account.name}\``,
+          );
         }
         const r = await this.app.acquireTokenSilent({ account: acct, scopes: this.scopes, forceRefresh });
-        if (!r?.accessToken) throw new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${this.account.name}" gave no access token: ${authHint(this.account.name)}`);
+        if (!r?.accessToken)
+          throw new SyncguardError(
+            'PROVIDER_AUTH',
+            `the OneDrive sign-in of account "${this.account.name}" gave no access token: ${authHint(this.account.name)}`,
+          );
         this.token = { value: r.accessToken, expiresOn: r.expiresOn?.getTime() ?? Date.now() + 600_000 };
         return r.accessToken;
       } catch (e) {
-        throw classify(e, { account: this.account.name, write: this.write, what: 'refreshing the access token' });
+        throw classify(e, {
+          account: this.account.name,
+          write: this.write,
+          what: 'refreshing the access token',
+        });
       }
     })();
     this.inFlight = p;
-    p.then(() => { this.inFlight = undefined; }, () => { this.inFlight = undefined; });
+    p.then(
+      () => {
+        this.inFlight = undefined;
+      },
+      () => {
+        this.inFlight = undefined;
+      },
+    );
     return p;
   }
 }
@@ -232,7 +291,9 @@ export interface OnedriveAuthOptions {
  * `credentials` path, replacing any earlier sign-in. Throws PROVIDER_AUTH when the sign-in is declined
  * or the code expires, ABORTED when the signal fires.
  */
-export async function runOnedriveAuth(opts: OnedriveAuthOptions): Promise<{ credentialsPath: string; username?: string }> {
+export async function runOnedriveAuth(
+  opts: OnedriveAuthOptions,
+): Promise<{ credentialsPath: string; username?: string }> {
   const { account } = opts;
   throwIfAborted(opts.signal);
   const path = credentialsPath(account, opts.configDir);
@@ -241,13 +302,24 @@ export async function runOnedriveAuth(opts: OnedriveAuthOptions): Promise<{ cred
     scopes: scopesFor(account, { write: opts.write }),
     cancel: false,
     deviceCodeCallback: (r: { verificationUri: string; userCode: string; expiresIn: number }) => {
-      opts.print(`To sign in to OneDrive for account "${account.name}", open ${r.verificationUri} and enter the code ${r.userCode}`);
-      opts.print(`Waiting for the sign-in to finish (the code is valid for ${Math.round(r.expiresIn / 60)} minutes)…`);
+      opts.print(
+        `To sign in to OneDrive for account "${account.name}", open ${r.verificationUri} and enter the code ${r.userCode}`,
+      );
+      opts.print(
+        `Waiting for the sign-in to finish (the code is valid for ${Math.round(r.expiresIn / 60)} minutes)…`,
+      );
     },
   };
   const aborted = new Promise<never>((_, reject) => {
     if (!opts.signal) return;
-    opts.signal.addEventListener('abort', () => { request.cancel = true; reject(abortError(opts.signal)); }, { once: true });
+    opts.signal.addEventListener(
+      'abort',
+      () => {
+        request.cancel = true;
+        reject(abortError(opts.signal));
+      },
+      { once: true },
+    );
   });
   aborted.catch(() => {});
   let result;
@@ -257,7 +329,11 @@ export async function runOnedriveAuth(opts: OnedriveAuthOptions): Promise<{ cred
     if (opts.signal?.aborted) throw abortError(opts.signal);
     throw classify(e, { account: account.name, write: opts.write, what: 'signing in' });
   }
-  if (!result?.account) throw new SyncguardError('PROVIDER_AUTH', `the Microsoft sign-in for account "${account.name}" returned no account: try again`);
+  if (!result?.account)
+    throw new SyncguardError(
+      'PROVIDER_AUTH',
+      `the Microsoft sign-in for account "${account.name}" returned no account: try again`,
+    );
   return { credentialsPath: path, username: result.account.username || undefined };
 }
 
@@ -271,7 +347,10 @@ interface SerializedCache {
  * (MSAL's `cached_at`) plus the refresh token's 90-day lifetime. Undefined when nothing is saved.
  * Tenant policies can end a sign-in earlier; this is the latest it can last.
  */
-export async function tokenExpiry(account: Pick<OnedriveAccountConfig, 'credentials'>, configDir: string): Promise<Date | undefined> {
+export async function tokenExpiry(
+  account: Pick<OnedriveAccountConfig, 'credentials'>,
+  configDir: string,
+): Promise<Date | undefined> {
   const path = credentialsPath(account, configDir);
   const text = await readIfExists(path).catch(() => undefined);
   if (!text) return undefined;
@@ -283,7 +362,8 @@ export async function tokenExpiry(account: Pick<OnedriveAccountConfig, 'credenti
   }
   if (!cache.RefreshToken || Object.keys(cache.RefreshToken).length === 0) return undefined;
   let last = 0;
-  for (const at of Object.values(cache.AccessToken ?? {})) last = Math.max(last, Number(at.cached_at ?? 0) * 1000);
+  for (const at of Object.values(cache.AccessToken ?? {}))
+    last = Math.max(last, Number(at.cached_at ?? 0) * 1000);
   if (!last) last = (await fsp.stat(path)).mtimeMs;
   return new Date(last + REFRESH_TOKEN_LIFETIME_MS);
 }

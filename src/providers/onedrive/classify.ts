@@ -45,8 +45,23 @@ interface StatusLike {
   name?: string;
 }
 
-const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ECONNABORTED',
-  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ERR_STREAM_PREMATURE_CLOSE']);
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'ECONNABORTED',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
 
 /** Retry-After is seconds or an HTTP date (RFC 9110 §10.2.3). */
 export function retryAfterMs(headers: Headers | undefined): number | undefined {
@@ -59,10 +74,21 @@ export function retryAfterMs(headers: Headers | undefined): number | undefined {
 
 /** Whether an error is a dropped connection or another network failure (also inside a cause chain). */
 export function isNetworkError(err: unknown): boolean {
-  for (let e = err as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (
+    let e = err as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown } | undefined,
+      depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
     if (typeof e.code === 'string' && NETWORK_CODES.has(e.code)) return true;
     if (e.name === 'TypeError' && (e.message === 'fetch failed' || e.message === 'terminated')) return true;
-    if (e.name === 'SocketError' || e.name === 'ConnectTimeoutError' || e.name === 'HeadersTimeoutError' || e.name === 'BodyTimeoutError') return true;
+    if (
+      e.name === 'SocketError' ||
+      e.name === 'ConnectTimeoutError' ||
+      e.name === 'HeadersTimeoutError' ||
+      e.name === 'BodyTimeoutError'
+    )
+      return true;
   }
   return false;
 }
@@ -72,39 +98,92 @@ function isAbort(err: unknown): boolean {
   return e?.name === 'AbortError' || e?.code === 'AbortError' || e?.code === 'ABORT_ERR';
 }
 
-const INTERACTION_CODES = new Set(['invalid_grant', 'interaction_required', 'consent_required', 'login_required', 'no_tokens_found', 'bad_token', 'refresh_token_expired', 'native_account_unavailable']);
+const INTERACTION_CODES = new Set([
+  'invalid_grant',
+  'interaction_required',
+  'consent_required',
+  'login_required',
+  'no_tokens_found',
+  'bad_token',
+  'refresh_token_expired',
+  'native_account_unavailable',
+]);
 
 /** An MSAL error (it has an errorCode). Only MSAL's error code, sub-error and the AADSTS number are
  *  quoted: never a token, never the request. */
 function classifyMsal(err: unknown, ctx: ClassifyContext): SyncguardError {
   const account = ctx.account;
-  const e = (err ?? {}) as { errorCode?: string; subError?: string; errorMessage?: string; message?: string; status?: number; name?: string };
+  const e = (err ?? {}) as {
+    errorCode?: string;
+    subError?: string;
+    errorMessage?: string;
+    message?: string;
+    status?: number;
+    name?: string;
+  };
   // MSAL reports the device code flow's other answers (authorization_declined, expired_token, …)
   // as post_request_failed, with the server's error code at the end of its message.
-  const polled = e.errorCode === 'post_request_failed' ? /([a-z]+(?:_[a-z]+)+)\s*$/.exec(e.errorMessage ?? '')?.[1] : undefined;
+  const polled =
+    e.errorCode === 'post_request_failed'
+      ? /([a-z]+(?:_[a-z]+)+)\s*$/.exec(e.errorMessage ?? '')?.[1]
+      : undefined;
   const code = polled ?? e.errorCode ?? '';
   const sub = e.subError ?? '';
   const aadsts = /AADSTS\d+/.exec(e.errorMessage ?? e.message ?? '')?.[0];
   const tag = [code, sub, aadsts].filter(Boolean).join(', ') || e.name || 'error';
   const what = ctx.what;
   if (code === 'network_error' || isNetworkError(err)) {
-    return new SyncguardError('PROVIDER_UNAVAILABLE', `the Microsoft sign-in service could not be reached while ${what} (${tag}); it is retried`, { cause: err });
+    return new SyncguardError(
+      'PROVIDER_UNAVAILABLE',
+      `the Microsoft sign-in service could not be reached while ${what} (${tag}); it is retried`,
+      { cause: err },
+    );
   }
-  if (e.status === 429) return new SyncguardError('PROVIDER_RATE_LIMITED', `the Microsoft sign-in service is throttling requests (${tag})`, { cause: err });
+  if (e.status === 429)
+    return new SyncguardError(
+      'PROVIDER_RATE_LIMITED',
+      `the Microsoft sign-in service is throttling requests (${tag})`,
+      { cause: err },
+    );
   if (code === 'temporarily_unavailable' || code === 'server_error' || (e.status ?? 0) >= 500) {
-    return new SyncguardError('PROVIDER_UNAVAILABLE', `the Microsoft sign-in service failed while ${what} (${tag}); it is retried`, { cause: err });
+    return new SyncguardError(
+      'PROVIDER_UNAVAILABLE',
+      `the Microsoft sign-in service failed while ${what} (${tag}); it is retried`,
+      { cause: err },
+    );
   }
   const consent = sub === 'consent_required' || code === 'consent_required' || aadsts === 'AADSTS65001';
   if (consent && ctx.write) {
-    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" does not allow writing (${tag}): run \`syncguard auth onedrive --account ${account} --write\` to allow restoring into OneDrive`, { cause: err });
+    return new SyncguardError(
+      'PROVIDER_AUTH',
+      `the OneDrive sign-in of account "${account}" does not allow writing (${tag}): run \`syncguard auth onedrive --account ${account} --write\` to allow restoring into OneDrive`,
+      { cause: err },
+    );
   }
   if (err instanceof InteractionRequiredAuthError || INTERACTION_CODES.has(code)) {
-    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" has expired or was revoked (${tag}): run \`syncguard auth onedrive --account ${account}\` again`, { cause: err });
+    return new SyncguardError(
+      'PROVIDER_AUTH',
+      `the OneDrive sign-in of account "${account}" has expired or was revoked (${tag}): run \`syncguard auth onedrive --account ${account}\` again`,
+      { cause: err },
+    );
   }
-  if (code === 'expired_token' || code === 'authorization_declined' || code === 'bad_verification_code' || code === 'device_code_polling_cancelled') {
-    return new SyncguardError('PROVIDER_AUTH', `the OneDrive sign-in of account "${account}" did not finish (${tag}): run \`syncguard auth onedrive --account ${account}\` and complete the sign-in in the browser`, { cause: err });
+  if (
+    code === 'expired_token' ||
+    code === 'authorization_declined' ||
+    code === 'bad_verification_code' ||
+    code === 'device_code_polling_cancelled'
+  ) {
+    return new SyncguardError(
+      'PROVIDER_AUTH',
+      `the OneDrive sign-in of account "${account}" did not finish (${tag}): run \`syncguard auth onedrive --account ${account}\` and complete the sign-in in the browser`,
+      { cause: err },
+    );
   }
-  return new SyncguardError('PROVIDER_AUTH', `signing in to OneDrive for account "${account}" failed (${tag}): check the account's clientId and tenant, and that the app registration allows public client flows (docs/onedrive.md)`, { cause: err });
+  return new SyncguardError(
+    'PROVIDER_AUTH',
+    `signing in to OneDrive for account "${account}" failed (${tag}): check the account's clientId and tenant, and that the app registration allows public client flows (docs/onedrive.md)`,
+    { cause: err },
+  );
 }
 
 /**
@@ -121,26 +200,63 @@ export function classify(err: unknown, ctx: ClassifyContext): SyncguardError {
   // The Graph client wraps whatever a middleware threw into a GraphError with status -1 and the
   // thrown error's name as its code.
   if (status === -1) {
-    if (e.code === 'AbortError') return new SyncguardError('ABORTED', `OneDrive: ${ctx.what} was aborted`, { cause: err });
+    if (e.code === 'AbortError')
+      return new SyncguardError('ABORTED', `OneDrive: ${ctx.what} was aborted`, { cause: err });
     if (isNetworkError(err) || e.code === 'TypeError') {
-      return new SyncguardError('PROVIDER_UNAVAILABLE', `OneDrive could not be reached while ${ctx.what} (${e.message || 'network error'}); it is retried`, { cause: err });
+      return new SyncguardError(
+        'PROVIDER_UNAVAILABLE',
+        `OneDrive could not be reached while ${ctx.what} (${e.message || 'network error'}); it is retried`,
+        { cause: err },
+      );
     }
-    return new SyncguardError('PROVIDER_ERROR', `OneDrive: ${ctx.what} failed: ${e.message || String(err)}`, { cause: err });
+    return new SyncguardError('PROVIDER_ERROR', `OneDrive: ${ctx.what} failed: ${e.message || String(err)}`, {
+      cause: err,
+    });
   }
   const code = e.code ? ` ${e.code}` : '';
   const detail = `HTTP ${status}${code}`;
   if (status === 401) {
-    return new SyncguardError('PROVIDER_AUTH', `OneDrive refused the sign-in of account "${ctx.account}" while ${ctx.what} (${detail}): run \`syncguard auth onedrive --account ${ctx.account}\` again`, { cause: err });
+    return new SyncguardError(
+      'PROVIDER_AUTH',
+      `OneDrive refused the sign-in of account "${ctx.account}" while ${ctx.what} (${detail}): run \`syncguard auth onedrive --account ${ctx.account}\` again`,
+      { cause: err },
+    );
   }
   if (status === 403) {
-    return new SyncguardError('PROVIDER_ERROR', `OneDrive denied access while ${ctx.what} (${detail}): check that the signed-in user may read this drive and that the app has the permissions docs/onedrive.md lists`, { cause: err });
+    return new SyncguardError(
+      'PROVIDER_ERROR',
+      `OneDrive denied access while ${ctx.what} (${detail}): check that the signed-in user may read this drive and that the app has the permissions docs/onedrive.md lists`,
+      { cause: err },
+    );
   }
-  if (status === 404) return new SyncguardError('NOT_FOUND', `OneDrive: ${ctx.what}: not found (${detail})`, { cause: err });
-  if (status === 409 && e.code === 'nameAlreadyExists') return new SyncguardError('EXISTS', `OneDrive: ${ctx.what}: the name exists already (${detail})`, { cause: err });
-  if (status === 410) return new SyncguardError('CURSOR_RESET', `OneDrive forgot the change cursor while ${ctx.what} (${detail}): a full listing follows`, { cause: err });
+  if (status === 404)
+    return new SyncguardError('NOT_FOUND', `OneDrive: ${ctx.what}: not found (${detail})`, { cause: err });
+  if (status === 409 && e.code === 'nameAlreadyExists')
+    return new SyncguardError('EXISTS', `OneDrive: ${ctx.what}: the name exists already (${detail})`, {
+      cause: err,
+    });
+  if (status === 410)
+    return new SyncguardError(
+      'CURSOR_RESET',
+      `OneDrive forgot the change cursor while ${ctx.what} (${detail}): a full listing follows`,
+      { cause: err },
+    );
   if (status === 429 || status === 503 || status === 509) {
-    return new SyncguardError('PROVIDER_RATE_LIMITED', `OneDrive is throttling requests while ${ctx.what} (${detail})`, { cause: err, retryAfterMs: retryAfterMs(e.headers) });
+    return new SyncguardError(
+      'PROVIDER_RATE_LIMITED',
+      `OneDrive is throttling requests while ${ctx.what} (${detail})`,
+      { cause: err, retryAfterMs: retryAfterMs(e.headers) },
+    );
   }
-  if (status >= 500) return new SyncguardError('PROVIDER_UNAVAILABLE', `OneDrive failed while ${ctx.what} (${detail}); it is retried`, { cause: err });
-  return new SyncguardError('PROVIDER_ERROR', `OneDrive refused ${ctx.what} (${detail}${e.message ? `: ${e.message}` : ''})`, { cause: err });
+  if (status >= 500)
+    return new SyncguardError(
+      'PROVIDER_UNAVAILABLE',
+      `OneDrive failed while ${ctx.what} (${detail}); it is retried`,
+      { cause: err },
+    );
+  return new SyncguardError(
+    'PROVIDER_ERROR',
+    `OneDrive refused ${ctx.what} (${detail}${e.message ? `: ${e.message}` : ''})`,
+    { cause: err },
+  );
 }

@@ -3,7 +3,8 @@ import type { Change, PreviousState, RemoteEntry } from '../types.js';
 import type { DriveItemJson } from './api.js';
 
 export const PACKAGE_REASON = 'OneNote notebook (package): export it from OneNote';
-export const REMOTE_REASON = 'shared from another drive ("Add to My files"): add that drive as an account of its own, with drive: { driveId }';
+export const REMOTE_REASON =
+  'shared from another drive ("Add to My files"): add that drive as an account of its own, with drive: { driveId }';
 
 /** What the round keeps of a driveItem: little, since a full enumeration holds the whole drive. */
 export interface RoundItem {
@@ -22,7 +23,15 @@ export interface RoundItem {
 }
 
 export function toRoundItem(raw: DriveItemJson): RoundItem {
-  const kind = raw.root ? 'root' : raw.package ? 'package' : raw.remoteItem ? 'remote' : raw.folder ? 'dir' : 'file';
+  const kind = raw.root
+    ? 'root'
+    : raw.package
+      ? 'package'
+      : raw.remoteItem
+        ? 'remote'
+        : raw.folder
+          ? 'dir'
+          : 'file';
   const modified = raw.fileSystemInfo?.lastModifiedDateTime ?? raw.lastModifiedDateTime;
   return {
     id: raw.id,
@@ -30,7 +39,7 @@ export function toRoundItem(raw: DriveItemJson): RoundItem {
     parentId: raw.parentReference?.id,
     kind,
     deleted: raw.deleted !== undefined,
-    size: kind === 'file' ? raw.size ?? 0 : 0,
+    size: kind === 'file' ? (raw.size ?? 0) : 0,
     modified: modified ? new Date(modified) : new Date(0),
     quickXor: raw.file?.hashes?.quickXorHash,
     sha256: raw.file?.hashes?.sha256Hash?.toLowerCase(),
@@ -110,7 +119,13 @@ export class Round {
       if (it.deleted || it.kind === 'root' || it.name === undefined || it.parentId === undefined) r = GONE;
       else {
         const parent = this.resolve(it.parentId, depth + 1);
-        r = parent.path === undefined ? parent : { path: parent.path === '' ? it.name : `${parent.path}/${it.name}`, inPackage: parent.inPackage || it.kind === 'package' };
+        r =
+          parent.path === undefined
+            ? parent
+            : {
+                path: parent.path === '' ? it.name : `${parent.path}/${it.name}`,
+                inPackage: parent.inPackage || it.kind === 'package',
+              };
       }
     } else {
       const prev = this.previous?.byId(id);
@@ -167,7 +182,8 @@ export class Round {
   foldersToList(): string[] {
     if (!this.previous) return [];
     const named = new Map<string, number>();
-    for (const it of this.items.values()) if (!it.deleted && it.parentId) named.set(it.parentId, (named.get(it.parentId) ?? 0) + 1);
+    for (const it of this.items.values())
+      if (!it.deleted && it.parentId) named.set(it.parentId, (named.get(it.parentId) ?? 0) + 1);
     const out: string[] = [];
     for (const it of this.items.values()) {
       if (it.deleted || it.context || it.kind !== 'dir' || this.previous.byId(it.id)) continue;
@@ -219,7 +235,9 @@ export class Round {
         type: it.kind === 'dir' ? 'dir' : 'file',
         size: it.kind === 'dir' ? 0 : it.size,
         modified: it.modified,
-        ...(it.kind === 'file' && it.quickXor ? { hash: { algo: 'quickxor' as const, value: it.quickXor } } : {}),
+        ...(it.kind === 'file' && it.quickXor
+          ? { hash: { algo: 'quickxor' as const, value: it.quickXor } }
+          : {}),
         id: it.id,
       });
     }
@@ -237,10 +255,15 @@ export class Round {
         for (const e of this.previous.below(oldPath)) {
           if (e.id && this.items.has(e.id)) continue;
           const now = this.movedPath(e.path, 0);
-          if (now.path === undefined || now.inPackage || !this.inScope(now.path) || upserts.has(now.path)) continue;
+          if (now.path === undefined || now.inPackage || !this.inScope(now.path) || upserts.has(now.path))
+            continue;
           const reason = unsafeReason(now.path);
           if (reason) {
-            errors.push({ kind: 'error', path: now.path, message: `refused the name OneDrive gave: ${reason}` });
+            errors.push({
+              kind: 'error',
+              path: now.path,
+              message: `refused the name OneDrive gave: ${reason}`,
+            });
             continue;
           }
           upserts.set(now.path, { ...e, path: now.path });
@@ -250,7 +273,12 @@ export class Round {
 
     if (opts.full) {
       for (const f of this.folders) {
-        if (f !== '' && !seenFolders.has(f.toLowerCase())) errors.push({ kind: 'error', path: f, message: 'the folder does not exist in this drive: check the account\'s folders' });
+        if (f !== '' && !seenFolders.has(f.toLowerCase()))
+          errors.push({
+            kind: 'error',
+            path: f,
+            message: "the folder does not exist in this drive: check the account's folders",
+          });
       }
     }
 

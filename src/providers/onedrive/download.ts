@@ -34,20 +34,37 @@ export interface DownloadContext {
  * stream errors with INTEGRITY at its end when they differ from what Graph reported. A connection
  * cut in the middle resumes with a Range request, so the consumer sees every byte once.
  */
-export async function openItem(ctx: DownloadContext, entry: RemoteEntry, signal?: AbortSignal): Promise<Readable> {
+export async function openItem(
+  ctx: DownloadContext,
+  entry: RemoteEntry,
+  signal?: AbortSignal,
+): Promise<Readable> {
   throwIfAborted(signal);
-  if (!entry.id) throw new SyncguardError('PROVIDER_ERROR', `cannot read ${showPath(entry.path)} from OneDrive: the entry has no item id`);
+  if (!entry.id)
+    throw new SyncguardError(
+      'PROVIDER_ERROR',
+      `cannot read ${showPath(entry.path)} from OneDrive: the entry has no item id`,
+    );
   const id = entry.id;
   const what = `reading ${showPath(entry.path)}`;
   const cctx = { what, account: ctx.account };
   let url = await ctx.api.contentLocation(ctx.driveId, id, what, signal);
 
   const fetchAt = async (offset: number): Promise<Response> => {
-    const attempt = () => ctx.api.plain(what, async (http) => {
-      const res = await http(url, { headers: offset > 0 ? { Range: `bytes=${offset}-` } : {}, signal, redirect: 'manual' });
-      if (res.status === 200 || res.status === 206) return res;
-      throw await HttpError.from(res);
-    }, signal);
+    const attempt = () =>
+      ctx.api.plain(
+        what,
+        async (http) => {
+          const res = await http(url, {
+            headers: offset > 0 ? { Range: `bytes=${offset}-` } : {},
+            signal,
+            redirect: 'manual',
+          });
+          if (res.status === 200 || res.status === 206) return res;
+          throw await HttpError.from(res);
+        },
+        signal,
+      );
     try {
       return await attempt();
     } catch (e) {
@@ -73,12 +90,16 @@ export async function openItem(ctx: DownloadContext, entry: RemoteEntry, signal?
     for (;;) {
       let skip = 0;
       if (offset > 0) {
-        if (res.status === 200) skip = offset; // the server ignored Range: drop what we have already given
+        if (res.status === 200)
+          skip = offset; // the server ignored Range: drop what we have already given
         else {
           const start = Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]);
           if (start !== offset) {
             await res.body?.cancel();
-            throw new SyncguardError('PROVIDER_ERROR', `OneDrive resumed ${showPath(entry.path)} at the wrong place (asked for byte ${offset})`);
+            throw new SyncguardError(
+              'PROVIDER_ERROR',
+              `OneDrive resumed ${showPath(entry.path)} at the wrong place (asked for byte ${offset})`,
+            );
           }
         }
       }
@@ -105,7 +126,10 @@ export async function openItem(ctx: DownloadContext, entry: RemoteEntry, signal?
         cutsWithoutProgress = offset === lastCutAt ? cutsWithoutProgress + 1 : 0;
         lastCutAt = offset;
         if (++cuts > MAX_CUTS || cutsWithoutProgress >= MAX_CUTS_WITHOUT_PROGRESS) throw err;
-        ctx.log('debug', `OneDrive: ${what}: the connection broke after ${offset} bytes (${err.message}); resuming`);
+        ctx.log(
+          'debug',
+          `OneDrive: ${what}: the connection broke after ${offset} bytes (${err.message}); resuming`,
+        );
         res = await fetchAt(offset);
       }
     }
@@ -122,10 +146,16 @@ export async function openItem(ctx: DownloadContext, entry: RemoteEntry, signal?
     }
     if (problems.length === 0) return;
     if (ctx.business && OFFICE.test(entry.path)) {
-      ctx.log('warn', `OneDrive: ${showPath(entry.path)} differs from what OneDrive reported (${problems.join('; ')}): SharePoint rewrites Office documents when they are downloaded, so the bytes read are kept`);
+      ctx.log(
+        'warn',
+        `OneDrive: ${showPath(entry.path)} differs from what OneDrive reported (${problems.join('; ')}): SharePoint rewrites Office documents when they are downloaded, so the bytes read are kept`,
+      );
       return;
     }
-    throw new SyncguardError('INTEGRITY', `the bytes of ${showPath(entry.path)} read from OneDrive do not match what OneDrive reported (${problems.join('; ')}): the download was corrupted or the file changed while it was read`);
+    throw new SyncguardError(
+      'INTEGRITY',
+      `the bytes of ${showPath(entry.path)} read from OneDrive do not match what OneDrive reported (${problems.join('; ')}): the download was corrupted or the file changed while it was read`,
+    );
   }
 
   return Readable.from(bytes(), { objectMode: false });

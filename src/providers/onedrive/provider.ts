@@ -5,7 +5,14 @@ import type { Log } from '../../log.js';
 import { normaliseFolder } from '../../paths.js';
 import { Pacer } from '../_pacer.js';
 import type { ProviderContext } from '../registry.js';
-import type { Change, ChangesOptions, Provider, ProviderFeatures, RemoteEntry, UploadOptions } from '../types.js';
+import type {
+  Change,
+  ChangesOptions,
+  Provider,
+  ProviderFeatures,
+  RemoteEntry,
+  UploadOptions,
+} from '../types.js';
 import { GraphApi, type DriveJson } from './api.js';
 import { TokenSource, createMsalApp, credentialsPath, scopesFor } from './auth.js';
 import { Round, toRoundItem } from './delta.js';
@@ -32,7 +39,13 @@ export interface OnedriveProviderOptions {
  * pre-authenticated download URLs, and writes back for restores. Every call goes through one Pacer.
  */
 export class OnedriveProvider implements Provider {
-  readonly features: ProviderFeatures = { deltaListing: true, nativeHash: 'quickxor', canUpload: true, local: false, caseInsensitive: true };
+  readonly features: ProviderFeatures = {
+    deltaListing: true,
+    nativeHash: 'quickxor',
+    canUpload: true,
+    local: false,
+    caseInsensitive: true,
+  };
   private readonly api: GraphApi;
   private readonly pacer: Pacer;
   private readonly folders: string[];
@@ -42,15 +55,27 @@ export class OnedriveProvider implements Provider {
   /** SHA-256 that Graph reported for files listed by this provider (Personal only), checked by open(). */
   private readonly sha256 = new Map<string, string>();
 
-  constructor(private readonly account: OnedriveAccountConfig, ctx: ProviderContext, opts: OnedriveProviderOptions = {}) {
+  constructor(
+    private readonly account: OnedriveAccountConfig,
+    ctx: ProviderContext,
+    opts: OnedriveProviderOptions = {},
+  ) {
     this.log = ctx.log;
-    this.folders = [...new Set(account.folders.map((f) => {
-      try {
-        return normaliseFolder(f);
-      } catch (e) {
-        throw new SyncguardError('CONFIG', `account "${account.name}": folders: ${(e as Error).message}`, { cause: e });
-      }
-    }))];
+    this.folders = [
+      ...new Set(
+        account.folders.map((f) => {
+          try {
+            return normaliseFolder(f);
+          } catch (e) {
+            throw new SyncguardError(
+              'CONFIG',
+              `account "${account.name}": folders: ${(e as Error).message}`,
+              { cause: e },
+            );
+          }
+        }),
+      ),
+    ];
     if (this.folders.includes('')) this.folders = [];
     const cachePath = credentialsPath(account, ctx.configDir);
     const app = createMsalApp(account, { cachePath, fetch: ctx.fetch });
@@ -64,14 +89,17 @@ export class OnedriveProvider implements Provider {
       fetch: ctx.fetch,
       pacer: this.pacer,
       tokens,
-      writeTokens: () => (writeTokens ??= new TokenSource(app, scopesFor(account, { write: true }), who, true)),
+      writeTokens: () =>
+        (writeTokens ??= new TokenSource(app, scopesFor(account, { write: true }), who, true)),
     });
   }
 
   private driveInfo(signal?: AbortSignal): Promise<DriveInfo> {
     if (!this.drive) {
       this.drive = this.resolveDrive(signal);
-      this.drive.catch(() => { this.drive = undefined; });
+      this.drive.catch(() => {
+        this.drive = undefined;
+      });
     }
     return this.drive;
   }
@@ -85,7 +113,11 @@ export class OnedriveProvider implements Provider {
       else drive = await this.siteLibrary(d.site, d.library, signal);
     } catch (e) {
       if (e instanceof SyncguardError && e.code === 'NOT_FOUND') {
-        throw new SyncguardError('CONFIG', `the drive of account "${this.account.name}" was not found (${JSON.stringify(d)}): check the account's drive`, { cause: e });
+        throw new SyncguardError(
+          'CONFIG',
+          `the drive of account "${this.account.name}" was not found (${JSON.stringify(d)}): check the account's drive`,
+          { cause: e },
+        );
       }
       throw e;
     }
@@ -101,17 +133,26 @@ export class OnedriveProvider implements Provider {
       siteJson = await this.api.getSite(ref, signal);
     } catch (e) {
       if (e instanceof SyncguardError && e.code === 'NOT_FOUND') {
-        throw new SyncguardError('CONFIG', `the SharePoint site "${site}" of account "${this.account.name}" was not found: give drive.site as "contoso.sharepoint.com:/sites/name"`, { cause: e });
+        throw new SyncguardError(
+          'CONFIG',
+          `the SharePoint site "${site}" of account "${this.account.name}" was not found: give drive.site as "contoso.sharepoint.com:/sites/name"`,
+          { cause: e },
+        );
       }
       throw e;
     }
     const drives = await this.api.listSiteDrives(siteJson.id, signal);
     const want = library.toLowerCase();
-    const urlName = (w?: string) => (w ? decodeURIComponent(w.replace(/\/+$/, '').split('/').pop() ?? '') : '').toLowerCase();
-    const found = drives.find((x) => x.name?.toLowerCase() === want) ?? drives.find((x) => urlName(x.webUrl) === want);
+    const urlName = (w?: string) =>
+      (w ? decodeURIComponent(w.replace(/\/+$/, '').split('/').pop() ?? '') : '').toLowerCase();
+    const found =
+      drives.find((x) => x.name?.toLowerCase() === want) ?? drives.find((x) => urlName(x.webUrl) === want);
     if (!found) {
       const names = drives.map((x) => `"${x.name}"`).join(', ') || 'none';
-      throw new SyncguardError('CONFIG', `the SharePoint site "${site}" has no document library "${library}" (it has ${names}): check the account's drive.library`);
+      throw new SyncguardError(
+        'CONFIG',
+        `the SharePoint site "${site}" has no document library "${library}" (it has ${names}): check the account's drive.library`,
+      );
     }
     return found;
   }
@@ -121,13 +162,20 @@ export class OnedriveProvider implements Provider {
     try {
       const u = new URL(cursor);
       const base = new URL(this.api.baseUrl);
-      return u.protocol === 'https:' && u.host === base.host && decodeURIComponent(u.pathname).toLowerCase().includes(`/drives/${driveId.toLowerCase()}/root/delta`);
+      return (
+        u.protocol === 'https:' &&
+        u.host === base.host &&
+        decodeURIComponent(u.pathname).toLowerCase().includes(`/drives/${driveId.toLowerCase()}/root/delta`)
+      );
     } catch {
       return false;
     }
   }
 
-  async *changes(cursor?: string, opts: ChangesOptions = {}): AsyncGenerator<Change, string | undefined, undefined> {
+  async *changes(
+    cursor?: string,
+    opts: ChangesOptions = {},
+  ): AsyncGenerator<Change, string | undefined, undefined> {
     const { signal } = opts;
     throwIfAborted(signal);
     const d = await this.driveInfo(signal);
@@ -140,7 +188,10 @@ export class OnedriveProvider implements Provider {
         full = false;
       } else {
         // Without the previous state, ids cannot be placed; a cursor of another drive means nothing here.
-        this.log('warn', `OneDrive account "${this.account.name}": the saved change cursor cannot be used (${opts.previous ? 'it belongs to another drive' : 'no previous state'}); listing everything`);
+        this.log(
+          'warn',
+          `OneDrive account "${this.account.name}": the saved change cursor cannot be used (${opts.previous ? 'it belongs to another drive' : 'no previous state'}); listing everything`,
+        );
         reset = true;
       }
     }
@@ -153,8 +204,15 @@ export class OnedriveProvider implements Provider {
       const r = await this.api.deltaPage(url, signal);
       if ('resync' in r) {
         // 410: the cursor is too old or the drive changed under it (driveitem-delta, "resyncRequired").
-        if (++resyncs > MAX_RESYNCS) throw new SyncguardError('PROVIDER_ERROR', `OneDrive asked ${resyncs} times in a row to start the listing over (${r.code}): try again later`);
-        this.log('info', `OneDrive account "${this.account.name}": the change cursor expired (${r.code}); listing everything`);
+        if (++resyncs > MAX_RESYNCS)
+          throw new SyncguardError(
+            'PROVIDER_ERROR',
+            `OneDrive asked ${resyncs} times in a row to start the listing over (${r.code}): try again later`,
+          );
+        this.log(
+          'info',
+          `OneDrive account "${this.account.name}": the change cursor expired (${r.code}); listing everything`,
+        );
         url = r.location && this.sameHost(r.location) ? r.location : this.api.deltaStart(d.driveId);
         full = true;
         reset = true;
@@ -163,9 +221,13 @@ export class OnedriveProvider implements Provider {
       }
       for (const raw of r.page.value) if (raw?.id) round.add(toRoundItem(raw));
       const next = r.page['@odata.nextLink'];
-      if (next) { url = next; continue; }
+      if (next) {
+        url = next;
+        continue;
+      }
       deltaLink = r.page['@odata.deltaLink'];
-      if (!deltaLink) throw new SyncguardError('PROVIDER_ERROR', 'OneDrive ended a change listing without a deltaLink');
+      if (!deltaLink)
+        throw new SyncguardError('PROVIDER_ERROR', 'OneDrive ended a change listing without a deltaLink');
       break;
     }
     if (!full) await this.listMovedIn(round, d.driveId, signal);
@@ -218,21 +280,29 @@ export class OnedriveProvider implements Provider {
         throwIfAborted(signal);
         fetched.add(id);
         const raw = await this.api.item(driveId, id, signal);
-        round.add(raw ? { ...toRoundItem(raw), context: true } : { id, kind: 'dir', deleted: true, size: 0, modified: new Date(0), context: true });
+        round.add(
+          raw
+            ? { ...toRoundItem(raw), context: true }
+            : { id, kind: 'dir', deleted: true, size: 0, modified: new Date(0), context: true },
+        );
       }
     }
   }
 
   async open(entry: RemoteEntry, signal?: AbortSignal): Promise<Readable> {
     const d = await this.driveInfo(signal);
-    return openItem({
-      api: this.api,
-      account: this.account.name,
-      driveId: d.driveId,
-      business: d.driveType !== 'personal',
-      log: this.log,
-      sha256Of: (id) => this.sha256.get(id),
-    }, entry, signal);
+    return openItem(
+      {
+        api: this.api,
+        account: this.account.name,
+        driveId: d.driveId,
+        business: d.driveType !== 'personal',
+        log: this.log,
+        sha256Of: (id) => this.sha256.get(id),
+      },
+      entry,
+      signal,
+    );
   }
 
   private async write(signal?: AbortSignal): Promise<OnedriveWriter> {
@@ -277,7 +347,10 @@ export function siteRef(site: string): string {
   host = host.replace(/\/+$/, '');
   path = path.replace(/^\/+|\/+$/g, '');
   if (!/^[A-Za-z0-9.-]+$/.test(host)) {
-    throw new SyncguardError('CONFIG', `drive.site "${site}" does not start with a host name: write it as "contoso.sharepoint.com:/sites/name"`);
+    throw new SyncguardError(
+      'CONFIG',
+      `drive.site "${site}" does not start with a host name: write it as "contoso.sharepoint.com:/sites/name"`,
+    );
   }
   return path === '' ? host : `${host}:/${path.split('/').map(encodeURIComponent).join('/')}`;
 }

@@ -33,7 +33,10 @@ class ChunkReader {
   async read(n: number): Promise<Buffer> {
     while (this.pendingLength < n && !this.ended) {
       const r = await this.it.next();
-      if (r.done) { this.ended = true; break; }
+      if (r.done) {
+        this.ended = true;
+        break;
+      }
       const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
       this.pending.push(b);
       this.pendingLength += b.length;
@@ -83,12 +86,26 @@ export class OnedriveWriter {
       current = current === '' ? seg : `${current}/${seg}`;
       const key = current.toLowerCase();
       const known = this.folders.get(key);
-      if (known) { parentId = known; continue; }
+      if (known) {
+        parentId = known;
+        continue;
+      }
       let item: DriveItemJson | undefined = await api.itemByPath(driveId, current, signal);
       // Created by someone else between the look-up and the create: the second look-up finds it.
-      if (!item) item = (await api.createFolder(driveId, parentId, seg, signal)) ?? (await api.itemByPath(driveId, current, signal));
-      if (!item) throw new SyncguardError('PROVIDER_ERROR', `OneDrive neither created nor found the folder ${showPath(current)}`);
-      if (!item.folder) throw new SyncguardError('EXISTS', `${showPath(current)} is a file in OneDrive, where a folder is needed: move it away or restore to another folder`);
+      if (!item)
+        item =
+          (await api.createFolder(driveId, parentId, seg, signal)) ??
+          (await api.itemByPath(driveId, current, signal));
+      if (!item)
+        throw new SyncguardError(
+          'PROVIDER_ERROR',
+          `OneDrive neither created nor found the folder ${showPath(current)}`,
+        );
+      if (!item.folder)
+        throw new SyncguardError(
+          'EXISTS',
+          `${showPath(current)} is a file in OneDrive, where a folder is needed: move it away or restore to another folder`,
+        );
       this.folders.set(key, item.id);
       parentId = item.id;
     }
@@ -96,7 +113,10 @@ export class OnedriveWriter {
   }
 
   private existsError(path: string): SyncguardError {
-    return new SyncguardError('EXISTS', `${showPath(path)} exists in OneDrive already: restore with --overwrite to replace it, or restore into another folder`);
+    return new SyncguardError(
+      'EXISTS',
+      `${showPath(path)} exists in OneDrive already: restore with --overwrite to replace it, or restore into another folder`,
+    );
   }
 
   async upload(path: string, body: Readable, size: number, opts: UploadOptions): Promise<void> {
@@ -111,7 +131,9 @@ export class OnedriveWriter {
     const parentId = await this.folderId(parent, signal);
     if (!opts.overwrite && (await api.itemByPath(driveId, path, signal))) throw this.existsError(path);
     const conflict = opts.overwrite ? 'replace' : 'fail';
-    const fsInfo = opts.modified ? { fileSystemInfo: { lastModifiedDateTime: opts.modified.toISOString() } } : {};
+    const fsInfo = opts.modified
+      ? { fileSystemInfo: { lastModifiedDateTime: opts.modified.toISOString() } }
+      : {};
     const reader = new ChunkReader(body);
     try {
       if (size <= SIMPLE_UPLOAD_MAX) {
@@ -124,16 +146,31 @@ export class OnedriveWriter {
           if (!(e instanceof SyncguardError && e.code === 'EXISTS')) throw e;
           // A retried PUT whose first answer was lost meets the file it created itself.
           const there = await api.itemByPath(driveId, path, signal);
-          if (!there || there.file?.hashes?.quickXorHash !== quickXorHash(buf) || there.size !== buf.length) throw this.existsError(path);
+          if (!there || there.file?.hashes?.quickXorHash !== quickXorHash(buf) || there.size !== buf.length)
+            throw this.existsError(path);
           item = there;
         }
         // The simple upload cannot carry fileSystemInfo: set the modified time afterwards.
-        if (opts.modified) await api.patchItem(driveId, item.id, fsInfo, `setting the modified time of ${showPath(path)}`, signal);
+        if (opts.modified)
+          await api.patchItem(
+            driveId,
+            item.id,
+            fsInfo,
+            `setting the modified time of ${showPath(path)}`,
+            signal,
+          );
         return;
       }
       let session: { uploadUrl: string };
       try {
-        session = await api.createUploadSession(driveId, parentId, name, { '@microsoft.graph.conflictBehavior': conflict, ...fsInfo }, what, signal);
+        session = await api.createUploadSession(
+          driveId,
+          parentId,
+          name,
+          { '@microsoft.graph.conflictBehavior': conflict, ...fsInfo },
+          what,
+          signal,
+        );
       } catch (e) {
         if (e instanceof SyncguardError && e.code === 'EXISTS') throw this.existsError(path);
         throw e;
@@ -142,7 +179,11 @@ export class OnedriveWriter {
         await this.sendFragments(session.uploadUrl, reader, size, path, signal);
       } catch (e) {
         // Leave no half upload behind; the session would expire by itself, but not at once.
-        await api.plain(`cancelling the upload of ${showPath(path)}`, (http) => http(session.uploadUrl, { method: 'DELETE' })).catch(() => undefined);
+        await api
+          .plain(`cancelling the upload of ${showPath(path)}`, (http) =>
+            http(session.uploadUrl, { method: 'DELETE' }),
+          )
+          .catch(() => undefined);
         if (e instanceof SyncguardError && e.code === 'EXISTS') throw this.existsError(path);
         throw e;
       }
@@ -154,53 +195,89 @@ export class OnedriveWriter {
   private async expectEnd(reader: ChunkReader, got: number, size: number, path: string): Promise<void> {
     const extra = got === size ? (await reader.read(1)).length : 0;
     if (got !== size || extra > 0) {
-      throw new SyncguardError('INTEGRITY', `the content given for ${showPath(path)} is ${got < size ? 'shorter' : 'longer'} than its size (${size} bytes): nothing was written`);
+      throw new SyncguardError(
+        'INTEGRITY',
+        `the content given for ${showPath(path)} is ${got < size ? 'shorter' : 'longer'} than its size (${size} bytes): nothing was written`,
+      );
     }
   }
 
   /** Sends the fragments in order, without the token (Graph may refuse one with 401). After a lost
    *  answer, the session's nextExpectedRanges says where to go on. */
-  private async sendFragments(uploadUrl: string, reader: ChunkReader, size: number, path: string, signal?: AbortSignal): Promise<void> {
+  private async sendFragments(
+    uploadUrl: string,
+    reader: ChunkReader,
+    size: number,
+    path: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const { api } = this.ctx;
     const what = `writing ${showPath(path)}`;
     let offset = 0;
     while (offset < size) {
       const want = Math.min(FRAGMENT, size - offset);
       const chunk = await reader.read(want);
-      if (offset + chunk.length === size || chunk.length < want) await this.expectEnd(reader, offset + chunk.length, size, path);
+      if (offset + chunk.length === size || chunk.length < want)
+        await this.expectEnd(reader, offset + chunk.length, size, path);
       let sent = 0;
       while (sent < chunk.length) {
         const start = offset + sent;
         const piece = chunk.subarray(sent);
-        const r = await api.plain(what, async (http) => {
-          const res = await http(uploadUrl, {
-            method: 'PUT',
-            headers: { 'Content-Range': `bytes ${start}-${start + piece.length - 1}/${size}` },
-            body: piece,
-            signal,
-          });
-          if (res.status === 200 || res.status === 201) { await res.body?.cancel(); return { done: true as const }; }
-          if (res.status === 202) return { next: firstExpected(((await res.json()) as { nextExpectedRanges?: unknown }).nextExpectedRanges) };
-          if (res.status === 416) {
-            // We sent this range before and lost the answer: ask where the session stands.
-            await res.body?.cancel();
-            const st = await http(uploadUrl, { signal });
-            if (!st.ok) throw await HttpError.from(st);
-            return { next: firstExpected(((await st.json()) as { nextExpectedRanges?: unknown }).nextExpectedRanges) };
-          }
-          throw await HttpError.from(res);
-        }, signal);
+        const r = await api.plain(
+          what,
+          async (http) => {
+            const res = await http(uploadUrl, {
+              method: 'PUT',
+              headers: { 'Content-Range': `bytes ${start}-${start + piece.length - 1}/${size}` },
+              body: piece,
+              signal,
+            });
+            if (res.status === 200 || res.status === 201) {
+              await res.body?.cancel();
+              return { done: true as const };
+            }
+            if (res.status === 202)
+              return {
+                next: firstExpected(
+                  ((await res.json()) as { nextExpectedRanges?: unknown }).nextExpectedRanges,
+                ),
+              };
+            if (res.status === 416) {
+              // We sent this range before and lost the answer: ask where the session stands.
+              await res.body?.cancel();
+              const st = await http(uploadUrl, { signal });
+              if (!st.ok) throw await HttpError.from(st);
+              return {
+                next: firstExpected(
+                  ((await st.json()) as { nextExpectedRanges?: unknown }).nextExpectedRanges,
+                ),
+              };
+            }
+            throw await HttpError.from(res);
+          },
+          signal,
+        );
         if ('done' in r) {
-          if (start + piece.length !== size) throw new SyncguardError('PROVIDER_ERROR', `OneDrive finished the upload of ${showPath(path)} before its last byte`);
+          if (start + piece.length !== size)
+            throw new SyncguardError(
+              'PROVIDER_ERROR',
+              `OneDrive finished the upload of ${showPath(path)} before its last byte`,
+            );
           return;
         }
         if (r.next === undefined || r.next < offset || r.next > offset + chunk.length) {
-          throw new SyncguardError('PROVIDER_ERROR', `OneDrive's upload session for ${showPath(path)} asks for byte ${r.next ?? '?'} while byte ${start} was sent: start the restore again`);
+          throw new SyncguardError(
+            'PROVIDER_ERROR',
+            `OneDrive's upload session for ${showPath(path)} asks for byte ${r.next ?? '?'} while byte ${start} was sent: start the restore again`,
+          );
         }
         sent = r.next - offset;
       }
       offset += chunk.length;
     }
-    throw new SyncguardError('PROVIDER_ERROR', `OneDrive did not finish the upload of ${showPath(path)} after its last byte`);
+    throw new SyncguardError(
+      'PROVIDER_ERROR',
+      `OneDrive did not finish the upload of ${showPath(path)} after its last byte`,
+    );
   }
 }
