@@ -9,7 +9,7 @@ import type { AccountConfig, Config } from './config/schema.js';
 import { SyncguardError, isSyncguardError } from './errors.js';
 import { acquireRunLock, type RunLock } from './lock.js';
 import { silentLog, type Log } from './log.js';
-import { expandHome } from './providers/local.js';
+import { expandHome } from './util.js';
 import { createProvider } from './providers/registry.js';
 import type { Provider, ProviderStats } from './providers/types.js';
 import { diff, ls, type DiffResult, type LsResult, type SnapshotSummary } from './snapshot/browse.js';

@@ -20,19 +20,7 @@ import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAck } from './commands/ack.js';
 import type { Io } from './output.js';
-
-export const EXIT = { ok: 0, failed: 1, usage: 2, partial: 3, tripwire: 4 } as const;
-
-const EXIT_HELP = `
-Exit codes:
-  0  done
-  1  failed (nothing usable was produced; the message says why)
-  2  usage or config error (nothing was written)
-  3  done, but some files could not be read (listed in the snapshot and in the output)
-  4  done, and the ransomware tripwire fired (the snapshot is kept and marked)
-
-Config: --config <file>, else $SYNCGUARD_CONFIG, else ./syncguard.yaml.
-`;
+import { EXIT, EXIT_HELP } from './exit.js';
 
 export function buildProgram(cli: Cli): Command {
   const program = new Command('syncguard')

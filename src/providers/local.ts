@@ -1,18 +1,12 @@
 import { promises as fsp, type Stats } from 'node:fs';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { LocalAccountConfig } from '../config/schema.js';
 import { SyncguardError, throwIfAborted } from '../errors.js';
 import { unsafeReason } from '../paths.js';
+import { expandHome } from '../util.js';
 import type { ProviderContext } from './registry.js';
 import type { Change, ChangesOptions, Provider, ProviderFeatures, RemoteEntry } from './types.js';
-
-export function expandHome(p: string, base = process.cwd()): string {
-  if (p === '~') return homedir();
-  if (p.startsWith('~/')) return join(homedir(), p.slice(2));
-  return resolve(base, p);
-}
 
 /**
  * Any folder on disk, such as the one a Dropbox, OneDrive, iCloud Drive or Google Drive desktop

@@ -8,7 +8,7 @@ import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
-import { expandHome } from '../providers/local.js';
+import { expandHome } from '../util.js';
 import { snapshotId } from '../snapshot/layout.js';
 import type { TripwireAnalysis } from '../snapshot/tripwire.js';
 import type { LockExtension } from '../snapshot/retention.js';

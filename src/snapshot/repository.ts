@@ -22,6 +22,7 @@ import {
   SNAPSHOTS,
 } from './layout.js';
 import { readManifest, type ManifestHeader } from './manifest.js';
+import { forEachLimit } from '../util.js';
 
 export interface Location {
   object: string;
@@ -367,24 +368,4 @@ export function parseAt(at: string): Date {
     'USAGE',
     `--at "${at}" is not a snapshot id, a date (2026-11-20) or a date-time (2026-11-20T18:30 or 2026-11-20T18:30:00Z)`,
   );
-}
-
-export async function forEachLimit<T>(
-  items: Iterable<T>,
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  const it = items[Symbol.iterator]();
-  let failed: unknown;
-  const worker = async () => {
-    for (let r = it.next(); !r.done && failed === undefined; r = it.next()) {
-      try {
-        await fn(r.value);
-      } catch (e) {
-        failed ??= e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
-  if (failed !== undefined) throw failed;
 }

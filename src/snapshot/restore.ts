@@ -13,7 +13,8 @@ import { isUnder, joinUnder, normaliseFolder, showPath } from '../paths.js';
 import type { Provider } from '../providers/types.js';
 import { checkBuffer, openContent, readPackSpan } from './content.js';
 import type { FailedFile, ManifestEntry } from './manifest.js';
-import { forEachLimit, type Repository, type SnapshotInfo } from './repository.js';
+import { type Repository, type SnapshotInfo } from './repository.js';
+import { forEachLimit } from '../util.js';
 
 export type RestoreTarget =
   | { kind: 'dir'; dir: string }

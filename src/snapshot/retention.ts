@@ -21,7 +21,8 @@ import { SyncguardError, isSyncguardError, throwIfAborted } from '../errors.js';
 import { showPath } from '../paths.js';
 import { BLOBS, PACKS, blobSha, isPackIndexKey, packKeyOfIndex } from './layout.js';
 import type { ManifestHeader } from './manifest.js';
-import { forEachLimit, type Repository, type SnapshotInfo } from './repository.js';
+import { type Repository, type SnapshotInfo } from './repository.js';
+import { forEachLimit } from '../util.js';
 import { listAcks, tripwireState, type TripwireState } from './tripwire.js';
 
 const DAY = 86_400_000;

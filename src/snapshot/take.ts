@@ -23,13 +23,8 @@ import {
   type ManifestHeader,
   type SkippedFile,
 } from './manifest.js';
-import {
-  forEachLimit,
-  type ContentIndex,
-  type Location,
-  type Packer,
-  type Repository,
-} from './repository.js';
+import { type ContentIndex, type Location, type Packer, type Repository } from './repository.js';
+import { forEachLimit } from '../util.js';
 import { VERSION } from '../version.js';
 
 export interface SnapshotAccount {

@@ -15,7 +15,8 @@ import { showPath } from '../paths.js';
 import { readAll, type Store } from '../store/types.js';
 import { ackKey, ackPrefix, parseAckKey } from './layout.js';
 import type { ManifestEntry, ManifestHeader } from './manifest.js';
-import { forEachLimit, type Repository } from './repository.js';
+import { type Repository } from './repository.js';
+import { forEachLimit } from '../util.js';
 import type { InspectInput } from './take.js';
 
 const SAMPLE = 4096;

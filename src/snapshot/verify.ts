@@ -5,7 +5,8 @@ import { showPath } from '../paths.js';
 import { blobSha } from './layout.js';
 import { checkBuffer, readPackSpan } from './content.js';
 import type { ManifestEntry } from './manifest.js';
-import { forEachLimit, type Repository } from './repository.js';
+import { type Repository } from './repository.js';
+import { forEachLimit } from '../util.js';
 
 export interface VerifyProblem {
   /** The object, or the manifest, that is missing or damaged. */

@@ -1,5 +1,5 @@
 import type { StoreConfig } from '../config/schema.js';
-import { expandHome } from '../providers/local.js';
+import { expandHome } from '../util.js';
 import { FsStore } from './fs.js';
 import { S3Store, type S3StoreOptions } from './s3.js';
 import type { Store } from './types.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { pruneStore } from '../../api.js';
 import type { Cli } from '../context.js';
-import { EXIT } from '../main.js';
+import { EXIT } from '../exit.js';
 import { bytes, count, day } from '../output.js';
 
 export function registerPrune(program: Command, cli: Cli): void {

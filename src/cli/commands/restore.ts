@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { restoreAccount } from '../../api.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
-import { EXIT } from '../main.js';
+import { EXIT } from '../exit.js';
 import { bar, bytes, count } from '../output.js';
 
 export function registerRestore(program: Command, cli: Cli): void {

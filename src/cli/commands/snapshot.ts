@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { snapshot } from '../../api.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
-import { EXIT } from '../main.js';
+import { EXIT } from '../exit.js';
 import { bar, bytes, count, day, duration } from '../output.js';
 
 export function registerSnapshot(program: Command, cli: Cli): void {

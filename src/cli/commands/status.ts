@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { status } from '../../api.js';
 import type { Cli } from '../context.js';
-import { EXIT } from '../main.js';
+import { EXIT } from '../exit.js';
 import { bytes, count, duration } from '../output.js';
 
 export function registerStatus(program: Command, cli: Cli): void {

@@ -3,7 +3,7 @@ import { verifyStore } from '../../api.js';
 import { SyncguardError } from '../../errors.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
-import { EXIT } from '../main.js';
+import { EXIT } from '../exit.js';
 import { bytes, count } from '../output.js';
 
 export function registerVerify(program: Command, cli: Cli): void {

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { DropboxAccountConfig } from '../../config/schema.js';
 import { SyncguardError } from '../../errors.js';
 import type { Log } from '../../log.js';
-import { expandHome } from '../local.js';
+import { expandHome } from '../../util.js';
 
 /** What `syncguard auth dropbox` saves. Dropbox refresh tokens do not rotate and do not expire until revoked. */
 export interface DropboxCredentials {

@@ -12,7 +12,7 @@ import {
 } from '@azure/msal-node';
 import type { OnedriveAccountConfig } from '../../config/schema.js';
 import { SyncguardError, abortError, throwIfAborted } from '../../errors.js';
-import { expandHome } from '../local.js';
+import { expandHome } from '../../util.js';
 import { classify } from './classify.js';
 
 /** The host MSAL knows without discovery (it carries hard-coded metadata for it). */
