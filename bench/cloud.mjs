@@ -213,7 +213,7 @@ async function startEmulator(provider, build) {
     child.once('exit', (code) =>
       rej(new Error(`the ${provider} emulator exited with ${code} before it was ready`)),
     );
-    child.on('message', (m) => {
+    child.on('message', (/** @type {any} */ m) => {
       if (m.ready) return res(m);
       const p = pending.get(m.id);
       if (!p) return;
@@ -380,7 +380,8 @@ async function scenario(provider, ctx) {
             '    credentials: ./onedrive-token-cache.json',
             `    authority: ${emu.url}`,
           ];
-    if (provider === 'dropbox') env.DROPBOX_REFRESH_TOKEN = await emu.call('token');
+    if (provider === 'dropbox')
+      /** @type {Record<string, string>} */ (env).DROPBOX_REFRESH_TOKEN = await emu.call('token');
     const config = join(dir, 'syncguard.yaml');
     writeFileSync(
       config,
@@ -662,18 +663,16 @@ async function dropBucket(s3, name) {
       for (let i = 0; i < versions.length; i += 16) {
         // GOVERNANCE locks give way to the bucket's owner when asked explicitly.
         await Promise.all(
-          versions
-            .slice(i, i + 16)
-            .map((v) =>
-              c.send(
-                new sdk.DeleteObjectCommand({
-                  Bucket: name,
-                  Key: v.Key,
-                  VersionId: v.VersionId,
-                  BypassGovernanceRetention: true,
-                }),
-              ),
+          versions.slice(i, i + 16).map((v) =>
+            c.send(
+              new sdk.DeleteObjectCommand({
+                Bucket: name,
+                Key: v.Key,
+                VersionId: v.VersionId,
+                BypassGovernanceRetention: true,
+              }),
             ),
+          ),
         );
       }
       if (!page.IsTruncated) break;

@@ -182,7 +182,7 @@ const commands = {
   },
 };
 
-process.on('message', async (m) => {
+process.on('message', async (/** @type {any} */ m) => {
   try {
     const fn = commands[m.cmd];
     if (!fn) throw new Error(`unknown command ${m.cmd}`);
