@@ -13,6 +13,12 @@ export interface RemoteEntry {
   hash?: ProviderHash;
   /** The provider's stable id or revision, where it has one (Dropbox `id`, Graph item id). */
   id?: string;
+  /** Local files: the device and inode of the file listed, and when its content or metadata last
+   *  changed. open() reads that very file or fails; the next run compares all three, so a rewrite that
+   *  kept size and mtime is still seen. */
+  dev?: number;
+  ino?: number;
+  ctime?: Date;
 }
 
 export interface ProviderHash {

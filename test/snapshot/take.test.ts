@@ -274,6 +274,31 @@ describe('snapshot: take', () => {
     expect((await manifestOf(repo, r.key)).entries.map((e) => e.path)).toEqual(['keep.txt']);
   });
 
+  it('records a file swapped for a symbolic link between listing and reading as failed, and stores nothing of its target (issue 8, point 6)', async () => {
+    const root = await src();
+    const outside = await src();
+    const { repo, memory } = engine();
+    await writeFile(root, 'keep.txt', 'keep');
+    await writeFile(root, 'id_rsa', 'ordinary-bytes');
+    await writeFile(outside, 'secret', 'private-key-bytes');
+    await fsp.chmod(join(outside, 'secret'), 0o600);
+    const provider = intercepting(local(root), async (e) => {
+      if (e.path !== 'id_rsa') return;
+      await fsp.rm(join(root, 'id_rsa'));
+      await fsp.symlink(join(outside, 'secret'), join(root, 'id_rsa'));
+    });
+    const r = await snap(repo, provider);
+    expect(r.header.failures).toEqual([
+      {
+        path: 'id_rsa',
+        error: expect.stringMatching(/id_rsa was replaced by a symbolic link after it was listed/),
+      },
+    ]);
+    expect((await manifestOf(repo, r.key)).entries.map((e) => e.path)).toEqual(['keep.txt']);
+    for (const o of await allObjects(memory))
+      expect((await readAll(memory, o.key)).includes('private-key-bytes'), o.key).toBe(false);
+  });
+
   it('records a file whose name is not UTF-8 as failed (regression: the local provider dropped it without a word)', async () => {
     const root = await src();
     const { repo } = engine();
