@@ -59,7 +59,7 @@ export class LocalProvider implements Provider {
     } catch (e) {
       throw new SyncguardError(
         'NOT_FOUND',
-        `the folder ${this.root} cannot be read (${(e as NodeJS.ErrnoException).code ?? e}): check the account's path`,
+        `the folder ${this.root} cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}): check the account's path`,
         { cause: e },
       );
     }
@@ -95,7 +95,9 @@ export class LocalProvider implements Provider {
           kind: 'error',
           path: dir,
           message:
-            code === 'ELOOP' || code === 'ENOTDIR' ? FOLDER_REPLACED : `cannot list the folder: ${code ?? e}`,
+            code === 'ELOOP' || code === 'ENOTDIR'
+              ? FOLDER_REPLACED
+              : `cannot list the folder: ${code ?? String(e)}`,
         };
         await handle?.close();
         continue;
@@ -196,7 +198,7 @@ export class LocalProvider implements Provider {
         code === 'ENOENT' ? 'NOT_FOUND' : 'PROVIDER_ERROR',
         code === 'ELOOP'
           ? `${showPath(entry.path)} was replaced by a symbolic link after it was listed; the link is not followed, and the file is read again on the next run`
-          : `cannot open ${showPath(entry.path)}: ${code ?? e}`,
+          : `cannot open ${showPath(entry.path)}: ${code ?? String(e)}`,
         { cause: e },
       );
     }
