@@ -55,7 +55,7 @@ export interface ProviderFeatures {
 export interface PreviousState {
   /** The entry the previous snapshot holds for a provider id. */
   byId(id: string): RemoteEntry | undefined;
-  /** Every entry below a folder (not the folder itself), in the previous snapshot. */
+  /** Every entry below a folder (not the folder itself), in the previous snapshot; below('') is every entry. */
   below(path: string): Iterable<RemoteEntry>;
 }
 

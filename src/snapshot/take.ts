@@ -408,7 +408,7 @@ function previousState(prev: Map<string, ManifestEntry>): PreviousState {
       return ids.get(id);
     },
     *below(path) {
-      const p = path + '/';
+      const p = path === '' ? '' : path + '/';
       for (const e of prev.values()) if (e.path.startsWith(p)) yield toRemote(e);
     },
   };

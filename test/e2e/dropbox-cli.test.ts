@@ -65,7 +65,7 @@ function picture(ns: DropboxNamespace, base = ''): TreeItem[] {
   const out: TreeItem[] = [];
   for (const n of ns.nodes.values()) {
     if (!n.pathLower.startsWith(prefix)) continue;
-    const name = n.pathDisplay.slice(prefix.length);
+    const name = ns.trueDisplay(n).slice(prefix.length);
     const item: TreeItem =
       n.tag === 'file'
         ? {

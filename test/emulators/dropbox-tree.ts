@@ -9,7 +9,9 @@ import { dropboxContentHash } from '../../src/providers/dropbox/content-hash.js'
 export interface DropboxNode {
   tag: 'file' | 'folder';
   id: string;
+  /** The entry's own name, always in its true casing. */
   name: string;
+  /** The path as the client that last wrote the entry spelled it: its ancestors' casing may be stale. */
   pathDisplay: string;
   pathLower: string;
   /** Creation order; a full listing pages by it. */
@@ -50,6 +52,17 @@ export function normalise(path: string): string {
 const parentOf = (display: string) => display.slice(0, display.lastIndexOf('/'));
 const nameOf = (display: string) => display.slice(display.lastIndexOf('/') + 1);
 
+export interface NamespaceOptions {
+  /**
+   * Dropbox's path_display is best effort: "at least the last path component will have the correct
+   * casing", and "changes to only the casing of paths won't be returned by list_folder/continue"
+   * (FolderMetadata.path_display in the API docs; dropbox-sdk-python #63, dropbox-sdk-obj-c #198).
+   * On (the default, as on the real service): path_display keeps the ancestors' casing as the writing
+   * client spelled it, or as it was before a case-only rename. Off: it is built from the true names.
+   */
+  casingDrift?: boolean;
+}
+
 export class DropboxNamespace {
   readonly nodes = new Map<string, DropboxNode>();
   readonly byId = new Map<string, DropboxNode>();
@@ -58,7 +71,27 @@ export class DropboxNamespace {
   generation = 0;
   private seq = 0;
 
-  constructor(readonly id: string) {}
+  readonly casingDrift: boolean;
+
+  constructor(
+    readonly id: string,
+    opts: NamespaceOptions = {},
+  ) {
+    this.casingDrift = opts.casingDrift ?? true;
+  }
+
+  /** The path in the true casing of every component, as the user's file system shows it. */
+  trueDisplay(node: DropboxNode): string {
+    const parentLower = parentOf(node.pathLower);
+    const parent = parentLower === '' ? undefined : this.nodes.get(parentLower);
+    return (parent ? this.trueDisplay(parent) : '') + '/' + node.name;
+  }
+
+  /** path_display as Dropbox reports it: with drift, the writer's spelling of the ancestors and the
+   *  true name last; without, the true casing throughout. */
+  displayOf(node: DropboxNode): string {
+    return this.casingDrift ? parentOf(node.pathDisplay) + '/' + node.name : this.trueDisplay(node);
+  }
 
   get(path: string): DropboxNode | undefined {
     return this.nodes.get(normalise(path).toLowerCase());
@@ -96,6 +129,9 @@ export class DropboxNamespace {
       };
       this.nodes.set(lower, node);
       this.byId.set(node.id, node);
+    } else {
+      // The writing client's spelling of the folders above is what path_display shows from now on.
+      node.pathDisplay = parentOf(display) + '/' + node.name;
     }
     node.content = data;
     node.contentHash = dropboxContentHash(data);
@@ -135,28 +171,37 @@ export class DropboxNamespace {
   remove(path: string): void {
     const node = this.get(path);
     if (!node) throw new Error(`${normalise(path)} does not exist`);
+    const display = this.displayOf(node);
     for (const n of this.subtree(node)) {
       this.nodes.delete(n.pathLower);
       this.byId.delete(n.id);
     }
-    this.log.push({ op: 'delete', lower: node.pathLower, display: node.pathDisplay });
+    this.log.push({ op: 'delete', lower: node.pathLower, display });
   }
 
-  /** A move or rename: a deletion at the old path, then everything at the new one (ids kept). */
+  /** A move or rename: a deletion at the old path, then everything at the new one (ids kept). A rename
+   *  that changes only the case of the name is not logged: list_folder/continue never reports it. */
   move(from: string, to: string): void {
     const node = this.get(from);
     if (!node) throw new Error(`${normalise(from)} does not exist`);
     const target = normalise(to);
+    if (target.toLowerCase() === node.pathLower) {
+      node.name = nameOf(target);
+      node.pathDisplay = parentOf(node.pathDisplay) + '/' + node.name;
+      return;
+    }
     if (this.nodes.has(target.toLowerCase())) throw new Error(`${target} exists`);
     this.mkdir(parentOf(target));
     const moved = this.subtree(node);
-    const oldPrefix = node.pathDisplay;
+    const depth = node.pathLower.split('/').length;
+    this.log.push({ op: 'delete', lower: node.pathLower, display: this.displayOf(node) });
     for (const n of moved) this.nodes.delete(n.pathLower);
-    this.log.push({ op: 'delete', lower: node.pathLower, display: node.pathDisplay });
     for (const n of moved) {
-      n.pathDisplay = target + n.pathDisplay.slice(oldPrefix.length);
+      // The moved entry takes the new spelling; what is below keeps its own (stale or not) below it.
+      const rest = n.pathDisplay.split('/').slice(depth);
+      n.pathDisplay = [target, ...rest].join('/');
       n.pathLower = n.pathDisplay.toLowerCase();
-      n.name = nameOf(n.pathDisplay);
+      if (n === node) n.name = nameOf(target);
       n.seq = ++this.seq;
       this.nodes.set(n.pathLower, n);
       this.log.push({ op: 'upsert', lower: n.pathLower, display: n.pathDisplay });
@@ -184,7 +229,7 @@ export class DropboxNamespace {
         '.tag': 'folder',
         name: node.name,
         path_lower: node.pathLower,
-        path_display: node.pathDisplay,
+        path_display: this.displayOf(node),
         id: node.id,
       };
     }
@@ -192,7 +237,7 @@ export class DropboxNamespace {
       '.tag': 'file',
       name: node.name,
       path_lower: node.pathLower,
-      path_display: node.pathDisplay,
+      path_display: this.displayOf(node),
       id: node.id,
       client_modified: node.clientModified,
       server_modified: node.serverModified,

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { dropboxContentHash } from '../../src/providers/dropbox/content-hash.js';
 import { DropboxNamespace, type Metadata } from './dropbox-tree.js';
 
-export { DropboxNamespace, dbxTime, type DropboxNode } from './dropbox-tree.js';
+export { DropboxNamespace, dbxTime, type DropboxNode, type NamespaceOptions } from './dropbox-tree.js';
 
 /**
  * An HTTP emulator of the Dropbox API v2, for tests driven through the real SDK (api-brief §1.10):
@@ -41,6 +41,8 @@ export interface DropboxEmulatorOptions {
   team?: { members?: string[] };
   /** Bytes per write of a download body (default 64 KiB). */
   downloadChunk?: number;
+  /** path_display keeps stale ancestor casing, as on the real service (default on); see NamespaceOptions. */
+  casingDrift?: boolean;
 }
 
 export interface EmulatedAccount {
@@ -164,7 +166,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
   const namespaces = new Map<string, DropboxNamespace>();
   let nsCounter = 1_000_000;
   const newNamespace = () => {
-    const ns = new DropboxNamespace(String(++nsCounter));
+    const ns = new DropboxNamespace(String(++nsCounter), { casingDrift: opts.casingDrift });
     namespaces.set(ns.id, ns);
     return ns;
   };

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Dropbox, DropboxAuth } from 'dropbox';
 import { dropboxAccountSchema, type DropboxAccountConfig } from '../../src/config/schema.js';
 import { isSyncguardError, SyncguardError } from '../../src/errors.js';
 import { silentLog } from '../../src/log.js';
@@ -61,7 +62,7 @@ async function providerFor(
 function treeState(ns: DropboxNamespace, under = ''): string[] {
   return [...ns.nodes.values()]
     .filter((n) => under === '' || n.pathLower === under || n.pathLower.startsWith(under + '/'))
-    .map((n) => `${n.tag}:${n.pathDisplay.slice(1)}${n.tag === 'file' ? ':' + n.contentHash : ''}`)
+    .map((n) => `${n.tag}:${ns.trueDisplay(n).slice(1)}${n.tag === 'file' ? ':' + n.contentHash : ''}`)
     .sort();
 }
 
@@ -328,6 +329,122 @@ describe('provider: dropbox', () => {
         reason: expect.stringContaining('cannot download'),
       });
       expect(changes.some((c) => c.kind === 'upsert' && c.entry.path.includes('..'))).toBe(false);
+    });
+  });
+
+  describe('path casing (path_display is best effort)', () => {
+    /** path_display of every entry a plain recursive list_folder returns, through the real SDK. */
+    async function listedDisplays(e: DropboxEmulator): Promise<string[]> {
+      const f = e.fetch;
+      const dbx = new Dropbox({
+        auth: new DropboxAuth({ refreshToken: e.issueRefreshToken(), clientId: e.appKey, fetch: f }),
+        fetch: f,
+      });
+      const page = await dbx.filesListFolder({ path: '', recursive: true });
+      return page.result.entries.map((x) => x.path_display!).sort();
+    }
+
+    it('emulator: with casing drift on, path_display keeps the casing a client wrote and a case-only rename left; off, the true casing', async () => {
+      const writeAll = (ns: DropboxNamespace) => {
+        ns.put('Photos/Trips/a.jpg', 'a');
+        ns.put('photos/b.jpg', 'b');
+        ns.move('Photos/Trips', 'Photos/trips');
+      };
+      writeAll(emu.home);
+      expect(await listedDisplays(emu)).toEqual([
+        '/Photos',
+        '/Photos/Trips/a.jpg',
+        '/Photos/trips',
+        '/photos/b.jpg',
+      ]);
+      const exact = await startDropboxEmulator({ casingDrift: false });
+      try {
+        writeAll(exact.home);
+        expect(await listedDisplays(exact)).toEqual([
+          '/Photos',
+          '/Photos/b.jpg',
+          '/Photos/trips',
+          '/Photos/trips/a.jpg',
+        ]);
+        // Neither reports a case-only rename to list_folder/continue (the documented behaviour).
+        const p = await providerFor(exact);
+        const first = await collect(p);
+        exact.home.move('Photos', 'PHOTOS');
+        expect((await collect(p, first.cursor)).changes).toEqual([]);
+      } finally {
+        await exact.close();
+      }
+    });
+
+    it('keeps one spelling per path over nights of drifting path_display, case-only renames and a reset', async () => {
+      const ns = emu.home;
+      ns.put('Photos/a.jpg', 'a1');
+      ns.put('Photos/Trips/t.jpg', 't1');
+      ns.mkdir('Docs');
+      const p = await providerFor(emu);
+      const night1 = await collect(p);
+      let state = applyChanges(new Map(), night1, true, true);
+      expect(listingState(state)).toEqual(treeState(ns));
+      const folded = (s: Map<string, RemoteEntry>) => new Set([...s.keys()].map((k) => k.toLowerCase())).size;
+
+      // A client that spells the folder "photos" adds a file and rewrites another: Dropbox lists them
+      // under "/photos/…", the folder is still "Photos".
+      ns.put('photos/b.jpg', 'b1');
+      ns.put('PHOTOS/trips/t.jpg', 't2');
+      const night2 = await collect(p, night1.cursor, undefined, state);
+      state = applyChanges(state, night2, true, true);
+      expect(listingState(state)).toEqual(treeState(ns));
+      expect(folded(state)).toBe(state.size);
+
+      // A file renamed in case only, then edited: the new spelling replaces the old one.
+      ns.move('Photos/a.jpg', 'Photos/A.jpg');
+      ns.put('photos/A.jpg', 'a2');
+      // A folder renamed in case only: not reported, so its files keep the spelling the snapshot has.
+      ns.move('Photos/Trips', 'Photos/trips');
+      ns.put('photos/trips/u.jpg', 'u1');
+      const night3 = await collect(p, night2.cursor, undefined, state);
+      state = applyChanges(state, night3, true, true);
+      expect(folded(state)).toBe(state.size);
+      expect([...state.keys()].sort()).toEqual([
+        'Docs',
+        'Photos',
+        'Photos/A.jpg',
+        'Photos/Trips',
+        'Photos/Trips/t.jpg',
+        'Photos/Trips/u.jpg',
+        'Photos/b.jpg',
+      ]);
+      // A deletion spelled otherwise still removes the entry.
+      ns.remove('PHOTOS/B.JPG');
+      const night4 = await collect(p, night3.cursor, undefined, state);
+      state = applyChanges(state, night4, true, true);
+      expect(state.has('Photos/b.jpg')).toBe(false);
+
+      // A full listing (here after a reset) takes each folder's true name.
+      emu.inject('files/list_folder/continue', { kind: 'reset' });
+      const night5 = await collect(p, night4.cursor, undefined, state);
+      state = applyChanges(state, night5, true, true);
+      expect(listingState(state)).toEqual(treeState(ns));
+      expect(folded(state)).toBe(state.size);
+    });
+
+    it('mends a previous snapshot that holds one folder under two spellings', async () => {
+      const ns = emu.home;
+      ns.put('Photos/a.jpg', 'a');
+      ns.put('Photos/b.jpg', 'b');
+      const p = await providerFor(emu);
+      const first = await collect(p);
+      const good = applyChanges(new Map(), first, true, true);
+      // What the connector before this fix made of "/photos/b.jpg": a second spelling beside the first.
+      const bad = new Map(good);
+      const b = bad.get('Photos/b.jpg')!;
+      bad.delete('Photos/b.jpg');
+      bad.set('photos/b.jpg', { ...b, path: 'photos/b.jpg' });
+      ns.put('Photos/c.jpg', 'c');
+      const next = await collect(p, first.cursor, undefined, bad);
+      const state = applyChanges(bad, next, true, true);
+      expect(listingState(state)).toEqual(treeState(ns));
+      expect(next.changes.some((c) => c.kind === 'upsert' && c.entry.path === 'Photos/b.jpg')).toBe(true);
     });
   });
 

@@ -26,7 +26,7 @@ export function previousOf(state: Map<string, RemoteEntry>): PreviousState {
   const ids = new Map([...state.values()].filter((e) => e.id).map((e) => [e.id!, e]));
   return {
     byId: (id) => ids.get(id),
-    below: (path) => [...state.values()].filter((e) => e.path.startsWith(path + '/')),
+    below: (path) => [...state.values()].filter((e) => path === '' || e.path.startsWith(path + '/')),
   };
 }
 

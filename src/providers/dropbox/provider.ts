@@ -24,6 +24,7 @@ import {
 } from './api.js';
 import { classify, errorSummary, errorTag, isDropboxResponseError, isExpiredToken } from './classify.js';
 import { DropboxContentHasher, dropboxContentHash } from './content-hash.js';
+import { DropboxNames } from './names.js';
 
 /** files/upload takes up to 150 MiB; above this much a file goes through an upload session, so that
  *  memory stays at a chunk or two whatever the file's size. */
@@ -166,10 +167,12 @@ export class DropboxProvider implements Provider {
     if (cursor !== undefined && saved === undefined) yield { kind: 'reset' };
     const next = new Map<string, string>();
     let incremental = saved !== undefined;
+    const names = new DropboxNames(opts.previous, incremental);
+    yield* names.mend();
     for (let resets = 0; ; resets++) {
       try {
-        if (incremental) yield* this.listChanges(saved!, next, signal);
-        else yield* this.listEverything(next, signal);
+        if (incremental) yield* this.listChanges(saved!, next, names, signal);
+        else yield* this.listEverything(next, names, signal);
         break;
       } catch (e) {
         if (!isSyncguardError(e, 'CURSOR_RESET') || resets >= 3) throw e;
@@ -178,6 +181,7 @@ export class DropboxProvider implements Provider {
         await this.ready(signal, true);
         yield { kind: 'reset' };
         incremental = false;
+        names.reset();
         next.clear();
       }
     }
@@ -189,6 +193,7 @@ export class DropboxProvider implements Provider {
   private async *listChanges(
     saved: Map<string, string>,
     next: Map<string, string>,
+    names: DropboxNames,
     signal?: AbortSignal,
   ): AsyncGenerator<Change> {
     const dbx = this.client.dbx;
@@ -198,10 +203,7 @@ export class DropboxProvider implements Provider {
       for (;;) {
         throwIfAborted(signal);
         const page = await this.call(label, () => dbx.filesListFolderContinue({ cursor }), signal);
-        for (const entry of page.result.entries) {
-          const change = this.toChange(entry);
-          if (change) yield change;
-        }
+        for (const entry of page.result.entries) yield* this.toChanges(entry, names);
         cursor = page.result.cursor;
         if (!page.result.has_more) break;
       }
@@ -210,7 +212,11 @@ export class DropboxProvider implements Provider {
   }
 
   /** list_folder of each folder, the folder itself first: everything there is. */
-  private async *listEverything(next: Map<string, string>, signal?: AbortSignal): AsyncGenerator<Change> {
+  private async *listEverything(
+    next: Map<string, string>,
+    names: DropboxNames,
+    signal?: AbortSignal,
+  ): AsyncGenerator<Change> {
     const dbx = this.client.dbx;
     for (const folder of this.folders) {
       const where = folder.api || 'the whole Dropbox';
@@ -237,8 +243,7 @@ export class DropboxProvider implements Provider {
           );
         }
         self = meta.result.path_lower;
-        const change = this.toChange(meta.result);
-        if (change) yield change;
+        yield* this.toChanges(meta.result, names);
       }
       const label = `listing ${where}`;
       let page = await this.call(
@@ -264,8 +269,7 @@ export class DropboxProvider implements Provider {
       for (;;) {
         for (const entry of page.result.entries) {
           if (self !== undefined && entry.path_lower === self) continue;
-          const change = this.toChange(entry);
-          if (change) yield change;
+          yield* this.toChanges(entry, names);
         }
         if (!page.result.has_more) break;
         throwIfAborted(signal);
@@ -276,49 +280,65 @@ export class DropboxProvider implements Provider {
     }
   }
 
-  private toChange(entry: Meta): Change | undefined {
-    const display = entry.path_display ?? entry.path_lower;
-    if (!display) {
+  /** What one listed entry means. Paths are built by `names` from path_lower and each entry's own
+   *  name, not taken from path_display, whose casing of the folders above is best effort. */
+  private *toChanges(entry: Meta, names: DropboxNames): Generator<Change> {
+    const lower = entry.path_lower;
+    const display = entry.path_display ?? lower;
+    if (!lower || !display) {
       this.ctx.log(
         'debug',
         `dropbox ${this.account.name}: ${showPath(entry.name)} is not mounted here; left out`,
       );
-      return undefined;
+      return;
     }
-    const path = display.startsWith('/') ? display.slice(1) : display;
-    const reason = unsafeReason(path);
+    const strip = (p: string) => (p.startsWith('/') ? p.slice(1) : p);
+    // The engine refuses unsafe paths too; here the raw names are checked before any spelling is kept.
+    const reason = unsafeReason(strip(display)) ?? unsafeReason(strip(lower));
     if (entry['.tag'] === 'deleted') {
       if (reason) {
         this.ctx.log(
           'warn',
           `dropbox ${this.account.name}: ignored the deletion of ${showPath(display)}: ${reason}`,
         );
-        return undefined;
+        return;
       }
-      return { kind: 'delete', path };
+      yield names.delete(strip(lower), strip(display));
+      return;
     }
-    if (reason)
-      return { kind: 'error', path, message: `Dropbox named an entry that cannot be kept safely: ${reason}` };
+    if (reason) {
+      yield {
+        kind: 'error',
+        path: strip(display),
+        message: `Dropbox named an entry that cannot be kept safely: ${reason}`,
+      };
+      return;
+    }
+    const name = entry.name || display.slice(display.lastIndexOf('/') + 1);
     if (entry['.tag'] === 'folder') {
-      return { kind: 'upsert', entry: { path, type: 'dir', size: 0, modified: FOLDER_TIME, id: entry.id } };
+      const dir: RemoteEntry = { path: '', type: 'dir', size: 0, modified: FOLDER_TIME, id: entry.id };
+      yield* names.upsert(dir, strip(lower), strip(display), name);
+      return;
     }
     if (entry.is_downloadable === false) {
-      return {
+      // Listed under its kept spelling; a skip takes no place in the state.
+      yield {
         kind: 'skip',
-        path,
+        path: names.spelling(strip(lower), strip(display), name),
         reason:
           'a cloud document (Paper, Google Docs…) that Dropbox cannot download: export it to keep a copy',
       };
+      return;
     }
     const e: RemoteEntry = {
-      path,
+      path: '',
       type: 'file',
       size: entry.size,
       modified: new Date(entry.client_modified),
       id: entry.id,
     };
     if (entry.content_hash) e.hash = { algo: 'dropbox', value: entry.content_hash };
-    return { kind: 'upsert', entry: e };
+    yield* names.upsert(e, strip(lower), strip(display), name);
   }
 
   async open(entry: RemoteEntry, signal?: AbortSignal): Promise<Readable> {
