@@ -208,9 +208,15 @@ export class DropboxNamespace {
     }
   }
 
-  /** Makes every cursor issued so far answer `reset`, as Dropbox does when it drops its state. */
-  invalidateCursors(): void {
+  /** How list_folder/continue answers a cursor of an older generation: 409 `reset`, or 400 (a cursor
+   *  Dropbox no longer accepts at all: "Error in call to API function …"). */
+  staleCursorAnswer: 'reset' | 'bad-request' = 'reset';
+
+  /** Makes every cursor issued so far answer `reset` (or, with 'bad-request', 400), as Dropbox does
+   *  when it drops its state. */
+  invalidateCursors(answer: 'reset' | 'bad-request' = 'reset'): void {
     this.generation++;
+    this.staleCursorAnswer = answer;
   }
 
   /** A node and everything below it, parents first. */

@@ -24,6 +24,8 @@ export type Fault =
   | { kind: 'drop-response' }
   /** list_folder/continue: 409 reset. */
   | { kind: 'reset' }
+  /** list_folder/continue: 400, the cursor is not accepted. */
+  | { kind: 'bad-cursor' }
   /** files/download: flip one byte of the body; Dropbox-API-Result stays right. */
   | { kind: 'corrupt' }
   /** 401 expired_access_token, whatever the token. */
@@ -475,8 +477,10 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     'files/list_folder/continue': ({ route, req, arg, fault }) => {
       const { ns } = context(route, req);
       const c = decodeCursor(route, arg?.cursor);
-      if (fault?.kind === 'reset' || c.ns !== ns.id || c.gen !== ns.generation)
-        throw endpointError({ '.tag': 'reset' }, 'reset');
+      const stale = c.ns !== ns.id || c.gen !== ns.generation;
+      if (fault?.kind === 'bad-cursor' || (stale && c.ns === ns.id && ns.staleCursorAnswer === 'bad-request'))
+        throw badRequest(route, 'Invalid "cursor" parameter: the cursor is not valid');
+      if (fault?.kind === 'reset' || stale) throw endpointError({ '.tag': 'reset' }, 'reset');
       if (c.after !== undefined) {
         const page = ns.listPage(c.scope, c.rec, c.after, 2000);
         const next: Cursor = { ...c, after: page.more ? page.lastSeq : undefined };

@@ -251,6 +251,34 @@ describe('provider: dropbox', () => {
       expect(third.changes.map((c) => c.kind)).toEqual(['reset', 'upsert']);
     });
 
+    it('treats a 400 to a list_folder/continue cursor as a reset after one retry, so the account is never stuck', async () => {
+      emu.home.put('a.txt', 'a');
+      const p = await providerFor(emu);
+      const first = await collect(p);
+      // Once: a passing refusal, the retry goes on from the same cursor.
+      emu.home.put('b.txt', 'b');
+      emu.inject('files/list_folder/continue', { kind: 'bad-cursor' });
+      const second = await collect(p, first.cursor);
+      expect(second.changes.map((c) => c.kind)).toEqual(['upsert']);
+      // For good: a full listing, and a new cursor that works.
+      emu.home.put('c.txt', 'c');
+      emu.home.invalidateCursors('bad-request');
+      emu.resetCounts();
+      const before = emu.requests.length;
+      const third = await collect(p, second.cursor);
+      expect(third.changes[0]).toEqual({ kind: 'reset' });
+      expect(listingState(applyChanges(new Map(), third, true, true))).toEqual(treeState(emu.home));
+      expect(
+        emu.requests
+          .slice(before)
+          .filter((r) => r.route === 'files/list_folder/continue')
+          .map((r) => r.status),
+      ).toEqual([400, 400]);
+      expect(emu.count('files/list_folder')).toBe(1);
+      emu.home.put('d.txt', 'd');
+      expect((await collect(p, third.cursor)).changes.map((c) => c.kind)).toEqual(['upsert']);
+    });
+
     it('takes only the configured folders, each folder as an entry, with one cursor per folder', async () => {
       emu.home.put('Photos/2024/a.jpg', 'a');
       emu.home.put('Documents/tax.pdf', 'tax');

@@ -196,13 +196,12 @@ export class DropboxProvider implements Provider {
     names: DropboxNames,
     signal?: AbortSignal,
   ): AsyncGenerator<Change> {
-    const dbx = this.client.dbx;
     for (const folder of this.folders) {
       let cursor = saved.get(folder.key)!;
       const label = `listing changes in ${folder.api || 'the whole Dropbox'}`;
       for (;;) {
         throwIfAborted(signal);
-        const page = await this.call(label, () => dbx.filesListFolderContinue({ cursor }), signal);
+        const page = await this.continueListing(cursor, label, signal);
         for (const entry of page.result.entries) yield* this.toChanges(entry, names);
         cursor = page.result.cursor;
         if (!page.result.has_more) break;
@@ -274,10 +273,40 @@ export class DropboxProvider implements Provider {
         if (!page.result.has_more) break;
         throwIfAborted(signal);
         const cursor = page.result.cursor;
-        page = await this.call(label, () => dbx.filesListFolderContinue({ cursor }), signal);
+        page = await this.continueListing(cursor, label, signal);
       }
       next.set(folder.key, page.result.cursor);
     }
+  }
+
+  /**
+   * list_folder/continue. Dropbox answers 400 (not 409 `reset`) to a cursor it does not accept any more;
+   * a cursor kept in a locked manifest would then fail every night. After one retry (a passing refusal
+   * goes on from the same cursor) it counts as a reset: a full listing follows.
+   */
+  private continueListing(cursor: string, label: string, signal?: AbortSignal) {
+    let refused = 0;
+    return this.call(
+      label,
+      async () => {
+        try {
+          return await this.client.dbx.filesListFolderContinue({ cursor });
+        } catch (e) {
+          if (!isDropboxResponseError(e) || e.status !== 400) throw e;
+          const why = typeof e.error === 'string' ? e.error.slice(0, 200) : errorSummary(e);
+          if (++refused >= 2)
+            throw new SyncguardError(
+              'CURSOR_RESET',
+              `Dropbox no longer accepts the listing cursor (${label}: 400 ${this.redact(why)}): a full listing follows`,
+            );
+          throw new SyncguardError(
+            'PROVIDER_UNAVAILABLE',
+            `Dropbox refused the listing cursor (${label}); trying it once more`,
+          );
+        }
+      },
+      signal,
+    );
   }
 
   /** What one listed entry means. Paths are built by `names` from path_lower and each entry's own
