@@ -40,11 +40,12 @@ export interface AlertPayload {
 
 type Outcome = RunReport['alerts'][number];
 
-/** The alert a run calls for, if any: skipped and stopped runs call for none. */
+/** The alert a run calls for, if any: skipped and stopped runs call for none. A run that passed
+ *  over damaged or planted objects of the store is "partial": someone should look at the store. */
 export function alertEvent(r: RunReport): AlertEvent | undefined {
   switch (r.result) {
     case 'ok':
-      return 'success';
+      return r.damaged?.length ? 'partial' : 'success';
     case 'partial':
       return 'partial';
     case 'tripwire':
@@ -64,6 +65,8 @@ export function summarize(r: RunReport): string {
     case 'tripwire': {
       let text = `${r.account}: snapshot ${s!.id}: ${s!.files} files, ${s!.bytes} bytes, ${s!.bytesAdded} bytes added`;
       if (s!.failed > 0) text += `; ${s!.failed} files could not be read`;
+      if (r.damaged?.length)
+        text += `; ${r.damaged.length} damaged or planted objects in the store were passed over (${r.damaged[0].object}${r.damaged.length > 1 ? ', …' : ''}): run \`syncguard verify\``;
       if (r.result === 'tripwire')
         text += `; RANSOMWARE TRIPWIRE: ${r.tripwire?.reasons.join('; ')}. Pruning of this account stops until \`syncguard ack ${r.account}\``;
       return text;

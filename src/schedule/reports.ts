@@ -51,6 +51,8 @@ export interface RunReport {
   locks?: LockExtension;
   error?: { code: string; message: string };
   warnings: string[];
+  /** Objects of the store the run found damaged or planted and passed over (alerted as "partial"). */
+  damaged?: Array<{ object: string; problem: string }>;
   /** Time the provider waited because it was throttled, and calls it retried. */
   throttledMs: number;
   retries: number;
@@ -59,6 +61,8 @@ export interface RunReport {
   pid: number;
   tool: string;
 }
+
+const MAX_REPORT_BYTES = 4 * 1024 * 1024;
 
 export function reportsDir(config: Pick<Config, 'reports' | 'stateDir'>, configDir: string): string {
   return config.reports.dir
@@ -114,6 +118,8 @@ export async function readReports(
   for (const name of names) {
     if (opts.limit !== undefined && out.length >= opts.limit) break;
     try {
+      // A report is a few kilobytes; a larger file is not one (and is not read into memory).
+      if ((await fsp.stat(join(folder, name))).size > MAX_REPORT_BYTES) continue;
       const r = JSON.parse(await fsp.readFile(join(folder, name), 'utf8')) as RunReport;
       if (r?.format !== 'syncguard-run-report' || r.account !== account) continue;
       if (!opts.filter || opts.filter(r)) out.push(r);

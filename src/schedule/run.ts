@@ -109,11 +109,20 @@ export async function runAccount(
       lockedUntil: h.lockedUntil,
     };
     report.result = h.tripwire?.fired ? 'tripwire' : h.counts.failed > 0 ? 'partial' : 'ok';
+    if (result.damaged.length > 0) {
+      report.damaged = result.damaged;
+      for (const d of result.damaged)
+        report.warnings.push(
+          `the store holds a damaged or planted object, passed over: ${d.object}: ${d.problem}`,
+        );
+    }
     if (repo.lockDays) {
       try {
         report.locks = await extendKeptLocks(
           repo,
-          await accountRetention(repo, account.name, policyOf(config, account), opts.signal),
+          await accountRetention(repo, account.name, policyOf(config, account), opts.signal, {
+            skipDamaged: true,
+          }),
           opts.signal,
         );
       } catch (e) {

@@ -8,12 +8,13 @@ import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 import { SyncguardError } from '../errors.js';
 import { showPath, unsafeReason } from '../paths.js';
+import { parseManifestKey } from './layout.js';
+import { MAX_DEPTH, MAX_HEADER_LINE, gunzipLines, nestsDeeper } from './untrusted.js';
 
 export const MANIFEST_FORMAT = 'syncguard-manifest';
 export const MANIFEST_VERSION = 1;
@@ -125,43 +126,51 @@ export class ManifestWriter {
   }
 }
 
+/** At most MAX_LISTED failures and skipped files, and fewer when their names are long: a header
+ *  line longer than readers accept (MAX_HEADER_LINE) would make the whole snapshot unreadable. */
 function boundedHeader(h: ManifestHeader): ManifestHeader {
-  return { ...h, failures: h.failures.slice(0, MAX_LISTED), skipped: h.skipped.slice(0, MAX_LISTED) };
+  for (let n = MAX_LISTED; ; n = Math.floor(n / 2)) {
+    const b = { ...h, failures: h.failures.slice(0, n), skipped: h.skipped.slice(0, n) };
+    if (n === 0 || JSON.stringify(b).length <= MAX_HEADER_LINE / 4) return b;
+  }
 }
 
 export function manifestFileStream(file: string): Readable {
   return createReadStream(file);
 }
 
-/** Reads a manifest stream: the header, then its entries one by one. Throws INTEGRITY on a malformed
- *  line; entries with unsafe paths are reported through onUnsafe and not yielded. */
+/**
+ * Reads a manifest stream: the header, then its entries one by one. Throws INTEGRITY on a malformed
+ * line, a line longer than 1 MiB (the header: 16 MiB), JSON nested deeper than 32 levels, or a body
+ * that decompresses to far more than its size (untrusted.ts); entries with unsafe paths are reported
+ * through `unsafe` and not yielded. `what` is the manifest's key: its account must be the header's.
+ */
 export async function readManifest(
   body: Readable,
   what: string,
 ): Promise<{ header: ManifestHeader; entries: AsyncGenerator<ManifestEntry>; unsafe: FailedFile[] }> {
-  const lines = createInterface({ input: body.pipe(createGunzip()), crlfDelay: Infinity })[
-    Symbol.asyncIterator
-  ]();
-  let first: IteratorResult<string>;
-  try {
-    first = await lines.next();
-  } catch (e) {
-    throw new SyncguardError('INTEGRITY', `the manifest ${what} cannot be read: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  if (first.done) throw new SyncguardError('INTEGRITY', `the manifest ${what} is empty`);
-  const header = parseHeader(first.value, what);
+  const batches = gunzipLines(body, `the manifest ${what}`);
+  let batch: string[] = [];
+  let at = 0;
+  const nextLine = async (): Promise<string | undefined> => {
+    while (at >= batch.length) {
+      const r = await batches.next();
+      if (r.done) return undefined;
+      [batch, at] = [r.value, 0];
+    }
+    return batch[at++];
+  };
+  const first = await nextLine();
+  if (first === undefined) throw new SyncguardError('INTEGRITY', `the manifest ${what} is empty`);
+  const header = parseHeader(first, what);
   const unsafe: FailedFile[] = [];
   async function* entries(): AsyncGenerator<ManifestEntry> {
     let n = 1;
     try {
-      for (;;) {
-        const r = await lines.next();
-        if (r.done) return;
+      for (let line = await nextLine(); line !== undefined; line = await nextLine()) {
         n++;
-        if (r.value === '') continue;
-        const entry = parseEntry(r.value, what, n);
+        if (line === '') continue;
+        const entry = parseEntry(line, what, n);
         const reason = unsafeReason(entry.path);
         if (reason) {
           unsafe.push({ path: entry.path, error: `refused: ${reason}` });
@@ -176,38 +185,91 @@ export async function readManifest(
         `the manifest ${what} is damaged at line ${n}: ${(e as Error).message}`,
         { cause: e },
       );
+    } finally {
+      await batches.return(undefined);
     }
   }
   return { header, entries: entries(), unsafe };
 }
 
 function parseHeader(line: string, what: string): ManifestHeader {
+  const bad = (why: string) => new SyncguardError('INTEGRITY', `the manifest ${what} ${why}`);
+  if (nestsDeeper(line)) throw bad(`has a header that nests deeper than ${MAX_DEPTH} levels`);
   let h: ManifestHeader;
   try {
-    h = JSON.parse(line);
+    h = JSON.parse(line) as ManifestHeader;
   } catch {
-    throw new SyncguardError('INTEGRITY', `the manifest ${what} has no valid header`);
+    throw bad('has no valid header');
   }
-  if (h?.format !== MANIFEST_FORMAT)
+  if (typeof h !== 'object' || h === null || Array.isArray(h)) throw bad('has no valid header');
+  if (h.format !== MANIFEST_FORMAT)
     throw new SyncguardError('INTEGRITY', `${what} is not a syncguard manifest`);
   if (typeof h.version !== 'number' || h.version > MANIFEST_VERSION) {
     throw new SyncguardError(
       'INTEGRITY',
-      `the manifest ${what} has format version ${h.version}; this syncguard reads up to ${MANIFEST_VERSION}: upgrade syncguard`,
+      `the manifest ${what} has format version ${String(h.version)}; this syncguard reads up to ${MANIFEST_VERSION}: upgrade syncguard`,
     );
   }
   h.failures ??= [];
   h.skipped ??= [];
+  const why = headerProblem(h, parseManifestKey(what)?.account);
+  if (why) throw bad(`has a header that is not valid: ${why}`);
   return h;
+}
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+const isTime = (v: unknown) => isString(v) && !Number.isNaN(Date.parse(v));
+
+/** What is wrong with a header read back, or undefined. Only what a reader relies on is checked. */
+function headerProblem(h: ManifestHeader, account: string | undefined): string | undefined {
+  if (!isString(h.account) || (account !== undefined && h.account !== account))
+    return `it names the account ${JSON.stringify(h.account)}, not "${account}"`;
+  if (!isString(h.id) || !isString(h.provider) || !isString(h.tool)) return 'id, provider or tool is missing';
+  if (!isTime(h.started) || !isTime(h.finished)) return 'started or finished is not a time';
+  const c = h.counts as Partial<ManifestHeader['counts']> | undefined;
+  if (typeof c !== 'object' || c === null || ![c.files, c.dirs, c.failed, c.skipped].every(isCount))
+    return 'counts are not whole numbers';
+  if (!isCount(h.bytes) || !isCount(h.bytesAdded)) return 'bytes are not whole numbers';
+  if (h.cursor !== undefined && !isString(h.cursor)) return 'the cursor is not a string';
+  if (h.lockedUntil !== undefined && !isTime(h.lockedUntil)) return 'lockedUntil is not a time';
+  if (h.previous !== undefined) {
+    const p = isString(h.previous) ? parseManifestKey(h.previous) : undefined;
+    if (!p || p.account !== h.account)
+      return `previous names ${showPath(String(h.previous))}, which is not a snapshot of "${h.account}"`;
+  }
+  const listed = (v: unknown, field: string) =>
+    Array.isArray(v) &&
+    v.every(
+      (x: unknown) =>
+        typeof x === 'object' &&
+        x !== null &&
+        isString((x as Record<string, unknown>).path) &&
+        isString((x as Record<string, unknown>)[field]),
+    );
+  if (!listed(h.failures, 'error')) return 'failures is not a list of paths and errors';
+  if (!listed(h.skipped, 'reason')) return 'skipped is not a list of paths and reasons';
+  const t = h.tripwire;
+  if (
+    t !== undefined &&
+    (typeof t !== 'object' ||
+      t === null ||
+      typeof t.fired !== 'boolean' ||
+      !Array.isArray(t.reasons) ||
+      !t.reasons.every(isString))
+  )
+    return 'tripwire is not { fired, reasons }';
+  return undefined;
 }
 
 const SHA = /^[0-9a-f]{64}$/;
 const KEY = /^(blobs\/sha256\/[0-9a-f]{2}\/[0-9a-f]{64}|packs\/\d{4}\/\d{2}\/\d{2}\/[0-9a-f]{32}\.pack)$/;
 
 function parseEntry(line: string, what: string, n: number): ManifestEntry {
-  const e = JSON.parse(line) as ManifestEntry;
   const bad = (why: string) =>
     new SyncguardError('INTEGRITY', `the manifest ${what} is damaged at line ${n}: ${why}`);
+  if (nestsDeeper(line)) throw bad(`it nests deeper than ${MAX_DEPTH} levels`);
+  const e = JSON.parse(line) as ManifestEntry;
   if (typeof e !== 'object' || e === null) throw bad('not an object');
   if (typeof e.path !== 'string') throw bad('no path');
   if (e.type !== 'file' && e.type !== 'dir') throw bad(`${showPath(e.path)} has no type`);

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { SyncguardError, isSyncguardError } from '../errors.js';
 import type { Log } from '../log.js';
 import { silentLog } from '../log.js';
-import { readAll, type Store } from '../store/types.js';
+import { showPath } from '../paths.js';
+import type { ObjectInfo, Store } from '../store/types.js';
 import {
   BLOBS,
   PACKS,
@@ -23,6 +24,7 @@ import {
 } from './layout.js';
 import { readManifest, type ManifestHeader } from './manifest.js';
 import { forEachLimit } from '../util.js';
+import { readJsonObject } from './untrusted.js';
 
 export interface Location {
   object: string;
@@ -162,38 +164,48 @@ export class Repository {
     return manifestKey(account, id);
   }
 
-  /** Where every stored content lies: from every pack index and every blob key. */
+  /**
+   * Where every stored content lies: from every pack index and every blob key. A pack index is
+   * trusted only when it holds: no larger than its pack can need, its pack listed beside it, and
+   * entries that cover that pack from its first byte to its last, one after another, each a distinct
+   * SHA-256 (as the packer writes them). Any other index is ignored, listed in `damaged`, and its
+   * contents are stored again when met.
+   */
   async loadIndex(signal?: AbortSignal): Promise<ContentIndex> {
     const index = new ContentIndex();
     for await (const o of this.store.list(BLOBS, signal)) {
       const sha = blobSha(o.key);
       if (sha) index.set(sha, { object: o.key, length: o.size, lockedUntil: o.retainUntil?.getTime() ?? 0 });
     }
-    const idxKeys: string[] = [];
-    for await (const o of this.store.list(PACKS, signal)) if (isPackIndexKey(o.key)) idxKeys.push(o.key);
-    await forEachLimit(idxKeys, 16, async (key) => {
-      let idx: PackIndexFile;
+    const idxs: ObjectInfo[] = [];
+    const packs = new Map<string, number>();
+    for await (const o of this.store.list(PACKS, signal)) {
+      if (isPackIndexKey(o.key)) idxs.push(o);
+      else if (o.key.endsWith('.pack')) packs.set(o.key, o.size);
+    }
+    await forEachLimit(idxs, 8, async (o) => {
+      let entries: Array<[string, number, number]>;
+      let lockedUntil: number;
+      const pack = packKeyOfIndex(o.key);
       try {
-        idx = JSON.parse((await readAll(this.store, key, { signal })).toString('utf8'));
+        const size = packs.get(pack);
+        if (size === undefined) throw new SyncguardError('INTEGRITY', `its pack ${pack} is not in the store`);
+        const raw = await readJsonObject(this.store, o.key, {
+          size: o.size,
+          maxBytes: maxIndexBytes(size),
+          signal,
+        });
+        entries = checkPackIndex(raw, pack, size);
+        lockedUntil = typeof raw.retainUntil === 'string' ? Date.parse(raw.retainUntil) || 0 : 0;
       } catch (e) {
         if (isSyncguardError(e) && e.code !== 'NOT_FOUND' && e.code !== 'INTEGRITY') throw e;
-        this.log(
-          'warn',
-          `pack index ${key} is unreadable and is ignored (${(e as Error).message}); its contents will be stored again`,
-        );
+        const problem = `the pack index is not valid and is ignored (${(e as Error).message}); its contents will be stored again`;
+        index.damaged.push({ object: o.key, problem });
+        this.log('warn', `${o.key}: ${problem}`);
         return;
       }
-      if (
-        idx?.format !== 'syncguard-pack-index' ||
-        !Array.isArray(idx.entries) ||
-        idx.pack !== packKeyOfIndex(key)
-      ) {
-        this.log('warn', `pack index ${key} is not valid and is ignored; its contents will be stored again`);
-        return;
-      }
-      const lockedUntil = idx.retainUntil ? Date.parse(idx.retainUntil) : 0;
-      for (const [sha, offset, length] of idx.entries) {
-        if (!index.has(sha)) index.set(sha, { object: idx.pack, offset, length, lockedUntil });
+      for (const [sha, offset, length] of entries) {
+        if (!index.has(sha)) index.set(sha, { object: pack, offset, length, lockedUntil });
       }
     });
     return index;
@@ -226,6 +238,8 @@ export class Repository {
 
 export class ContentIndex {
   private readonly map = new Map<string, Location>();
+  /** Pack indexes that were not trusted, and why. */
+  readonly damaged: Array<{ object: string; problem: string }> = [];
   get size(): number {
     return this.map.size;
   }
@@ -368,4 +382,43 @@ export function parseAt(at: string): Date {
     'USAGE',
     `--at "${at}" is not a snapshot id, a date (2026-11-20) or a date-time (2026-11-20T18:30 or 2026-11-20T18:30:00Z)`,
   );
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** The largest index a pack of `packSize` bytes can have: an entry takes under 100 bytes of JSON, and
+ *  each distinct content but the empty one at least a byte of the pack. At most 64 MiB. */
+function maxIndexBytes(packSize: number): number {
+  return Math.min(64 * 1024 * 1024, 4096 + 100 * (packSize + 1));
+}
+
+/** The entries of a pack index read back, or INTEGRITY with what is wrong. */
+export function checkPackIndex(
+  raw: Record<string, unknown>,
+  pack: string,
+  packSize: number,
+): Array<[string, number, number]> {
+  const bad = (why: string) => new SyncguardError('INTEGRITY', why);
+  if (raw.format !== 'syncguard-pack-index' || raw.version !== 1) throw bad('not a syncguard pack index');
+  if (raw.pack !== pack) throw bad(`it names the pack ${showPath(String(raw.pack))}, not ${pack}`);
+  if (raw.size !== packSize)
+    throw bad(`it says the pack has ${String(raw.size)} bytes; the store lists ${packSize}`);
+  if (!Array.isArray(raw.entries)) throw bad('it has no entries');
+  const seen = new Set<string>();
+  let next = 0;
+  for (const [i, e] of (raw.entries as unknown[]).entries()) {
+    if (!Array.isArray(e) || e.length !== 3) throw bad(`entry ${i} is not [sha256, offset, length]`);
+    const [sha, offset, length] = e as [unknown, unknown, unknown];
+    if (typeof sha !== 'string' || !SHA256.test(sha)) throw bad(`entry ${i} has no valid SHA-256`);
+    if (seen.has(sha)) throw bad(`entry ${i} names a content twice`);
+    seen.add(sha);
+    if (!Number.isSafeInteger(length) || (length as number) < 0) throw bad(`entry ${i} has no valid length`);
+    if (offset !== next)
+      throw bad(`entry ${i} starts at ${String(offset)}; the entry before it ends at ${next}`);
+    next += length as number;
+    if (next > packSize)
+      throw bad(`entry ${i} ends at ${next}, past the end of the pack (${packSize} bytes)`);
+  }
+  if (next !== packSize) throw bad(`its entries end at ${next}; the pack has ${packSize} bytes`);
+  return raw.entries as Array<[string, number, number]>;
 }

@@ -12,8 +12,6 @@
  * no remaining manifest names it, it has been seen unreferenced for the grace period (a run elsewhere
  * may be about to name it), and its lock has run out. A pack goes with its index, index first.
  */
-import { createGunzip } from 'node:zlib';
-import { createInterface } from 'node:readline';
 import { promises as fsp } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KeepPolicy } from '../config/schema.js';
@@ -24,6 +22,7 @@ import type { ManifestHeader } from './manifest.js';
 import { type Repository, type SnapshotInfo } from './repository.js';
 import { forEachLimit } from '../util.js';
 import { listAcks, tripwireState, type TripwireState } from './tripwire.js';
+import { gunzipLines, parseJson } from './untrusted.js';
 
 const DAY = 86_400_000;
 
@@ -169,15 +168,18 @@ export interface AccountRetention {
 }
 
 /** What the policy keeps of an account now. Everything is kept while its tripwire has fired and
- *  nobody acknowledged it, and when the account is not in the config (`policy` undefined). */
+ *  nobody acknowledged it, and when the account is not in the config (`policy` undefined). With
+ *  skipDamaged, a manifest that cannot be read is passed over (for extending locks: a planted object
+ *  must not stop the real snapshots' locks from being extended); prune never passes one over. */
 export async function accountRetention(
   repo: Repository,
   account: string,
   policy: Policy | undefined,
   signal?: AbortSignal,
+  opts: { skipDamaged?: boolean } = {},
 ): Promise<AccountRetention> {
   const [snapshots, acks] = await Promise.all([
-    readSnapshotLocks(repo, account, signal),
+    readSnapshotLocks(repo, account, signal, opts),
     listAcks(repo, account, signal),
   ]);
   const tripwire = tripwireState(snapshots, acks[acks.length - 1]?.time);
@@ -228,8 +230,21 @@ export async function extendKeptLocks(
   const due = kept.filter((s) => until(s) < extendTo);
   const to = new Date(extendTo);
   const namedBy = new Map<string, string>();
-  for (const s of due)
-    for (const o of await namedObjects(repo, s.key, signal)) if (!namedBy.has(o)) namedBy.set(o, s.id);
+  const readable: SnapshotLock[] = [];
+  for (const s of due) {
+    let named: Set<string>;
+    try {
+      named = await namedObjects(repo, s.key, signal);
+    } catch (e) {
+      // A manifest that cannot be read (damaged, or planted by whoever can write the store) must not
+      // stop the locks of the real snapshots from being extended; verify reports it.
+      if (!isSyncguardError(e, 'INTEGRITY')) throw e;
+      repo.log('warn', `${e.message}; its lock is not extended`);
+      continue;
+    }
+    readable.push(s);
+    for (const o of named) if (!namedBy.has(o)) namedBy.set(o, s.id);
+  }
   await forEachLimit(namedBy, 8, async ([object, id]) => {
     throwIfAborted(signal);
     try {
@@ -244,18 +259,18 @@ export async function extendKeptLocks(
       throw e;
     }
   });
-  await forEachLimit(due, 8, async (s) => {
+  await forEachLimit(readable, 8, async (s) => {
     throwIfAborted(signal);
     await repo.store.extendRetention(s.key, to);
     s.lockedUntil = to;
   });
   repo.log(
     'info',
-    `${r.account}: extended the locks of ${due.length} kept snapshot${due.length > 1 ? 's' : ''} (${namedBy.size} objects) to ${to.toISOString()}`,
+    `${r.account}: extended the locks of ${readable.length} kept snapshot${readable.length > 1 ? 's' : ''} (${namedBy.size} objects) to ${to.toISOString()}`,
   );
   return {
     account: r.account,
-    snapshots: due.map((s) => s.id),
+    snapshots: readable.map((s) => s.id),
     objects: namedBy.size,
     until: to.toISOString(),
   };
@@ -273,17 +288,16 @@ export async function namedObjects(
 ): Promise<Set<string>> {
   const out = new Set<string>();
   const body = await repo.store.get(key, { signal });
-  const gunzip = body.pipe(createGunzip());
-  body.on('error', (e) => gunzip.destroy(e));
   let n = 0;
   try {
-    for await (const line of createInterface({ input: gunzip, crlfDelay: Infinity })) {
-      if (n++ === 0 || line === '') continue;
-      const e = JSON.parse(line) as { object?: unknown };
-      if (typeof e?.object === 'string') out.add(e.object);
-    }
+    for await (const lines of gunzipLines(body, `the manifest ${key}`))
+      for (const line of lines) {
+        if (n++ === 0 || line === '') continue;
+        const e = parseJson(line, `line ${n}`) as { object?: unknown } | null;
+        if (typeof e?.object === 'string') out.add(e.object);
+      }
   } catch (e) {
-    if (isSyncguardError(e)) throw e;
+    if (isSyncguardError(e) && e.code !== 'INTEGRITY') throw e;
     throw new SyncguardError(
       'INTEGRITY',
       `the manifest ${key} cannot be read (line ${n}: ${(e as Error).message}); nothing it names is deleted until it can: run \`syncguard verify\``,

@@ -74,6 +74,9 @@ export interface SnapshotResult {
   bytesRead: number;
   bytesAdded: number;
   objectsExtended: number;
+  /** Objects of the store this run found damaged (or planted) and passed over: manifests it could
+   *  not build on, pack indexes it did not trust. They stay as they are, for `verify` to report. */
+  damaged: Array<{ object: string; problem: string }>;
 }
 
 const DAY = 86_400_000;
@@ -101,6 +104,7 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   let prevHeader: ManifestHeader | undefined;
   let prev: Map<string, ManifestEntry> | undefined;
   const failures: FailedFile[] = [];
+  const damaged: SnapshotResult['damaged'] = [];
   // The latest readable snapshot: a damaged manifest (or one rewritten by whoever holds the store's
   // keys) must not stop every later snapshot. It stays as it is, for verify to report.
   for (let i = snaps.length - 1; i >= 0 && !prevInfo; i--) {
@@ -116,6 +120,7 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
       [prevInfo, prevHeader, prev] = [snaps[i], m.header, entries];
     } catch (e) {
       if (!isSyncguardError(e, 'INTEGRITY')) throw e;
+      damaged.push({ object: snaps[i].key, problem: e.message });
       repo.log(
         'warn',
         `the snapshot ${snaps[i].key} cannot be read (${e.message}); the next snapshot builds on the one before it. Run \`syncguard verify\``,
@@ -123,6 +128,7 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     }
   }
   const index = await repo.loadIndex(signal);
+  damaged.push(...index.damaged);
 
   // 2. What the provider says now.
   const match = matcher(account.include ?? [], account.exclude ?? []);
@@ -325,6 +331,7 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     bytesRead: progress.bytesRead,
     bytesAdded: header.bytesAdded,
     objectsExtended: extended,
+    damaged,
   };
 }
 
