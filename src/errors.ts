@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'PROVIDER_RATE_LIMITED' // 429 / 503 / too_many_requests; retryAfterMs says how long
   | 'PROVIDER_UNAVAILABLE' // 5xx, dropped connection: retryable
   | 'PROVIDER_ERROR' // any other provider refusal
+  | 'SKIPPED' // the provider will not serve this file (restricted, flagged): recorded as skipped, with the reason
   | 'CURSOR_RESET' // the provider forgot our cursor: a full listing follows
   | 'STORE_AUTH' // the store refused our credentials
   | 'STORE_CONFLICT' // a write-once key exists already

@@ -240,6 +240,13 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
       progress.bytesRead += got.size;
     } catch (e) {
       if (isFatal(e)) throw e;
+      // A file the provider will not serve is left out with the reason, as a listing's skip is: being
+      // out of the manifest, it is not asked for again until it changes.
+      if (isSyncguardError(e, 'SKIPPED')) {
+        skipped.push({ path: entry.path, reason: e.message });
+        progress.filesDone++;
+        return;
+      }
       failures.push({
         path: entry.path,
         error: isSyncguardError(e, 'NOT_FOUND') ? 'vanished during the run' : describeError(e),

@@ -22,6 +22,9 @@ export interface DropboxNode {
   clientModified?: string;
   serverModified?: string;
   downloadable?: boolean;
+  /** Dropbox restricts the content (a copyright claim, a legal hold): listed as usual, but
+   *  files/download answers 409 path/restricted_content (LookupError.restricted_content). */
+  restricted?: boolean;
 }
 
 interface LogRecord {
@@ -108,7 +111,7 @@ export class DropboxNamespace {
   put(
     path: string,
     content: Buffer | string,
-    opts: { clientModified?: Date; downloadable?: boolean } = {},
+    opts: { clientModified?: Date; downloadable?: boolean; restricted?: boolean } = {},
   ): DropboxNode {
     const display = normalise(path);
     if (display === '') throw new Error('cannot write the root');
@@ -139,6 +142,7 @@ export class DropboxNamespace {
     node.serverModified = now;
     node.clientModified = opts.clientModified ? dbxTime(opts.clientModified) : now;
     node.downloadable = opts.downloadable ?? true;
+    node.restricted = opts.restricted ?? false;
     this.log.push({ op: 'upsert', lower, display: node.pathDisplay });
     return node;
   }

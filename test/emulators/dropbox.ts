@@ -585,6 +585,11 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     if (node.tag !== 'file')
       throw endpointError({ '.tag': 'path', path: { '.tag': 'not_file' } }, 'path/not_file');
     if (!node.downloadable) throw endpointError({ '.tag': 'unsupported_file' }, 'unsupported_file');
+    if (node.restricted)
+      throw endpointError(
+        { '.tag': 'path', path: { '.tag': 'restricted_content' } },
+        'path/restricted_content',
+      );
     const content = node.content!;
     let start = 0;
     let end = content.length - 1;

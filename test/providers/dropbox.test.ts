@@ -19,6 +19,8 @@ import {
 } from '../../src/providers/dropbox/index.js';
 import type { Provider, RemoteEntry } from '../../src/providers/types.js';
 import { startDropboxEmulator, type DropboxEmulator, type DropboxNamespace } from '../emulators/dropbox.js';
+import { takeSnapshot } from '../../src/snapshot/take.js';
+import { DAY, engine } from '../snapshot/_fixtures.js';
 import { applyChanges, collect, providerSuite, readStream } from './provider-suite.js';
 
 /** Retries without real waiting: every wait the pacer asks for is recorded, not slept. */
@@ -570,6 +572,32 @@ describe('provider: dropbox', () => {
       const err2 = await errorOf(readStream(p, stale));
       expect(isSyncguardError(err2, 'INTEGRITY'), String(err2)).toBe(true);
       expect((await readStream(p, entry)).bytes.length).toBe(200_000);
+    });
+
+    it('records a file Dropbox will not serve (restricted_content) as skipped with the reason, once, and not as failed', async () => {
+      emu.home.put('Music/ok.mp3', 'fine');
+      emu.home.put('Music/claimed.mp3', 'claimed', { restricted: true });
+      const p = await providerFor(emu);
+      const entry = applyChanges(new Map(), await collect(p), true).get('Music/claimed.mp3')!;
+      // The emulator's switch: listed as usual, refused on download.
+      const err = await errorOf(readStream(p, entry));
+      expect(err.code, String(err)).toBe('SKIPPED');
+      expect(err.message).toMatch(/restricted/);
+      expect(emu.count('files/download')).toBe(1);
+
+      const { repo, clock } = engine();
+      const account = { name: 'family-dropbox', provider: 'dropbox' };
+      const night1 = await takeSnapshot({ repo, provider: p, account });
+      expect(night1.header.failures).toEqual([]);
+      expect(night1.header.skipped).toEqual([
+        { path: 'Music/claimed.mp3', reason: expect.stringMatching(/restricted/) as string },
+      ]);
+      emu.resetCounts();
+      clock.advance(DAY);
+      const night2 = await takeSnapshot({ repo, provider: p, account });
+      expect(night2.header.failures).toEqual([]);
+      expect(night2.header.skipped).toEqual([]);
+      expect(emu.count('files/download')).toBe(0);
     });
 
     it('classifies what the SDK and fetch throw', () => {

@@ -171,6 +171,14 @@ export function classify(err: unknown, ctx: ClassifyContext): SyncguardError {
       if (/(^|\/)conflict(\/|$)/.test(summary)) {
         return new SyncguardError('EXISTS', `something already exists there on Dropbox${doing}`);
       }
+      // LookupError.restricted_content: "The file cannot be transferred because the content is
+      // restricted" (a copyright claim, a legal requirement). It will not change by asking again.
+      if (/(^|\/)restricted_content(\/|$)/.test(summary)) {
+        return new SyncguardError(
+          'SKIPPED',
+          'Dropbox will not serve this file: its content is restricted (restricted_content; a copyright claim or a legal requirement)',
+        );
+      }
       if (summary.startsWith('unsupported_file')) {
         return new SyncguardError(
           'PROVIDER_ERROR',
