@@ -17,6 +17,30 @@
  *   code is approved) and the refresh_token grant with rotation (each refresh returns a new refresh
  *   token and invalidates the one used); unsigned id_token and client_info, as MSAL needs.
  *
+ * Behaviours of the real service that the documentation does not show at first sight, each behind a
+ * switch (GraphEmulatorOptions, or a method for one-off faults); `realistic()` turns on those that are
+ * the norm for a drive type:
+ * - idCaseDrift: ids in mixed casing across endpoints (OneDrive/onedrive-api-docs#1902, mid-2025:
+ *   GET /me/drive and GET /root lower case, delta and children upper case for parentReference.id);
+ *   every route takes ids case-insensitively.
+ * - sha256OnPersonal: the SHA-256 Personal gave until 2023 (off: quickXorHash only, abraunegg/onedrive#2423).
+ * - hashlessInListings: files listed without `file.hashes` (OneDrive/onedrive-api-docs#1704, #527).
+ * - rewriteOnDownload: files whose bytes on download differ from the listed size and hash (SharePoint
+ *   adds metadata to Office documents, .doc and some JPEGs: rclone#1718, #2036, #4890, #6701).
+ * - deltaLinkForm: the OData function forms Graph also returns (drives('…')/root/microsoft.graph.delta(…),
+ *   drives('…')/items('…')/microsoft.graph.delta(…); OneDrive/onedrive-api-docs#1431).
+ * - oneNoteAsFolder: a notebook is a folder with a `package` facet on Business and SharePoint, its
+ *   sections plain files (wisecom-oy/atlas#72); its own /content is 404.
+ * - rejectDeltaLinks(): 400 "Invalid API or resource" or 404 to a delta link Graph handed out.
+ * - repeatDelta(): a nextLink returned again with an empty page (microsoft-graph-docs#2749).
+ * - flagVirus(): 403 with X-Virus-Infected on download (OneDrive/onedrive-api-docs#653).
+ * - loseNextCommitAnswer(): the last fragment of an upload session commits but its answer is lost; the
+ *   session is gone, so a retry gets 404.
+ * - versions: a PATCH of fileSystemInfo after an upload makes a version of its own on Business
+ *   (OneDrive/onedrive-api-docs#1378).
+ * - rateLimitNext(): SharePoint's RateLimit-Limit/Remaining/Reset headers before throttling.
+ * - Sites: GET /sites/{id}/drive is the default library, whatever its (localised) name.
+ *
  * Every URL it hands out is an https URL on a fake host (graph.emu.test, or the X-Forwarded-Host the
  * client's rewriting fetch sends; dl.emu.test; up.emu.test), as Graph's would be.
  */
@@ -38,6 +62,7 @@ export type GraphRoute =
   | 'createFolder'
   | 'site'
   | 'siteDrives'
+  | 'siteDrive'
   | 'devicecode'
   | 'token';
 
@@ -58,6 +83,37 @@ export interface GraphEmulatorOptions {
   /** The host Graph links are made for when the request names none (X-Forwarded-Host). */
   graphHost?: string;
   user?: { name: string; username: string };
+  /** Ids in mixed casing across endpoints (Personal drives only, where ids are hex). */
+  idCaseDrift?: boolean;
+  /** Personal drives also list sha256Hash (as before 2023). */
+  sha256OnPersonal?: boolean;
+  /** Which files delta and children list without `file.hashes` (true: all). GET of the item still has them. */
+  hashlessInListings?: boolean | ((path: string) => boolean);
+  /** Files whose downloaded bytes differ from what is listed (SharePoint rewrites them on the way out). */
+  rewriteOnDownload?: RegExp;
+  /** How delta links are spelled: `query` (/drives/{id}/root/delta?token=), `drives` (drives('{id}')/root/
+   *  microsoft.graph.delta(token='…')) or `items` (drives('{id}')/items('{root}')/microsoft.graph.delta(token='…')). */
+  deltaLinkForm?: 'query' | 'drives' | 'items';
+  /** A OneNote notebook is a folder with a `package` facet (Business, SharePoint; the default there). */
+  oneNoteAsFolder?: boolean;
+}
+
+/** The switches that are the norm for a drive type, as the real service behaves today. */
+export function realistic(driveType: 'personal' | 'business' = 'personal'): GraphEmulatorOptions {
+  return driveType === 'personal'
+    ? {
+        driveType,
+        idCaseDrift: true,
+        rewriteOnDownload: /\.doc$/i,
+        deltaLinkForm: 'items',
+      }
+    : {
+        driveType,
+        hashlessInListings: (p) => /(^|\/)old[^/]*$/i.test(p),
+        rewriteOnDownload: /\.(doc|docx|xlsx|pptx|jpe?g)$/i,
+        deltaLinkForm: 'drives',
+        oneNoteAsFolder: true,
+      };
 }
 
 export interface FaultOptions {
@@ -130,6 +186,12 @@ interface Item {
   /** lower-case name → id, for folders, packages and the root. */
   children?: Map<string, string>;
   version: number;
+  /** Bumped when the content changes: the N of the cTag. */
+  contentVersion?: number;
+  /** Versions in the file's history (content writes, and metadata PATCHes on Business). */
+  versions?: number;
+  /** Flagged by the virus scanner: downloads answer 403 with X-Virus-Infected. */
+  virus?: string;
 }
 
 /** What a test sees of an item. */
@@ -141,6 +203,7 @@ export interface ItemView {
   content?: Buffer;
   quickXorHash?: string;
   fileSystemInfo: { createdDateTime: string; lastModifiedDateTime: string };
+  versions: number;
 }
 
 interface Enumeration {
@@ -169,6 +232,12 @@ function b64url(obj: unknown): string {
   return Buffer.from(JSON.stringify(obj)).toString('base64url');
 }
 
+/** The switches of GraphEmulatorOptions that concern one drive's items. */
+export type DriveBehaviour = Pick<
+  GraphEmulatorOptions,
+  'parentChain' | 'idCaseDrift' | 'sha256OnPersonal' | 'hashlessInListings' | 'oneNoteAsFolder'
+>;
+
 /** One drive, edited by path the way a user or a sync client would. */
 export class EmuDrive {
   readonly items = new Map<string, Item>();
@@ -184,7 +253,7 @@ export class EmuDrive {
     readonly id: string,
     readonly driveType: 'personal' | 'business' | 'documentLibrary',
     readonly name: string,
-    private readonly parentChain = true,
+    readonly behaviour: DriveBehaviour = {},
   ) {
     this.rootId = this.newId();
     const now = isoNow();
@@ -206,6 +275,23 @@ export class EmuDrive {
 
   get personal(): boolean {
     return this.driveType === 'personal';
+  }
+
+  /** An item by id, in any casing (Graph's ids are case-insensitive). */
+  get(id: string): Item | undefined {
+    return this.items.get(id) ?? this.items.get(id.toUpperCase());
+  }
+
+  /** An id as an endpoint spells it: with idCaseDrift, lower case where one item is asked for, upper
+   *  case for a listing's parent references, lower case for a listing's own ids. */
+  spell(id: string, where: 'item' | 'listing' | 'listingParent'): string {
+    if (!this.behaviour.idCaseDrift || !this.personal) return id;
+    return where === 'listingParent' ? id.toUpperCase() : id.toLowerCase();
+  }
+
+  /** The drive id as GET /me/drive and parentReference.driveId spell it. */
+  get spelledId(): string {
+    return this.behaviour.idCaseDrift && this.personal ? this.id.toLowerCase() : this.id;
   }
 
   private newId(): string {
@@ -236,6 +322,8 @@ export class EmuDrive {
         modified: now,
         fsModified,
         version: item.version + 1,
+        versions: (item.versions ?? 0) + 1,
+        contentVersion: (item.contentVersion ?? 1) + 1,
       });
     } else {
       item = {
@@ -251,6 +339,7 @@ export class EmuDrive {
         fsModified,
         deleted: false,
         version: 1,
+        versions: 1,
       };
       this.items.set(item.id, item);
       parent.children!.set(name.toLowerCase(), item.id);
@@ -388,7 +477,8 @@ export class EmuDrive {
     this.move(path, i < 0 ? newName : `${path.slice(0, i)}/${newName}`);
   }
 
-  /** Changes a file's bytes without changing the hash and size Graph reports (a corrupt download). */
+  /** Changes a file's stored bytes without changing the hash and size Graph reports: every download
+   *  gives the same wrong bytes (corruptNextDownloads() is the passing kind). */
   corrupt(path: string): void {
     const item = this.lookup(path);
     if (!item?.content || item.content.length === 0)
@@ -396,6 +486,13 @@ export class EmuDrive {
     const c = Buffer.from(item.content);
     c[c.length >> 1] ^= 0xff;
     item.content = c;
+  }
+
+  /** Flags a file as infected: its downloads answer 403 with X-Virus-Infected. */
+  flagVirus(path: string, name = 'Win32/EICAR_Test_File'): void {
+    const item = this.lookup(path);
+    if (!item || item.kind !== 'file') throw new Error(`emulator: no file ${path}`);
+    item.virus = name;
   }
 
   /** Makes every delta token handed out so far unusable (410 resyncRequired). */
@@ -440,6 +537,7 @@ export class EmuDrive {
       content: it.content,
       quickXorHash: it.quickXor,
       fileSystemInfo: { createdDateTime: it.fsCreated, lastModifiedDateTime: it.fsModified },
+      versions: it.versions ?? 0,
     };
   }
 
@@ -479,7 +577,7 @@ export class EmuDrive {
    *  returns the parent chain of what changed. */
   changed(item: Item, withAncestors: boolean): void {
     this.log.push(item.id);
-    if (!withAncestors || !this.parentChain) return;
+    if (!withAncestors || this.behaviour.parentChain === false) return;
     const now = item.modified;
     for (let id = item.parentId; id;) {
       const f = this.items.get(id)!;
@@ -501,23 +599,28 @@ export class EmuDrive {
     return names.reverse().join('/');
   }
 
-  json(it: Item, opts: { withPath?: boolean } = {}): Record<string, unknown> {
+  /** An item as Graph gives it: `listing` for delta and children, else a GET of the item. */
+  json(it: Item, opts: { withPath?: boolean; listing?: boolean } = {}): Record<string, unknown> {
+    const own = this.spell(it.id, opts.listing ? 'listing' : 'item');
+    const parentSpelled = it.parentId
+      ? this.spell(it.parentId, opts.listing ? 'listingParent' : 'item')
+      : undefined;
     const parentReference = it.parentId
       ? {
-          driveId: this.id,
+          driveId: this.spelledId,
           driveType: this.driveType,
-          id: it.parentId,
+          id: parentSpelled,
           ...(opts.withPath
             ? {
                 path: `/drives/${this.id}/root:${this.pathOf(this.items.get(it.parentId)!) ? '/' + this.pathOf(this.items.get(it.parentId)!) : ''}`,
               }
             : {}),
         }
-      : { driveId: this.id, driveType: this.driveType };
+      : { driveId: this.spelledId, driveType: this.driveType };
     if (it.deleted) {
       // Deletes omit cTag; Business omits name, Personal omits size (driveitem-delta remarks).
       return {
-        id: it.id,
+        id: own,
         deleted: { state: 'deleted' },
         parentReference,
         lastModifiedDateTime: it.modified,
@@ -526,7 +629,7 @@ export class EmuDrive {
       };
     }
     const out: Record<string, unknown> = {
-      id: it.id,
+      id: own,
       name: it.name,
       size: it.size,
       createdDateTime: it.created,
@@ -535,13 +638,16 @@ export class EmuDrive {
       fileSystemInfo: { createdDateTime: it.fsCreated, lastModifiedDateTime: it.fsModified },
       parentReference,
     };
-    if (this.personal) out.cTag = `"c:{${it.id}},${it.version}"`;
+    // cTag: the content's tag, for files only (driveItem resource: not returned for folders).
+    if (it.kind === 'file') out.cTag = `"c:{${it.id}},${it.contentVersion ?? 1}"`;
     if (it.kind === 'root') {
       out.root = {};
       out.folder = { childCount: it.children!.size };
     } else if (it.kind === 'folder') out.folder = { childCount: it.children!.size };
-    else if (it.kind === 'package') out.package = { type: 'oneNote' };
-    else if (it.kind === 'remote') {
+    else if (it.kind === 'package') {
+      out.package = { type: 'oneNote' };
+      if (this.oneNoteAsFolder) out.folder = { childCount: it.children!.size };
+    } else if (it.kind === 'remote') {
       const target = JSON.parse(it.content!.toString()) as { driveId: string; id: string };
       out.remoteItem = {
         id: target.id,
@@ -550,12 +656,23 @@ export class EmuDrive {
       };
     } else {
       const ext = /\.([a-z0-9]+)$/i.exec(it.name)?.[1]?.toLowerCase() ?? '';
+      const h = this.behaviour.hashlessInListings;
+      const hashless = opts.listing && (h === true || (typeof h === 'function' && h(this.pathOf(it))));
       out.file = {
         mimeType: MIME[ext] ?? 'application/octet-stream',
-        hashes: { quickXorHash: it.quickXor, ...(this.personal ? { sha256Hash: it.sha256 } : {}) },
+        hashes: hashless
+          ? {}
+          : {
+              quickXorHash: it.quickXor,
+              ...(this.personal && this.behaviour.sha256OnPersonal ? { sha256Hash: it.sha256 } : {}),
+            },
       };
     }
     return out;
+  }
+
+  get oneNoteAsFolder(): boolean {
+    return this.behaviour.oneNoteAsFolder ?? !this.personal;
   }
 
   // ---- delta ----------------------------------------------------------------------------------
@@ -660,6 +777,9 @@ interface RefreshToken {
 const OIDC_SCOPES = new Set(['openid', 'profile', 'offline_access', 'email']);
 const PERSONAL_TENANT = '9188040d-6c67-4c5b-b112-36a304b66dad';
 
+/** A reply status that means: drop the connection without answering. */
+const LOST = 0;
+
 class HttpReply {
   constructor(
     readonly status: number,
@@ -729,6 +849,11 @@ export class GraphEmulator {
   private readonly faults: Array<FaultOptions & { left: number }> = [];
   private cuts: Array<{ left: number; afterBytes?: number }> = [];
   private resyncs = 0;
+  private rejections: Array<{ left: number; status: 400 | 404 }> = [];
+  private repeats = 0;
+  private corruptions = 0;
+  private lostCommits = 0;
+  private rateLimit?: { left: number; limit: number; remaining: number; reset: number };
   private readonly downloads = new Map<string, { drive: EmuDrive; itemId: string; expires: number }>();
   private readonly sessions = new Map<string, UploadSession>();
   private readonly deviceCodes = new Map<string, DeviceCode>();
@@ -769,14 +894,25 @@ export class GraphEmulator {
   }
 
   addDrive(type: 'personal' | 'business' | 'documentLibrary', name: string): EmuDrive {
+    // Personal drive ids were upper-case hex until mid-2025 (OneDrive/onedrive-api-docs#1902).
     const id =
-      type === 'personal' ? randomBytes(8).toString('hex') : `b!${randomBytes(24).toString('base64url')}`;
-    const d = new EmuDrive(id, type, name, this.opts.parentChain ?? true);
+      type === 'personal'
+        ? randomBytes(8).toString('hex').toUpperCase()
+        : `b!${randomBytes(24).toString('base64url')}`;
+    const d = new EmuDrive(id, type, name, {
+      parentChain: this.opts.parentChain,
+      idCaseDrift: this.opts.idCaseDrift,
+      sha256OnPersonal: this.opts.sha256OnPersonal,
+      hashlessInListings: this.opts.hashlessInListings,
+      oneNoteAsFolder: this.opts.oneNoteAsFolder,
+    });
     this.drives.set(id, d);
     return d;
   }
 
-  /** A SharePoint site ("contoso.sharepoint.com:/sites/finance") with document libraries by name. */
+  /** A SharePoint site ("contoso.sharepoint.com:/sites/finance") with document libraries by name; the
+   *  first is the site's default library (GET /sites/{id}/drive), whatever its name: "Documents", or
+   *  "Dokumente" on a German site. */
   addSite(
     site: string,
     libraries: string[] = ['Documents'],
@@ -801,6 +937,34 @@ export class GraphEmulator {
   /** The next `times` downloads send `afterBytes` bytes (default: half) and then cut the connection. */
   cutNextDownloads(times: number, afterBytes?: number): void {
     this.cuts.push({ left: times, afterBytes });
+  }
+
+  /** The next `times` delta requests that carry a token answer 400 invalidRequest "Invalid API or
+   *  resource" or 404 itemNotFound, as Graph has answered to its own delta links. */
+  rejectDeltaLinks(times: number, status: 400 | 404 = 400): void {
+    this.rejections.push({ left: times, status });
+  }
+
+  /** The next `times` delta requests that carry a token answer an empty page whose nextLink is the
+   *  link just asked for (Infinity: for ever). */
+  repeatDelta(times: number): void {
+    this.repeats = times;
+  }
+
+  /** The next `times` downloads flip a byte in the middle (a corruption on the way, not at rest). */
+  corruptNextDownloads(times: number): void {
+    this.corruptions += times;
+  }
+
+  /** The last fragment of the next upload session commits the file, but its answer is lost (the
+   *  connection drops); the session is gone, so the fragment sent again gets 404. */
+  loseNextCommitAnswer(): void {
+    this.lostCommits++;
+  }
+
+  /** The next `times` Graph answers carry SharePoint's RateLimit-Limit/Remaining/Reset headers. */
+  rateLimitNext(times: number, h: { limit: number; remaining: number; reset: number }): void {
+    this.rateLimit = { left: times, ...h };
   }
 
   /** The next `times` delta requests that carry a token answer 410 resyncRequired. */
@@ -871,6 +1035,20 @@ export class GraphEmulator {
   }
 
   private send(res: http.ServerResponse, reply: HttpReply): void {
+    if (reply.status === LOST) {
+      res.socket?.destroy();
+      return;
+    }
+    if (this.rateLimit && this.rateLimit.left > 0) {
+      const r = this.rateLimit;
+      r.left--;
+      reply = new HttpReply(reply.status, reply.body, {
+        ...reply.headers,
+        'ratelimit-limit': String(r.limit),
+        'ratelimit-remaining': String(r.remaining),
+        'ratelimit-reset': String(r.reset),
+      });
+    }
     if (reply.body === undefined) {
       res.writeHead(reply.status, reply.headers);
       res.end();
@@ -946,7 +1124,11 @@ export class GraphEmulator {
 
   private graph(req: http.IncomingMessage, url: URL, body: Buffer): HttpReply {
     const method = req.method ?? 'GET';
-    const rest = url.pathname.slice('/v1.0'.length);
+    // drives('{id}')/items('{id}')/microsoft.graph.delta(…) is the OData spelling of drives/{id}/items/{id}/delta(…).
+    const rest = url.pathname
+      .slice('/v1.0'.length)
+      .replace(/\/(drives|items)\((?:'|%27)(.*?)(?:'|%27)\)/g, '/$1/$2')
+      .replace(/\/microsoft\.graph\.delta(?=\(|%28|$)/, '/delta');
     const route = this.routeOf(method, rest);
     const fault = this.withFault(route, req);
     if (fault) return fault;
@@ -959,24 +1141,24 @@ export class GraphEmulator {
         'Access denied: the token does not allow writing (Files.ReadWrite.All).',
       );
 
-    const site = /^\/sites\/([^/]+?)(?::(\/.*?))?:?(\/drives)?$/.exec(rest);
+    const site = /^\/sites\/([^/]+?)(?::(\/.*?))?:?(\/drives|\/drive)?$/.exec(rest);
     if (site) {
       if (!tok.scopes.has('sites.read.all'))
         return graphError(403, 'accessDenied', 'Access denied: Sites.Read.All is needed.');
       return this.siteRoute(
         decodeURIComponent(site[1]),
         site[2] === undefined ? undefined : decodeURIComponent(site[2]),
-        !!site[3],
+        site[3] === '/drives' ? 'drives' : site[3] === '/drive' ? 'drive' : undefined,
       );
     }
     const dm = /^\/(?:me\/drive|drives\/([^/]+))(\/.*)?$/.exec(rest);
-    if (!dm) return graphError(400, 'invalidRequest', `Unsupported path ${rest}`);
-    const drive = dm[1] === undefined ? this.drive : this.drives.get(decodeURIComponent(dm[1]));
+    if (!dm) return graphError(400, 'invalidRequest', 'Invalid API or resource');
+    const drive = dm[1] === undefined ? this.drive : this.findDrive(decodeURIComponent(dm[1]));
     if (!drive) return graphError(404, 'itemNotFound', 'The drive could not be found.');
     const tail = dm[2] ?? '';
     if (tail === '')
       return new HttpReply(200, {
-        id: drive.id,
+        id: drive.spelledId,
         driveType: drive.driveType,
         name: drive.name,
         owner: { user: { displayName: this.user.name } },
@@ -984,8 +1166,16 @@ export class GraphEmulator {
     return this.itemRoute(req, url, drive, tail, body);
   }
 
+  /** A drive by id; personal drive ids in any casing. */
+  private findDrive(id: string): EmuDrive | undefined {
+    return (
+      this.drives.get(id) ?? [...this.drives.values()].find((d) => d.personal && d.id === id.toUpperCase())
+    );
+  }
+
   private routeOf(method: string, rest: string): GraphRoute {
-    if (rest.startsWith('/sites/')) return rest.endsWith('/drives') ? 'siteDrives' : 'site';
+    if (rest.startsWith('/sites/'))
+      return rest.endsWith('/drives') ? 'siteDrives' : rest.endsWith('/drive') ? 'siteDrive' : 'site';
     if (/\/delta(\(|$|\?)/.test(rest) || rest.includes('/delta(')) return 'delta';
     if (rest.endsWith('/createUploadSession')) return 'createUploadSession';
     if (rest.endsWith('/content')) return method === 'PUT' ? 'upload' : 'content';
@@ -995,7 +1185,11 @@ export class GraphEmulator {
     return 'item';
   }
 
-  private siteRoute(hostOrId: string, path: string | undefined, drives: boolean): HttpReply {
+  private siteRoute(
+    hostOrId: string,
+    path: string | undefined,
+    drives: 'drives' | 'drive' | undefined,
+  ): HttpReply {
     let site: Site | undefined;
     if (path !== undefined || !hostOrId.includes(',')) {
       const want = (path ?? '').replace(/^\/+|\/+$/g, '').toLowerCase();
@@ -1005,6 +1199,13 @@ export class GraphEmulator {
     } else site = this.sites.get(hostOrId);
     if (!site) return graphError(404, 'itemNotFound', 'Requested site could not be found');
     const webUrl = `https://${site.hostname}${site.path ? '/' + site.path : ''}`;
+    const driveJson = (d: EmuDrive) => ({
+      id: d.id,
+      name: d.name,
+      driveType: d.driveType,
+      webUrl: `${webUrl}/${encodeURIComponent(d === site.drives[0] ? 'Shared Documents' : d.name)}`,
+    });
+    if (drives === 'drive') return new HttpReply(200, driveJson(site.drives[0]));
     if (!drives)
       return new HttpReply(200, {
         id: site.id,
@@ -1012,14 +1213,7 @@ export class GraphEmulator {
         displayName: site.displayName,
         webUrl,
       });
-    return new HttpReply(200, {
-      value: site.drives.map((d) => ({
-        id: d.id,
-        name: d.name,
-        driveType: d.driveType,
-        webUrl: `${webUrl}/${encodeURIComponent(d.name === 'Documents' ? 'Shared Documents' : d.name)}`,
-      })),
-    });
+    return new HttpReply(200, { value: site.drives.map(driveJson) });
   }
 
   private itemRoute(
@@ -1051,7 +1245,7 @@ export class GraphEmulator {
       base === '/root'
         ? drive.items.get(drive.rootId)
         : base.startsWith('/items/')
-          ? drive.items.get(decodeURIComponent(base.slice(7)))
+          ? drive.get(decodeURIComponent(base.slice(7)))
           : undefined;
     if (!baseItem || baseItem.deleted)
       return graphError(404, 'itemNotFound', 'The resource could not be found.');
@@ -1082,6 +1276,7 @@ export class GraphEmulator {
     if (action === '' && method === 'GET') return new HttpReply(200, drive.json(target, { withPath: true }));
     if (action === '' && method === 'PATCH') return this.patch(drive, target, body);
     if (action === '/content' && method === 'GET') {
+      // A notebook (package) has no content of its own, even where it is a folder.
       if (target.kind !== 'file') return graphError(404, 'itemNotFound', 'The item has no content.');
       const t = randomBytes(24).toString('base64url');
       this.downloads.set(t, { drive, itemId: target.id, expires: Date.now() + 3600_000 });
@@ -1106,6 +1301,22 @@ export class GraphEmulator {
         { location: fresh },
       );
     }
+    const rejection = tok !== undefined ? this.rejections.find((r) => r.left > 0) : undefined;
+    if (rejection) {
+      rejection.left--;
+      return rejection.status === 404
+        ? graphError(404, 'itemNotFound', 'The resource could not be found.')
+        : graphError(400, 'invalidRequest', 'Invalid API or resource');
+    }
+    if (tok !== undefined && this.repeats > 0) {
+      this.repeats--;
+      // The very link asked for, again, with nothing in the page.
+      return new HttpReply(200, {
+        '@odata.context': `https://${host}/v1.0/$metadata#Collection(driveItem)`,
+        value: [],
+        '@odata.nextLink': `https://${host}${req.url ?? ''}`,
+      });
+    }
     const top = Number(url.searchParams.get('$top')) || this.pageSize;
     const page = drive.deltaPage(tok, top);
     if (!page)
@@ -1117,14 +1328,21 @@ export class GraphEmulator {
       );
     const out: Record<string, unknown> = {
       '@odata.context': `https://${host}/v1.0/$metadata#Collection(driveItem)`,
-      value: page.items.map((it) => drive.json(it)),
+      value: page.items.map((it) => drive.json(it, { listing: true })),
     };
-    // Next links in the function form, delta links in the query form: both are documented.
-    if (page.next)
-      out['@odata.nextLink'] =
-        `https://${host}/v1.0/drives/${drive.id}/root/delta(token='${page.next}')${select ? `?$select=${select}` : ''}`;
-    else
-      out['@odata.deltaLink'] = `https://${host}/v1.0/drives/${drive.id}/root/delta?${q}token=${page.delta}`;
+    const sel = select ? `?$select=${select}` : '';
+    const form = this.opts.deltaLinkForm ?? 'query';
+    const link = (t: string, query: boolean) =>
+      form === 'drives'
+        ? `https://${host}/v1.0/drives('${drive.spelledId}')/root/microsoft.graph.delta(token='${t}')${sel}`
+        : form === 'items'
+          ? `https://${host}/v1.0/drives('${drive.spelledId}')/items('${drive.rootId}')/microsoft.graph.delta(token='${t}')${sel}`
+          : query
+            ? `https://${host}/v1.0/drives/${drive.id}/root/delta?${q}token=${t}`
+            : `https://${host}/v1.0/drives/${drive.id}/root/delta(token='${t}')${sel}`;
+    // By default next links in the function form, delta links in the query form: both are documented.
+    if (page.next) out['@odata.nextLink'] = link(page.next, false);
+    else out['@odata.deltaLink'] = link(page.delta!, true);
     return new HttpReply(200, out);
   }
 
@@ -1133,7 +1351,9 @@ export class GraphEmulator {
     const ids = [...folder.children.values()];
     const skip = Number(url.searchParams.get('$skiptoken') ?? 0);
     const top = Number(url.searchParams.get('$top')) || this.pageSize;
-    const value = ids.slice(skip, skip + top).map((id) => drive.json(drive.items.get(id)!));
+    const value = ids
+      .slice(skip, skip + top)
+      .map((id) => drive.json(drive.items.get(id)!, { listing: true }));
     const out: Record<string, unknown> = { value };
     if (skip + top < ids.length)
       out['@odata.nextLink'] =
@@ -1166,6 +1386,9 @@ export class GraphEmulator {
       parentReference?: { id?: string };
       fileSystemInfo?: { lastModifiedDateTime?: string; createdDateTime?: string };
     };
+    // Business and SharePoint keep a version of their own for a changed fileSystemInfo
+    // (OneDrive/onedrive-api-docs#1378: "expected behavior"); Personal does not.
+    if (b.fileSystemInfo && item.kind === 'file' && !drive.personal) item.versions = (item.versions ?? 0) + 1;
     if (b.fileSystemInfo?.lastModifiedDateTime)
       item.fsModified = new Date(b.fileSystemInfo.lastModifiedDateTime).toISOString();
     if (b.fileSystemInfo?.createdDateTime)
@@ -1318,7 +1541,36 @@ export class GraphEmulator {
     this.sessions.delete(id);
     const parent = s.drive.items.get(s.parentId);
     if (!parent || parent.deleted) return graphError(404, 'itemNotFound', 'The parent folder was deleted.');
-    return this.commitFile(s.drive, parent, s.name, Buffer.concat(s.parts), s.conflict, s.fsModified);
+    const committed = this.commitFile(
+      s.drive,
+      parent,
+      s.name,
+      Buffer.concat(s.parts),
+      s.conflict,
+      s.fsModified,
+    );
+    if (this.lostCommits > 0 && committed.status < 300) {
+      this.lostCommits--;
+      return new HttpReply(LOST);
+    }
+    return committed;
+  }
+
+  /** The bytes a download of a file gives (what a backup must hold), which rewriteOnDownload makes
+   *  differ from the bytes listed. */
+  served(drive: EmuDrive, path: string): Buffer {
+    const item = drive.lookup(path);
+    if (!item?.content) throw new Error(`emulator: no file ${path}`);
+    return this.servedContent(item);
+  }
+
+  private servedContent(item: Item): Buffer {
+    if (!this.opts.rewriteOnDownload?.test(item.name)) return item.content!;
+    // SharePoint adds its own metadata to the file on the way out: more bytes, another hash, every time the same.
+    return Buffer.concat([
+      item.content!,
+      Buffer.from(`<sp:meta item="${item.id}" v="${item.contentVersion ?? 1}"/>`),
+    ]);
   }
 
   private download(req: http.IncomingMessage, res: http.ServerResponse, t: string): void {
@@ -1341,7 +1593,20 @@ export class GraphEmulator {
     const item = d.drive.items.get(d.itemId);
     if (!item || item.deleted || !item.content)
       return this.send(res, graphError(404, 'itemNotFound', 'The resource could not be found.'));
-    const content = item.content;
+    if (item.virus)
+      return this.send(
+        res,
+        graphError(403, 'malwareDetected', 'Malware detected', {
+          'x-virus-infected': item.virus,
+          'x-clienterrorcode': 'VirusError',
+        }),
+      );
+    let content = this.servedContent(item);
+    if (this.corruptions > 0 && content.length > 0) {
+      this.corruptions--;
+      content = Buffer.from(content);
+      content[content.length >> 1] ^= 0xff;
+    }
     let start = 0;
     let end = content.length - 1;
     let status = 200;
