@@ -145,6 +145,13 @@ export async function analyse(
 
   const reasons: string[] = [];
   const n = prevFiles.length;
+  // An empty snapshot after a non-empty one is what a listing that lost its way looks like (every item
+  // orphaned, a drive swapped under the account) as much as a wiped account: never without an alarm,
+  // whatever the account's size.
+  if (n > 0 && next.size === 0)
+    reasons.push(
+      `the snapshot holds no files while the previous one held ${n}: check the account's source before you acknowledge (\`syncguard ack\`)`,
+    );
   if (n >= settings.minFiles && n > 0) {
     const share = (k: number, limit: number, what: string) => {
       if (k > 0 && k / n >= limit)

@@ -176,6 +176,33 @@ describe('tripwire', () => {
     expect(off.analysis.reasons.length).toBeGreaterThan(0); // looked, and said nothing
   });
 
+  it('fires, with a reason of its own, when an empty snapshot follows a non-empty one, however small', async () => {
+    const tripwire = createTripwire(
+      { ...defaults, minFiles: 50 },
+      { get: () => Promise.reject(new Error('unused')) },
+    );
+    const previous = new Map(
+      ['a.txt', 'b.txt'].map((p) => [
+        p,
+        {
+          path: p,
+          type: 'file' as const,
+          size: 1,
+          mtime: '2026-01-01T00:00:00.000Z',
+          sha256: 'a'.repeat(64),
+        },
+      ]),
+    );
+    const fired = await tripwire.inspect({ previous, next: [], sample: () => undefined });
+    expect(fired?.fired).toBe(true);
+    expect(fired?.reasons).toEqual([expect.stringContaining('holds no files while the previous one held 2')]);
+    expect(
+      await tripwire.inspect({ previous: undefined, next: [], sample: () => undefined }),
+    ).toBeUndefined();
+    const dirsOnly = [{ path: 'Docs', type: 'dir' as const, size: 0, mtime: '2026-01-01T00:00:00.000Z' }];
+    expect((await tripwire.inspect({ previous, next: dirsOnly, sample: () => undefined }))?.fired).toBe(true);
+  });
+
   it('knows ransom note names, and leaves ordinary names alone', () => {
     for (const n of [
       'HOW_TO_DECRYPT.txt',
