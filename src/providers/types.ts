@@ -22,7 +22,9 @@ export interface RemoteEntry {
 }
 
 export interface ProviderHash {
-  algo: 'dropbox' | 'quickxor' | 'sha1' | 'sha256';
+  /** `ctag` is not a hash but a content version tag (OneDrive's cTag, for files listed without hashes):
+   *  equal tags mean equal content, but the bytes cannot be checked against it. */
+  algo: 'dropbox' | 'quickxor' | 'sha1' | 'sha256' | 'ctag';
   value: string;
 }
 

@@ -30,6 +30,8 @@ export interface ManifestEntry {
   sha256?: string;
   /** What the provider reported, "algo:value" (files only, where it has one). */
   providerHash?: string;
+  /** The size the provider listed, where it served another number of bytes (`size` is what was read). */
+  providerSize?: number;
   /** The provider's id for the item, where it has one. */
   id?: string;
   /** The store key that holds the content: a blob, or a pack (files only). */

@@ -22,7 +22,12 @@ import {
   signIn,
   type OnedriveTestbed,
 } from '../emulators/graph-fixture.js';
-import { referenceQuickXor, startGraphEmulator, type GraphEmulatorOptions } from '../emulators/graph.js';
+import {
+  realistic,
+  referenceQuickXor,
+  startGraphEmulator,
+  type GraphEmulatorOptions,
+} from '../emulators/graph.js';
 import { applyChanges, collect, providerSuite, readStream, type ProviderFixture } from './provider-suite.js';
 import { restore } from '../../src/snapshot/restore.js';
 import { takeSnapshot } from '../../src/snapshot/take.js';
@@ -50,8 +55,12 @@ async function suiteFixture(opts: GraphEmulatorOptions): Promise<ProviderFixture
   };
 }
 
-providerSuite('onedrive (personal)', () => suiteFixture({ driveType: 'personal' }));
-providerSuite('onedrive (business)', () => suiteFixture({ driveType: 'business' }));
+// The realistic switches: id casing drift and delta links in OData form on Personal; files listed
+// without hashes, rewritten on download, notebooks as folders on Business.
+providerSuite('onedrive (personal)', () => suiteFixture(realistic('personal')));
+providerSuite('onedrive (business)', () =>
+  suiteFixture({ ...realistic('business'), hashlessInListings: (p) => p.length % 2 === 0 }),
+);
 
 const files = (s: Map<string, RemoteEntry>) =>
   [...s.values()]
@@ -457,8 +466,8 @@ describe('provider: onedrive', () => {
       expect(files(applyChanges(new Map(), { changes, cursor: undefined }, true))).toEqual(['Here/a.txt']);
     });
 
-    it('skips OneNote notebooks and what they hold, and says why', async () => {
-      const tb = await bed({ driveType: 'business' });
+    it('skips OneNote notebooks that are no folders (Personal) and what they hold, and says why', async () => {
+      const tb = await bed({ driveType: 'personal' });
       tb.emu.drive.write('Notes/plain.txt', 'plain');
       tb.emu.drive.addPackage('Notes/Family Notebook', { 'Recipes.one': 'r', 'Trips.one': 't' });
       const p = await tb.provider();
@@ -565,35 +574,38 @@ describe('provider: onedrive', () => {
       expect(tb.emu.bytesDownloaded).toBe(big.length);
     });
 
-    it('fails with INTEGRITY when the bytes do not match the reported hash', async () => {
+    it('fails with INTEGRITY when the bytes do not match the reported hash, and a second download differs', async () => {
       const tb = await bed();
       tb.emu.drive.write('photo.jpg', randomBytes(5000));
       tb.emu.drive.write('report.docx', randomBytes(3000));
       const p = await tb.provider();
       const s = applyChanges(new Map(), await collect(p), true);
-      tb.emu.drive.corrupt('photo.jpg');
-      tb.emu.drive.corrupt('report.docx');
       for (const path of ['photo.jpg', 'report.docx']) {
+        tb.emu.corruptNextDownloads(1);
         const err = await failure(readStream(p, s.get(path)!));
         expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
         expect(err.message).toContain(path);
       }
     });
 
-    it('only warns about Office documents that SharePoint rewrote, in business drives', async () => {
-      const tb = await bed({ driveType: 'business' });
-      const doc = randomBytes(4000);
-      tb.emu.drive.write('Reports/q3.xlsx', doc);
-      tb.emu.drive.write('Reports/q3.csv', randomBytes(4000));
-      const p = await tb.provider();
-      const s = applyChanges(new Map(), await collect(p), true);
-      tb.emu.drive.corrupt('Reports/q3.xlsx');
-      tb.emu.drive.corrupt('Reports/q3.csv');
-      const { bytes } = await readStream(p, s.get('Reports/q3.xlsx')!);
-      expect(bytes.length).toBe(doc.length);
-      expect(tb.logs.some((l) => l.level === 'warn' && l.message.includes('q3.xlsx'))).toBe(true);
-      const err = await failure(readStream(p, s.get('Reports/q3.csv')!));
-      expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
+    it('keeps, with one warning, the bytes of any file that two downloads agree on, against its listing', async () => {
+      for (const driveType of ['personal', 'business'] as const) {
+        const tb = await bed({ driveType });
+        tb.emu.drive.write('Reports/q3.xlsx', randomBytes(4000));
+        tb.emu.drive.write('Reports/q3.csv', randomBytes(4000));
+        const p = await tb.provider();
+        const s = applyChanges(new Map(), await collect(p), true);
+        for (const path of ['Reports/q3.xlsx', 'Reports/q3.csv']) {
+          tb.emu.drive.corrupt(path);
+          const served = tb.emu.drive.item(path)!.content!;
+          for (let i = 0; i < 2; i++)
+            expect(sha256((await readStream(p, s.get(path)!)).bytes)).toBe(sha256(served));
+          expect(
+            tb.logs.filter((l) => l.level === 'warn' && l.message.includes(path)),
+            driveType,
+          ).toHaveLength(1);
+        }
+      }
     });
 
     it('streams with backpressure and stops when aborted', async () => {
@@ -800,6 +812,178 @@ describe('provider: onedrive', () => {
         { configDir: tb.dir, log: tb.log },
       );
       expect(isSyncguardError(await failure(collect(noSite)), 'CONFIG')).toBe(true);
+    });
+  });
+
+  describe('the service as it really behaves (issue 9)', () => {
+    const account = { name: 'work-onedrive', provider: 'onedrive' };
+
+    it('places items whose ids come in another casing than the root id (point 4)', async () => {
+      const tb = await bed({ ...realistic('personal'), pageSize: 5 });
+      tb.emu.drive.write('top.txt', 'top');
+      tb.emu.drive.write('Docs/deep/a.txt', 'a');
+      const first = await collect(await tb.provider());
+      const s1 = applyChanges(new Map(), first, true);
+      expect([...s1.keys()].sort()).toEqual(['Docs', 'Docs/deep', 'Docs/deep/a.txt', 'top.txt']);
+      tb.emu.drive.rename('Docs', 'Papers');
+      tb.emu.drive.write('Papers/deep/b.txt', 'b');
+      const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+      expect(second.changes.some((c) => c.kind === 'reset')).toBe(false);
+      const s2 = applyChanges(s1, second, true, true);
+      expect([...s2.keys()].sort()).toEqual([
+        'Papers',
+        'Papers/deep',
+        'Papers/deep/a.txt',
+        'Papers/deep/b.txt',
+        'top.txt',
+      ]);
+    });
+
+    it('an item with the root facet is the drive root, whatever its id says (point 4)', async () => {
+      const tb = await bed({ idCaseDrift: true });
+      tb.emu.drive.write('x.txt', 'x');
+      const { changes } = await collect(await tb.provider());
+      expect(upserts(changes).map((e) => e.path)).toEqual(['x.txt']);
+      expect(changes.filter((c) => c.kind === 'error')).toEqual([]);
+    });
+
+    it('a delta link refused with 400 or 404 is tried once more, then gives a reset and a full listing (point 3)', async () => {
+      for (const status of [400, 404] as const) {
+        const tb = await bed();
+        tb.emu.drive.write('a.txt', 'a');
+        const first = await collect(await tb.provider());
+        const s1 = applyChanges(new Map(), first, true);
+        tb.emu.drive.write('b.txt', 'b');
+        tb.emu.rejectDeltaLinks(1, status);
+        const once = await collect(await tb.provider(), first.cursor, undefined, s1);
+        expect(
+          once.changes.some((c) => c.kind === 'reset'),
+          `${status} once`,
+        ).toBe(false);
+        expect(upserts(once.changes).map((e) => e.path)).toEqual(['b.txt']);
+        tb.emu.rejectDeltaLinks(2, status);
+        const twice = await collect(await tb.provider(), first.cursor, undefined, s1);
+        expect(twice.changes[0], `${status} twice`).toEqual({ kind: 'reset' });
+        expect(files(applyChanges(s1, twice, true))).toEqual(['a.txt', 'b.txt']);
+        expect(tb.logs.some((l) => l.level === 'warn' && l.message.includes(String(status)))).toBe(true);
+      }
+    });
+
+    it('keeps delta links in any form Graph gives them, and lists from them incrementally (point 5)', async () => {
+      for (const deltaLinkForm of ['drives', 'items'] as const) {
+        const tb = await bed({ deltaLinkForm, pageSize: 3 });
+        for (let i = 0; i < 5; i++) tb.emu.drive.write(`f${i}.txt`, `${i}`);
+        const first = await collect(await tb.provider());
+        expect(first.cursor).toContain('microsoft.graph.delta');
+        const s1 = applyChanges(new Map(), first, true);
+        tb.emu.drive.write('new.txt', 'new');
+        tb.emu.resetCounters();
+        const second = await collect(await tb.provider(), first.cursor, undefined, s1);
+        expect(
+          second.changes.some((c) => c.kind === 'reset'),
+          deltaLinkForm,
+        ).toBe(false);
+        expect(upserts(second.changes).map((e) => e.path)).toEqual(['new.txt']);
+        expect(tb.emu.count('delta')).toBe(1);
+        expect(tb.logs.filter((l) => l.level === 'warn')).toEqual([]);
+      }
+    });
+
+    it('ends a round whose nextLink comes back with an empty page, and says so (point 7)', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('a.txt', 'a');
+      const first = await collect(await tb.provider());
+      const s1 = applyChanges(new Map(), first, true);
+      tb.emu.drive.write('b.txt', 'b');
+      tb.emu.repeatDelta(Infinity);
+      const stuck = await collect(await tb.provider(), first.cursor, undefined, s1);
+      expect(stuck.cursor).toBeDefined();
+      expect(tb.logs.some((l) => l.level === 'warn' && l.message.includes('again'))).toBe(true);
+      tb.emu.repeatDelta(0);
+      const after = await collect(await tb.provider(), stuck.cursor, undefined, s1);
+      expect(files(applyChanges(s1, after, true))).toEqual(['a.txt', 'b.txt']);
+    }, 20_000);
+
+    it('a file listed without hashes is read, and known the next night by its content tag (point 12)', async () => {
+      const tb = await bed({ driveType: 'business', hashlessInListings: true });
+      const when = new Date('2025-05-05T05:05:05Z');
+      tb.emu.drive.write('old/report.txt', 'first words', { modified: when });
+      tb.emu.drive.write('old/keep.txt', 'kept', { modified: when });
+      const e = engine();
+      const one = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(one.header.failures).toEqual([]);
+      expect(one.filesRead).toBe(2);
+      // Same size, same modified time, other content (an app that keeps the time): only the tag tells.
+      tb.emu.drive.write('old/report.txt', 'other words', { modified: when });
+      tb.emu.drive.move('old/keep.txt', 'new/keep.txt');
+      e.clock.advance(DAY);
+      tb.emu.resetCounters();
+      const two = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(two.filesRead).toBe(1);
+      expect(tb.emu.count('download')).toBe(1);
+      const back = await restore({
+        repo: e.repo,
+        account: account.name,
+        to: { kind: 'dir', dir: join(tb.dir, 'r') },
+      });
+      expect(back.failed).toEqual([]);
+      expect(await readFile(join(tb.dir, 'r/old/report.txt'), 'utf8')).toBe('other words');
+    });
+
+    it('keeps a file whose bytes differ from its listing when two downloads agree, warns once, and never fails it (point 2)', async () => {
+      const tb = await bed({ driveType: 'business', rewriteOnDownload: /\.(jpe?g|doc)$/i });
+      tb.emu.drive.write('Photos/IMG_1.jpg', randomBytes(3000));
+      tb.emu.drive.write('Old/letter.doc', randomBytes(2000));
+      tb.emu.drive.write('plain.txt', 'plain');
+      const e = engine();
+      const one = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(one.header.failures).toEqual([]);
+      expect(one.header.counts.files).toBe(3);
+      const warned = () => tb.logs.filter((l) => l.level === 'warn' && /differ/.test(l.message));
+      expect(warned()).toHaveLength(2);
+      e.clock.advance(DAY);
+      tb.emu.resetCounters();
+      const two = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(two.header.failures).toEqual([]);
+      expect(two.filesRead).toBe(0);
+      expect(warned()).toHaveLength(2);
+      const dir = join(tb.dir, 'r');
+      await restore({ repo: e.repo, account: account.name, to: { kind: 'dir', dir } });
+      const served = await (
+        await tb.provider()
+      ).open(applyChanges(new Map(), await collect(await tb.provider()), true).get('Photos/IMG_1.jpg')!);
+      const chunks: Buffer[] = [];
+      for await (const c of served) chunks.push(c as Buffer);
+      expect(sha256(await readFile(join(dir, 'Photos/IMG_1.jpg')))).toBe(sha256(Buffer.concat(chunks)));
+    });
+
+    it('still refuses a download corrupted on the way (two downloads disagree) (point 2)', async () => {
+      const tb = await bed();
+      tb.emu.drive.write('photo.jpg', randomBytes(5000));
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      tb.emu.corruptNextDownloads(1);
+      const err = await failure(readStream(p, s.get('photo.jpg')!));
+      expect(isSyncguardError(err, 'INTEGRITY'), String(err)).toBe(true);
+      expect((await readStream(p, s.get('photo.jpg')!)).bytes.length).toBe(5000);
+    });
+
+    it('backs up the sections of a OneNote notebook that is a folder, and skips only the notebook itself (point 6)', async () => {
+      const tb = await bed({ driveType: 'business', oneNoteAsFolder: true });
+      tb.emu.drive.addPackage('Notes/Family Notebook', {
+        'Recipes.one': 'recipes',
+        'Open Notebook.onetoc2': 'toc',
+      });
+      const p = await tb.provider();
+      const s = applyChanges(new Map(), await collect(p), true);
+      expect(files(s)).toEqual([
+        'Notes/Family Notebook/Open Notebook.onetoc2',
+        'Notes/Family Notebook/Recipes.one',
+      ]);
+      expect(s.get('Notes/Family Notebook')!.type).toBe('dir');
+      expect((await readStream(p, s.get('Notes/Family Notebook/Recipes.one')!)).bytes.toString()).toBe(
+        'recipes',
+      );
     });
   });
 

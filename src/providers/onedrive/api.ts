@@ -21,7 +21,7 @@ const GRAPH_BASE = 'https://graph.microsoft.com/';
 const FAKE_GRAPH_BASE = 'https://graph.syncguard.test/';
 const USER_AGENT = 'ISV|syncguard|syncguard/0.1';
 const SELECT =
-  'id,name,size,file,folder,package,deleted,root,parentReference,lastModifiedDateTime,fileSystemInfo,remoteItem';
+  'id,name,size,file,folder,package,deleted,root,parentReference,lastModifiedDateTime,fileSystemInfo,remoteItem,cTag,eTag';
 
 /** A Graph driveItem, the fields the provider reads. */
 export interface DriveItemJson {
@@ -37,6 +37,8 @@ export interface DriveItemJson {
   deleted?: { state?: string };
   root?: Record<string, unknown>;
   remoteItem?: unknown;
+  cTag?: string;
+  eTag?: string;
 }
 
 export interface DeltaPage {

@@ -6,6 +6,16 @@ export const PACKAGE_REASON = 'OneNote notebook (package): export it from OneNot
 export const REMOTE_REASON =
   'shared from another drive ("Add to My files"): add that drive as an account of its own, with drive: { driveId }';
 
+/** Graph's ids are case-insensitive, and since mid-2025 come in mixed casing across endpoints, delta
+ *  included (OneDrive/onedrive-api-docs#1902, abraunegg/onedrive#3336): ids are compared by this key. */
+export const idKey = (id: string): string => id.toLowerCase();
+
+/** The previous snapshot's entry for an id, whichever casing the snapshot and Graph use. */
+export function previousById(previous: PreviousState | undefined, id: string): RemoteEntry | undefined {
+  if (!previous) return undefined;
+  return previous.byId(id) ?? previous.byId(id.toLowerCase()) ?? previous.byId(id.toUpperCase());
+}
+
 /** What the round keeps of a driveItem: little, since a full enumeration holds the whole drive. */
 export interface RoundItem {
   id: string;
@@ -17,15 +27,20 @@ export interface RoundItem {
   modified: Date;
   quickXor?: string;
   sha256?: string;
+  /** The content's tag (cTag), or the eTag where there is none: for files listed without hashes. */
+  tag?: string;
   childCount?: number;
   /** Fetched only to place what this round names below it (its parent chain was missing). */
   context?: boolean;
 }
 
 export function toRoundItem(raw: DriveItemJson): RoundItem {
+  // A OneNote notebook on Business and SharePoint is a folder with a `package` facet, whose sections
+  // are ordinary files (only the notebook's own /content is 404): it is backed up as a folder.
+  // Elsewhere (Personal) a package is not a folder, and is skipped.
   const kind = raw.root
     ? 'root'
-    : raw.package
+    : raw.package && !raw.folder
       ? 'package'
       : raw.remoteItem
         ? 'remote'
@@ -41,10 +56,21 @@ export function toRoundItem(raw: DriveItemJson): RoundItem {
     deleted: raw.deleted !== undefined,
     size: kind === 'file' ? (raw.size ?? 0) : 0,
     modified: modified ? new Date(modified) : new Date(0),
-    quickXor: raw.file?.hashes?.quickXorHash,
-    sha256: raw.file?.hashes?.sha256Hash?.toLowerCase(),
+    quickXor: raw.file?.hashes?.quickXorHash || undefined,
+    sha256: raw.file?.hashes?.sha256Hash?.toLowerCase() || undefined,
+    tag: raw.cTag || raw.eTag || undefined,
     childCount: raw.folder?.childCount,
   };
+}
+
+/** QuickXorHash where Graph gives it; else the content tag, which changes exactly when the content
+ *  does (driveItem: cTag "is not changed if only the metadata is changed"): Business delta has listed
+ *  files without hashes (OneDrive/onedrive-api-docs#1704, #527), and an unchanged file is then still
+ *  known, a moved one included, without reading it again. */
+function entryHash(it: RoundItem): RemoteEntry['hash'] {
+  if (it.quickXor) return { algo: 'quickxor', value: it.quickXor };
+  if (it.tag) return { algo: 'ctag', value: it.tag };
+  return undefined;
 }
 
 interface Resolved {
@@ -72,22 +98,37 @@ function sortPaths(paths: Iterable<string>): string[] {
  * round's items and, for the rest, the previous snapshot (`previous`, absent on a full enumeration).
  */
 export class Round {
+  /** By idKey(). */
   readonly items = new Map<string, RoundItem>();
   private readonly resolved = new Map<string, Resolved>();
   /** Old path → id, for items of this round that the previous snapshot holds. */
   private oldPaths?: Map<string, string>;
+  /** idKey()s of the drive root: the id GET /root gave, and any item with the `root` facet. */
+  private readonly roots = new Set<string>();
 
   constructor(
-    private readonly rootId: string,
+    rootId: string,
     private readonly previous: PreviousState | undefined,
     /** Normalised folders to keep ('' or none: the whole drive). */
     private readonly folders: string[],
-  ) {}
+  ) {
+    this.roots.add(idKey(rootId));
+  }
 
   add(item: RoundItem): void {
-    this.items.set(item.id, item);
+    if (item.kind === 'root') this.roots.add(idKey(item.id));
+    this.items.set(idKey(item.id), item);
     this.resolved.clear();
     this.oldPaths = undefined;
+  }
+
+  /** This round's item for an id, in any casing. */
+  get(id: string): RoundItem | undefined {
+    return this.items.get(idKey(id));
+  }
+
+  private prev(id: string): RemoteEntry | undefined {
+    return previousById(this.previous, id);
   }
 
   get size(): number {
@@ -99,7 +140,7 @@ export class Round {
       this.oldPaths = new Map();
       if (this.previous) {
         for (const it of this.items.values()) {
-          const prev = this.previous.byId(it.id);
+          const prev = this.prev(it.id);
           if (prev) this.oldPaths.set(prev.path, it.id);
         }
       }
@@ -109,12 +150,13 @@ export class Round {
 
   /** Where an item of this round, or of the previous snapshot, is now. */
   resolve(id: string, depth = 0): Resolved {
-    if (id === this.rootId) return { path: '', inPackage: false };
-    const cached = this.resolved.get(id);
+    const key = idKey(id);
+    if (this.roots.has(key)) return { path: '', inPackage: false };
+    const cached = this.resolved.get(key);
     if (cached) return cached;
     if (depth > 1000) return GONE; // a cycle in broken data
     let r: Resolved;
-    const it = this.items.get(id);
+    const it = this.items.get(key);
     if (it) {
       if (it.deleted || it.kind === 'root' || it.name === undefined || it.parentId === undefined) r = GONE;
       else {
@@ -128,10 +170,10 @@ export class Round {
               };
       }
     } else {
-      const prev = this.previous?.byId(id);
+      const prev = this.prev(id);
       r = prev ? this.movedPath(prev.path, depth) : { inPackage: false, unknown: id };
     }
-    this.resolved.set(id, r);
+    this.resolved.set(key, r);
     return r;
   }
 
@@ -183,11 +225,11 @@ export class Round {
     if (!this.previous) return [];
     const named = new Map<string, number>();
     for (const it of this.items.values())
-      if (!it.deleted && it.parentId) named.set(it.parentId, (named.get(it.parentId) ?? 0) + 1);
+      if (!it.deleted && it.parentId) named.set(idKey(it.parentId), (named.get(idKey(it.parentId)) ?? 0) + 1);
     const out: string[] = [];
     for (const it of this.items.values()) {
-      if (it.deleted || it.context || it.kind !== 'dir' || this.previous.byId(it.id)) continue;
-      if ((it.childCount ?? 0) <= (named.get(it.id) ?? 0)) continue;
+      if (it.deleted || it.context || it.kind !== 'dir' || this.prev(it.id)) continue;
+      if ((it.childCount ?? 0) <= (named.get(idKey(it.id)) ?? 0)) continue;
       const r = this.resolve(it.id);
       if (r.path !== undefined && !r.inPackage && this.inScope(r.path)) out.push(it.id);
     }
@@ -209,7 +251,7 @@ export class Round {
 
     for (const it of this.items.values()) {
       if (it.kind === 'root') continue;
-      const prev = this.previous?.byId(it.id);
+      const prev = this.prev(it.id);
       const now = this.resolve(it.id);
       if (prev && prev.path !== now.path) {
         deletes.add(prev.path);
@@ -235,9 +277,7 @@ export class Round {
         type: it.kind === 'dir' ? 'dir' : 'file',
         size: it.kind === 'dir' ? 0 : it.size,
         modified: it.modified,
-        ...(it.kind === 'file' && it.quickXor
-          ? { hash: { algo: 'quickxor' as const, value: it.quickXor } }
-          : {}),
+        ...(it.kind === 'file' ? { hash: entryHash(it) } : {}),
         id: it.id,
       });
     }
@@ -253,7 +293,7 @@ export class Round {
       }
       for (const oldPath of tops) {
         for (const e of this.previous.below(oldPath)) {
-          if (e.id && this.items.has(e.id)) continue;
+          if (e.id && this.items.has(idKey(e.id))) continue;
           const now = this.movedPath(e.path, 0);
           if (now.path === undefined || now.inPackage || !this.inScope(now.path) || upserts.has(now.path))
             continue;

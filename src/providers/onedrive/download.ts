@@ -8,11 +8,6 @@ import type { GraphApi } from './api.js';
 import { HttpError, classify } from './classify.js';
 import { QuickXorHash } from './quickxor.js';
 
-/** SharePoint rewrites Office documents (their metadata) when they are downloaded, so their bytes
- *  need not match the size and hash Graph reports (OneDrive/onedrive-api-docs#935; rclone's OneDrive
- *  docs, "Unexpected file size/hash differences on Sharepoint"). */
-const OFFICE = /\.(docx|docm|xlsx|xlsm|pptx|pptm)$/i;
-
 /** A cut download resumes where it stopped; it gives up after this many cuts without progress. */
 const MAX_CUTS_WITHOUT_PROGRESS = 5;
 const MAX_CUTS = 50;
@@ -21,18 +16,26 @@ export interface DownloadContext {
   api: GraphApi;
   account: string;
   driveId: string;
-  /** OneDrive for Business or a SharePoint library (the Office caveat above applies). */
-  business: boolean;
   log: Log;
-  /** The SHA-256 (hex) Graph reported for an item, where it did (OneDrive Personal). */
+  /** The SHA-256 (hex) Graph reported for an item, where it did (OneDrive Personal until 2023). */
   sha256Of(id: string): string | undefined;
+  /** Files and contents already warned about (item id + downloaded QuickXorHash), so that a file is
+   *  warned about once per content, not once per read. */
+  warned: Set<string>;
 }
 
 /**
  * A file's bytes as a stream: GET /content answers 302 to a pre-authenticated URL, fetched without
- * the token. QuickXorHash (and SHA-256 where Graph gave one) are computed as the bytes pass; the
- * stream errors with INTEGRITY at its end when they differ from what Graph reported. A connection
- * cut in the middle resumes with a Range request, so the consumer sees every byte once.
+ * the token. A connection cut in the middle resumes with a Range request, so the consumer sees every
+ * byte once.
+ *
+ * The bytes are checked against the listing (size, QuickXorHash, and SHA-256 where Graph gave one).
+ * SharePoint and OneDrive change some files on the way out: Office documents, .doc files, some JPEGs
+ * gain bytes (OneDrive/onedrive-api-docs#935; rclone#1718, #2036, #4890, #6701; rclone takes the
+ * downloaded size as the truth). So a file whose bytes differ from its listing is downloaded a second
+ * time: when both downloads agree, the bytes are what the service serves for that file, and they are
+ * kept (with a warning, once per file and content); when they differ, the stream errors with INTEGRITY
+ * (a download corrupted on the way). Graph gives no hash of the downloaded stream itself.
  */
 export async function openItem(
   ctx: DownloadContext,
@@ -76,12 +79,8 @@ export async function openItem(
     }
   };
 
-  const first = await fetchAt(0);
-  const expectedSha = ctx.sha256Of(id);
-
-  async function* bytes(): AsyncGenerator<Buffer> {
-    const qx = new QuickXorHash();
-    const sha = expectedSha ? createHash('sha256') : undefined;
+  /** One download, from `first`, resumed where a cut stopped it. */
+  async function* download(first: Response): AsyncGenerator<Buffer> {
     let offset = 0;
     let res = first;
     let cuts = 0;
@@ -104,7 +103,7 @@ export async function openItem(
         }
       }
       try {
-        if (!res.body) break;
+        if (!res.body) return;
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           let buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
           if (skip > 0) {
@@ -113,12 +112,10 @@ export async function openItem(
             buf = buf.subarray(n);
             if (buf.length === 0) continue;
           }
-          qx.update(buf);
-          sha?.update(buf);
           offset += buf.length;
           yield buf;
         }
-        break;
+        return;
       } catch (e) {
         if (signal?.aborted) throw abortError(signal);
         const err = classify(e, cctx);
@@ -133,28 +130,53 @@ export async function openItem(
         res = await fetchAt(offset);
       }
     }
+  }
 
-    const problems: string[] = [];
-    if (offset !== entry.size) problems.push(`${offset} bytes instead of ${entry.size}`);
-    if (entry.hash?.algo === 'quickxor') {
-      const got = qx.digest();
-      if (got !== entry.hash.value) problems.push(`quickXorHash ${got} instead of ${entry.hash.value}`);
+  const first = await fetchAt(0);
+  const expectedSha = ctx.sha256Of(id);
+
+  async function* bytes(): AsyncGenerator<Buffer> {
+    const qx = new QuickXorHash();
+    const sha = expectedSha ? createHash('sha256') : undefined;
+    let size = 0;
+    for await (const buf of download(first)) {
+      qx.update(buf);
+      sha?.update(buf);
+      size += buf.length;
+      yield buf;
     }
+    const got = qx.digest();
+    const problems: string[] = [];
+    if (size !== entry.size) problems.push(`${size} bytes instead of ${entry.size}`);
+    if (entry.hash?.algo === 'quickxor' && got !== entry.hash.value)
+      problems.push(`quickXorHash ${got} instead of ${entry.hash.value}`);
     if (sha && expectedSha) {
-      const got = sha.digest('hex');
-      if (got !== expectedSha) problems.push(`sha256Hash ${got} instead of ${expectedSha}`);
+      const gotSha = sha.digest('hex');
+      if (gotSha !== expectedSha) problems.push(`sha256Hash ${gotSha} instead of ${expectedSha}`);
     }
     if (problems.length === 0) return;
-    if (ctx.business && OFFICE.test(entry.path)) {
-      ctx.log(
-        'warn',
-        `OneDrive: ${showPath(entry.path)} differs from what OneDrive reported (${problems.join('; ')}): SharePoint rewrites Office documents when they are downloaded, so the bytes read are kept`,
-      );
+
+    // A second download, hashed only: the same bytes again mean the service serves them so.
+    const again = new QuickXorHash();
+    let againSize = 0;
+    for await (const buf of download(await fetchAt(0))) {
+      again.update(buf);
+      againSize += buf.length;
+    }
+    if (againSize === size && again.digest() === got) {
+      const key = `${id}\0${got}`;
+      if (!ctx.warned.has(key)) {
+        ctx.warned.add(key);
+        ctx.log(
+          'warn',
+          `OneDrive: ${showPath(entry.path)} differs from what OneDrive listed (${problems.join('; ')}), and two downloads gave the same bytes: OneDrive changes some files when they are downloaded (docs/onedrive.md), so the bytes downloaded are kept, and the listed size and hash are recorded beside them`,
+        );
+      }
       return;
     }
     throw new SyncguardError(
       'INTEGRITY',
-      `the bytes of ${showPath(entry.path)} read from OneDrive do not match what OneDrive reported (${problems.join('; ')}): the download was corrupted or the file changed while it was read`,
+      `the bytes of ${showPath(entry.path)} read from OneDrive do not match what OneDrive reported (${problems.join('; ')}), and a second download gave other bytes: the download was corrupted or the file changed while it was read`,
     );
   }
 

@@ -15,12 +15,17 @@ import type {
 } from '../types.js';
 import { GraphApi, type DriveJson } from './api.js';
 import { TokenSource, createMsalApp, credentialsPath, scopesFor } from './auth.js';
-import { Round, toRoundItem } from './delta.js';
+import { Round, idKey, toRoundItem } from './delta.js';
 import { openItem } from './download.js';
 import { OnedriveWriter } from './upload.js';
 
-/** Rounds of 410 resyncRequired in one listing before giving up. */
+/** Rounds of 410 resyncRequired (or of refused cursors) in one listing before giving up. */
 const MAX_RESYNCS = 3;
+/** Pages with nothing in them, one after the other, before a round is ended: Graph may send some (and
+ *  says to follow them, microsoft-graph-docs-contrib#1316), but not for ever. */
+const MAX_EMPTY_PAGES = 100;
+/** Pages in one listing, at most: 200 items a page, 40 million items. */
+const MAX_PAGES = 200_000;
 
 interface DriveInfo {
   driveId: string;
@@ -54,6 +59,8 @@ export class OnedriveProvider implements Provider {
   private writer?: OnedriveWriter;
   /** SHA-256 that Graph reported for files listed by this provider (Personal only), checked by open(). */
   private readonly sha256 = new Map<string, string>();
+  /** Files whose downloaded bytes differ from their listing, already warned about (see openItem). */
+  private readonly warned = new Set<string>();
 
   constructor(
     private readonly account: OnedriveAccountConfig,
@@ -157,16 +164,21 @@ export class OnedriveProvider implements Provider {
     return found;
   }
 
-  /** Whether a cursor is a deltaLink of this drive on this Graph host. */
+  /**
+   * Whether a cursor is a delta link we may follow: an https link on this Graph host. Delta links are
+   * opaque: Graph has given /drives/{id}/root/delta?token=…, drives('{id}')/root/microsoft.graph.delta(token='…')
+   * and drives('{id}')/items('{root}')/microsoft.graph.delta(…) (OneDrive/onedrive-api-docs#1431). The link
+   * is kept as given; only a drive it names, in any spelling and casing, must be this one.
+   */
   private usable(cursor: string, driveId: string): boolean {
     try {
       const u = new URL(cursor);
       const base = new URL(this.api.baseUrl);
-      return (
-        u.protocol === 'https:' &&
-        u.host === base.host &&
-        decodeURIComponent(u.pathname).toLowerCase().includes(`/drives/${driveId.toLowerCase()}/root/delta`)
-      );
+      if (u.protocol !== 'https:' || u.host !== base.host) return false;
+      const path = decodeURIComponent(u.pathname);
+      const named = /\/drives(?:\/([^/]+)|\('([^']*)'\))/.exec(path);
+      const drive = named ? (named[1] ?? named[2]) : undefined;
+      return drive === undefined || drive.toLowerCase() === driveId.toLowerCase();
     } catch {
       return false;
     }
@@ -199,29 +211,68 @@ export class OnedriveProvider implements Provider {
     let round = new Round(d.rootId, full ? undefined : opts.previous, this.folders);
     let deltaLink: string | undefined;
     let resyncs = 0;
+    let refused = 0;
+    let emptyPages = 0;
+    let pages = 0;
+    const asked = new Set<string>();
+    const startOver = (location: string | undefined, why: string) => {
+      if (++resyncs > MAX_RESYNCS)
+        throw new SyncguardError(
+          'PROVIDER_ERROR',
+          `OneDrive asked ${resyncs} times in a row to start the listing over (${why}): try again later`,
+        );
+      url = location && this.sameHost(location) ? location : this.api.deltaStart(d.driveId);
+      full = true;
+      reset = true;
+      round = new Round(d.rootId, undefined, this.folders);
+      asked.clear();
+    };
     for (;;) {
       throwIfAborted(signal);
-      const r = await this.api.deltaPage(url, signal);
+      let r: Awaited<ReturnType<GraphApi['deltaPage']>>;
+      try {
+        r = await this.api.deltaPage(url, signal);
+        refused = 0;
+      } catch (e) {
+        // Graph has answered 400 "Invalid API or resource" and 404 to its own delta links: a cursor
+        // it no longer takes, whatever the status says. Tried once more, then a full listing.
+        const status = refusedStatus(e);
+        if (status === undefined || url === this.api.deltaStart(d.driveId)) throw e;
+        if (++refused < 2) continue;
+        refused = 0;
+        this.log(
+          'warn',
+          `OneDrive account "${this.account.name}": OneDrive refused the change cursor twice (HTTP ${status}); listing everything`,
+        );
+        startOver(undefined, `HTTP ${status}`);
+        continue;
+      }
       if ('resync' in r) {
         // 410: the cursor is too old or the drive changed under it (driveitem-delta, "resyncRequired").
-        if (++resyncs > MAX_RESYNCS)
-          throw new SyncguardError(
-            'PROVIDER_ERROR',
-            `OneDrive asked ${resyncs} times in a row to start the listing over (${r.code}): try again later`,
-          );
         this.log(
           'info',
           `OneDrive account "${this.account.name}": the change cursor expired (${r.code}); listing everything`,
         );
-        url = r.location && this.sameHost(r.location) ? r.location : this.api.deltaStart(d.driveId);
-        full = true;
-        reset = true;
-        round = new Round(d.rootId, undefined, this.folders);
+        startOver(r.location, r.code);
         continue;
       }
+      asked.add(url);
+      pages++;
       for (const raw of r.page.value) if (raw?.id) round.add(toRoundItem(raw));
       const next = r.page['@odata.nextLink'];
       if (next) {
+        emptyPages = r.page.value.length === 0 ? emptyPages + 1 : 0;
+        // A nextLink given again with an empty page goes round in circles (microsoft-graph-docs#2749):
+        // the round ends there, and the next run goes on from that link.
+        const again = emptyPages > 0 && asked.has(next);
+        if (again || emptyPages >= MAX_EMPTY_PAGES || pages >= MAX_PAGES) {
+          this.log(
+            'warn',
+            `OneDrive account "${this.account.name}": ${again ? 'OneDrive gave the same page of changes again, empty' : pages >= MAX_PAGES ? `the listing reached ${MAX_PAGES} pages` : `OneDrive sent ${emptyPages} empty pages in a row`}; the listing ends here and the next run goes on from where it stopped`,
+          );
+          deltaLink = next;
+          break;
+        }
         url = next;
         continue;
       }
@@ -235,7 +286,7 @@ export class OnedriveProvider implements Provider {
     if (reset) yield { kind: 'reset' };
     for (const c of round.changes({ full })) {
       if (c.kind === 'upsert' && c.entry.type === 'file' && c.entry.id) {
-        const sha = round.items.get(c.entry.id)?.sha256;
+        const sha = round.get(c.entry.id)?.sha256;
         if (sha) this.sha256.set(c.entry.id, sha);
       }
       yield c;
@@ -261,7 +312,7 @@ export class OnedriveProvider implements Provider {
       if (listed.has(id)) continue;
       listed.add(id);
       for await (const raw of this.api.children(driveId, id, signal)) {
-        if (round.items.has(raw.id)) continue; // this round's version is newer
+        if (round.get(raw.id)) continue; // this round's version is newer
         const it = toRoundItem(raw);
         round.add(it);
         if (it.kind === 'dir') stack.push(it.id);
@@ -274,11 +325,11 @@ export class OnedriveProvider implements Provider {
   private async placeOrphans(round: Round, driveId: string, signal?: AbortSignal): Promise<void> {
     const fetched = new Set<string>();
     for (;;) {
-      const missing = round.unknownParents().filter((id) => !fetched.has(id));
+      const missing = round.unknownParents().filter((id) => !fetched.has(idKey(id)));
       if (missing.length === 0) return;
       for (const id of missing) {
         throwIfAborted(signal);
-        fetched.add(id);
+        fetched.add(idKey(id));
         const raw = await this.api.item(driveId, id, signal);
         round.add(
           raw
@@ -296,9 +347,9 @@ export class OnedriveProvider implements Provider {
         api: this.api,
         account: this.account.name,
         driveId: d.driveId,
-        business: d.driveType !== 'personal',
         log: this.log,
         sha256Of: (id) => this.sha256.get(id),
+        warned: this.warned,
       },
       entry,
       signal,
@@ -328,6 +379,14 @@ export class OnedriveProvider implements Provider {
   stats(): { throttledMs: number; retries: number } {
     return { throttledMs: this.pacer.throttledMs, retries: this.pacer.retries };
   }
+}
+
+/** The HTTP status of a delta request Graph refused as if the link were wrong (400, 404), if it was that. */
+function refusedStatus(e: unknown): number | undefined {
+  if (!(e instanceof SyncguardError)) return undefined;
+  if (e.code === 'NOT_FOUND') return 404;
+  const status = (e.cause as { statusCode?: unknown } | undefined)?.statusCode;
+  return e.code === 'PROVIDER_ERROR' && status === 400 ? 400 : undefined;
 }
 
 /** "contoso.sharepoint.com:/sites/finance", "https://contoso.sharepoint.com/sites/finance" or
