@@ -87,6 +87,8 @@ export type AccountRun = RunOutcome;
 
 export interface SnapshotRunOptions {
   signal?: AbortSignal;
+  /** A full listing instead of the changes since the last snapshot (stored content is still reused). */
+  full?: boolean;
   onProgress?: (account: string, p: SnapshotProgress) => void;
   inspect?: (account: AccountConfig) => TakeOptions['inspect'];
   /** Why the run happens, for its report (default "manual"). */
@@ -155,6 +157,7 @@ export async function snapshotAccount(
         exclude: account.exclude,
       },
       concurrency: account.concurrency ?? ctx.config.concurrency,
+      full: opts.full,
       onProgress: opts.onProgress && ((p) => opts.onProgress!(account.name, p)),
       inspect: opts.inspect?.(account),
     });

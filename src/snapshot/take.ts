@@ -52,6 +52,8 @@ export interface TakeOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (p: SnapshotProgress) => void;
+  /** List everything, ignoring the previous snapshot's cursor (content already stored is still reused). */
+  full?: boolean;
   /** Looks at the new snapshot against the previous one before it is written (the tripwire). */
   inspect?: (input: InspectInput) => Promise<ManifestHeader['tripwire']> | ManifestHeader['tripwire'];
 }
@@ -133,7 +135,8 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   // 2. What the provider says now.
   const match = matcher(account.include ?? [], account.exclude ?? []);
   const fold = provider.features.caseInsensitive ? (p: string) => p.toLowerCase() : (p: string) => p;
-  const useCursor = provider.features.deltaListing && prevHeader?.cursor !== undefined && prev !== undefined;
+  const useCursor =
+    !opts.full && provider.features.deltaListing && prevHeader?.cursor !== undefined && prev !== undefined;
   const state = new Map<string, { entry: RemoteEntry; carried?: ManifestEntry }>();
   if (useCursor) for (const e of prev!.values()) state.set(e.path, { entry: toRemote(e), carried: e });
   const skipped: SkippedFile[] = [];
@@ -213,7 +216,8 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     }
     const reuse = findReuse(entry, prev?.get(entry.path), prevByProviderHash, provider.features.local);
     if (reuse) {
-      next.push(fileEntry(entry, reuse.sha256!, reuse));
+      // The size of the content stored, which is not always the size listed (OneDrive rewrites some files).
+      next.push(fileEntry(entry, reuse.sha256!, reuse, reuse.size));
       continue;
     }
     toRead.push(entry);
@@ -478,6 +482,8 @@ function fileEntry(
     mtime: mtime.toISOString(),
     sha256,
     providerHash: providerHash(entry),
+    // The provider listed another size than it served (OneDrive rewrites some files on download).
+    providerSize: size !== entry.size ? entry.size : undefined,
     id: entry.id,
     object: loc.object,
     offset: loc.offset,

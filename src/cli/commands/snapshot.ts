@@ -11,11 +11,16 @@ export function registerSnapshot(program: Command, cli: Cli): void {
     .description('take a snapshot now, of the named accounts or of every account')
     .argument('[account...]', 'accounts to snapshot (default: all)')
     .option('--json', 'print the results as JSON')
-    .action(async (accounts: string[]) => {
+    .option(
+      '--full',
+      'list everything instead of the changes since the last snapshot (content already stored is not read again)',
+    )
+    .action(async (accounts: string[], o: { full?: boolean }) => {
       const ctx = cli.context();
       const started = Date.now();
       const runs = await snapshot(ctx, accounts, {
         signal: cli.abort.signal,
+        full: o.full,
         onProgress: (account, p) => {
           if (p.phase === 'listing') cli.out.progress(`${account}: listing… ${count(p.listed)} entries`);
           else if (p.phase === 'reading')
