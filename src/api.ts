@@ -10,7 +10,7 @@ import { SyncguardError, isSyncguardError } from './errors.js';
 import { acquireRunLock, type RunLock } from './lock.js';
 import { silentLog, type Log } from './log.js';
 import { expandHome } from './util.js';
-import { createProvider } from './providers/registry.js';
+import { createProvider, type ProviderContext } from './providers/registry.js';
 import type { Provider, ProviderStats } from './providers/types.js';
 import { diff, ls, type DiffResult, type LsResult, type SnapshotSummary } from './snapshot/browse.js';
 import { Repository } from './snapshot/repository.js';
@@ -66,12 +66,17 @@ export function findAccount(config: Config, name: string): AccountConfig {
   return a;
 }
 
-export async function openProvider(ctx: Context, account: AccountConfig): Promise<Provider> {
+export async function openProvider(
+  ctx: Context,
+  account: AccountConfig,
+  opts: Pick<ProviderContext, 'onThrottle'> = {},
+): Promise<Provider> {
   return createProvider(account, {
     configDir: ctx.dir,
     log: ctx.log ?? silentLog,
     fetch: ctx.fetch,
     stateDir: stateDir(ctx),
+    ...opts,
   });
 }
 
@@ -144,8 +149,38 @@ export async function snapshotAccount(
 ): Promise<SnapshotResult> {
   const lock = await acquireRunLock(stateDir(ctx), account.name);
   let provider: Provider | undefined;
+  // The progress line shows a throttling pause as it counts down (a report each second while it
+  // lasts), since the engine has nothing to report meanwhile.
+  let last: SnapshotProgress = {
+    phase: 'listing',
+    listed: 0,
+    filesDone: 0,
+    filesToRead: 0,
+    bytesRead: 0,
+    bytesToRead: 0,
+    bytesAdded: 0,
+  };
+  let waiting: SnapshotProgress['waiting'];
+  let ticker: NodeJS.Timeout | undefined;
+  const report = (p: SnapshotProgress) => {
+    last = p;
+    if (waiting && waiting.until.getTime() <= Date.now()) waiting = undefined;
+    opts.onProgress?.(account.name, waiting ? { ...p, waiting } : p);
+  };
+  const onThrottle = (until: Date, reason: string) => {
+    waiting = { until, reason };
+    if (!opts.onProgress) return;
+    report(last);
+    ticker ??= setInterval(() => {
+      report(last);
+      if (!waiting) {
+        clearInterval(ticker);
+        ticker = undefined;
+      }
+    }, 1000).unref();
+  };
   try {
-    provider = await openProvider(ctx, account);
+    provider = await openProvider(ctx, account, { onThrottle });
     return await takeSnapshot({
       repo,
       provider,
@@ -158,10 +193,11 @@ export async function snapshotAccount(
       },
       concurrency: account.concurrency ?? ctx.config.concurrency,
       full: opts.full,
-      onProgress: opts.onProgress && ((p) => opts.onProgress!(account.name, p)),
+      onProgress: opts.onProgress && report,
       inspect: opts.inspect?.(account),
     });
   } finally {
+    clearInterval(ticker);
     if (opts.stats && provider?.stats) Object.assign(opts.stats, provider.stats());
     await provider?.close?.().catch(() => {});
     await lock.release();

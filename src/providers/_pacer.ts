@@ -3,15 +3,23 @@ import { SyncguardError, abortError, isSyncguardError } from '../errors.js';
 export interface PacerOptions {
   /** Calls allowed at once at the start; halves on throttling, grows back by one after a run of successes. */
   concurrency?: number;
-  /** Give up after this many attempts of one call (default 8). */
+  /** Give up on one call after this many attempts that failed for another reason than throttling (default 8). */
   maxAttempts?: number;
-  /** Give up when one call has been retried for this long (default 15 minutes). */
+  /** Give up on one call retried this long for another reason than throttling (default 15 minutes). */
   maxElapsedMs?: number;
+  /**
+   * How long the pacer may keep the account paused for throttling, in all, over its life (one run):
+   * default 6 hours. Every Retry-After is honoured until then, however long and however many: Dropbox
+   * often asks for 300 s, Graph has asked for 315 s, and a night is long.
+   */
+  throttleBudgetMs?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
   /** Told of every wait, for progress and metrics. */
   onWait?: (ms: number, err: SyncguardError) => void;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** The clock, in ms since the epoch (tests pass one that moves only when the pacer sleeps). */
+  now?: () => number;
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -33,7 +41,8 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * The one place that retries (after rclone's pacer): every provider call goes through call().
  * Retries only SyncguardErrors marked retryable, with exponential backoff and full jitter, honouring
  * retryAfterMs; adapts how many calls run at once (AIMD) so a throttled account slows down instead of
- * failing. Gives up after maxAttempts or maxElapsedMs with the last error.
+ * failing. Throttling pauses every call and is bounded by time per run (throttleBudgetMs), not by
+ * attempts; other failures give up after maxAttempts or maxElapsedMs with the last error.
  */
 export class Pacer {
   private limit: number;
@@ -42,7 +51,8 @@ export class Pacer {
   private successes = 0;
   private readonly waiting: Array<() => void> = [];
   private pausedUntil = 0;
-  /** Total time spent waiting for throttling, in ms. */
+  private lastThrottle = '';
+  /** Time the account spent paused for throttling, in ms (a pause that several calls wait out counts once). */
   throttledMs = 0;
   retries = 0;
 
@@ -55,11 +65,28 @@ export class Pacer {
     return this.limit;
   }
 
+  /** When the current throttling pause ends (ms since the epoch); undefined when there is none. */
+  get throttledUntil(): number | undefined {
+    return this.pausedUntil > this.now() ? this.pausedUntil : undefined;
+  }
+
+  /** What the service said when it last throttled us. */
+  get throttledBecause(): string {
+    return this.lastThrottle;
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
   async call<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    const started = Date.now();
+    const started = this.now();
     const maxAttempts = this.opts.maxAttempts ?? 8;
     const maxElapsed = this.opts.maxElapsedMs ?? 15 * 60_000;
+    const budget = this.opts.throttleBudgetMs ?? 6 * 3_600_000;
     const doSleep = this.opts.sleep ?? sleep;
+    let failures = 0;
+    let paused = 0;
     for (let attempt = 1; ; attempt++) {
       await this.acquire(signal);
       let err: unknown;
@@ -73,18 +100,33 @@ export class Pacer {
       }
       if (signal?.aborted) throw abortError(signal);
       if (!isSyncguardError(err) || !err.retryable) throw err;
-      if (attempt >= maxAttempts || Date.now() - started >= maxElapsed) throw err;
+      const throttled = err.code === 'PROVIDER_RATE_LIMITED';
+      if (!throttled) {
+        failures++;
+        if (failures >= maxAttempts || this.now() - started - paused >= maxElapsed) throw err;
+      }
       const backoff = Math.min(
         this.opts.maxDelayMs ?? 60_000,
-        (this.opts.baseDelayMs ?? 500) * 2 ** (attempt - 1),
+        (this.opts.baseDelayMs ?? 500) * 2 ** (Math.min(attempt, 30) - 1),
       );
       const wait = Math.max(err.retryAfterMs ?? 0, Math.random() * backoff);
-      if (err.code === 'PROVIDER_RATE_LIMITED') {
+      if (throttled) {
         // Throttling concerns the whole account: slow every caller down, not just this one.
+        const now = this.now();
+        const added = Math.max(0, now + wait - Math.max(now, this.pausedUntil));
+        if (this.throttledMs + added > budget) {
+          throw new SyncguardError(
+            'PROVIDER_RATE_LIMITED',
+            `${err.message}; gave up: this run has waited ${showDuration(this.throttledMs)} for the service already (the limit is ${showDuration(budget)})`,
+            { retryable: false },
+          );
+        }
         this.limit = Math.max(1, Math.floor(this.limit / 2));
         this.successes = 0;
-        this.pausedUntil = Math.max(this.pausedUntil, Date.now() + wait);
-        this.throttledMs += wait;
+        this.pausedUntil = Math.max(this.pausedUntil, now + wait);
+        this.throttledMs += added;
+        this.lastThrottle = err.message;
+        paused += wait;
       }
       this.retries++;
       this.opts.onWait?.(wait, err);
@@ -95,7 +137,7 @@ export class Pacer {
   private async acquire(signal?: AbortSignal): Promise<void> {
     // Wait out a throttling pause once (not in a loop on the clock, so an injected sleep that does not
     // really wait does not spin), then for a free slot.
-    const pause = this.pausedUntil - Date.now();
+    const pause = this.pausedUntil - this.now();
     if (pause > 0) await (this.opts.sleep ?? sleep)(pause, signal);
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
@@ -116,6 +158,16 @@ export class Pacer {
     // Wake one waiter; it checks the limit again, and waits again if the limit has dropped.
     this.waiting.shift()?.();
   }
+}
+
+/** "6 h", "1 h 30 min", "5 min", "45 s". */
+export function showDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return m % 60 === 0 ? `${h} h` : `${h} h ${m % 60} min`;
 }
 
 export function isRetryable(err: unknown): boolean {

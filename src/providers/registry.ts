@@ -10,6 +10,9 @@ export interface ProviderContext {
   fetch?: typeof fetch;
   /** Where a provider may keep caches (never secrets). */
   stateDir?: string;
+  /** Told each time the service throttles the account: every call waits until `until`. For the
+   *  progress line: a 300 s Retry-After should not look like a hang. */
+  onThrottle?: (until: Date, reason: string) => void;
 }
 
 /** The provider for an account. Loads only the SDK that account needs. */

@@ -42,6 +42,9 @@ export interface SnapshotProgress {
   bytesRead: number;
   bytesToRead: number;
   bytesAdded: number;
+  /** The service throttles the account: nothing moves until `until` (set by the caller that watches
+   *  the provider, not by the engine). */
+  waiting?: { until: Date; reason: string };
 }
 
 export interface TakeOptions {

@@ -6,7 +6,8 @@ import { Readable } from 'node:stream';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Dropbox, DropboxAuth } from 'dropbox';
-import { dropboxAccountSchema, type DropboxAccountConfig } from '../../src/config/schema.js';
+import { init, snapshot } from '../../src/api.js';
+import { configSchema, dropboxAccountSchema, type DropboxAccountConfig } from '../../src/config/schema.js';
 import { isSyncguardError, SyncguardError } from '../../src/errors.js';
 import { silentLog } from '../../src/log.js';
 import type { PacerOptions } from '../../src/providers/_pacer.js';
@@ -19,7 +20,7 @@ import {
 } from '../../src/providers/dropbox/index.js';
 import type { Provider, RemoteEntry } from '../../src/providers/types.js';
 import { startDropboxEmulator, type DropboxEmulator, type DropboxNamespace } from '../emulators/dropbox.js';
-import { takeSnapshot } from '../../src/snapshot/take.js';
+import { takeSnapshot, type SnapshotProgress } from '../../src/snapshot/take.js';
 import { DAY, engine } from '../snapshot/_fixtures.js';
 import { applyChanges, collect, providerSuite, readStream } from './provider-suite.js';
 
@@ -495,6 +496,41 @@ describe('provider: dropbox', () => {
       expect(waits).toHaveLength(2);
       expect(waits[0]).toBeGreaterThanOrEqual(1000);
       expect(waits[1]).toBeLessThan(1000);
+    });
+
+    it('shows a throttling pause in the progress of a snapshot, with its end and the reason (issue 9 point 8)', async () => {
+      emu.home.put('a.txt', 'a');
+      emu.inject('files/list_folder', { kind: 'status', status: 429, retryAfter: 1 });
+      const dir = await mkdtemp(join(tmpdir(), 'sg-dbx-wait-'));
+      try {
+        const config = configSchema.parse({
+          store: { type: 'fs', path: join(dir, 'store') },
+          stateDir: join(dir, 'state'),
+          accounts: [
+            {
+              name: 'family-dropbox',
+              provider: 'dropbox',
+              appKey: emu.appKey,
+              refreshToken: emu.issueRefreshToken(),
+              endpoint: emu.url,
+            },
+          ],
+        });
+        await init({ config, file: join(dir, 'syncguard.yaml'), dir });
+        const seen: SnapshotProgress[] = [];
+        const started = Date.now();
+        const [run] = await snapshot({ config, file: join(dir, 'syncguard.yaml'), dir }, [], {
+          onProgress: (_, p) => seen.push(p),
+        });
+        expect(run.ok).toBe(true);
+        const waits = seen.filter((p) => p.waiting);
+        expect(waits.length).toBeGreaterThan(0);
+        expect(waits[0].waiting!.reason).toMatch(/slow down/);
+        expect(waits[0].waiting!.until.getTime()).toBeGreaterThanOrEqual(started + 1000);
+        expect(seen.at(-1)!.waiting).toBeUndefined();
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('retries 500 and 503 answers and a connection refused before it answered', async () => {

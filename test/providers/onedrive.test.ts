@@ -554,9 +554,22 @@ describe('provider: onedrive', () => {
     it('gives up with PROVIDER_RATE_LIMITED when throttling does not end', async () => {
       const tb = await bed();
       tb.emu.drive.write('a.txt', 'a');
-      tb.emu.failNext(100, { status: 429, retryAfter: 0, route: 'delta' });
-      const err = await failure(collect(await tb.provider()));
+      tb.emu.failNext(100, { status: 429, retryAfter: 1, route: 'delta' });
+      // Throttling is bounded by the time waited in a run, not by attempts; this clock moves only
+      // when the pacer sleeps, so the 5 s budget costs no real time.
+      let t = 0;
+      const pacer = new Pacer({
+        throttleBudgetMs: 5000,
+        now: () => t,
+        sleep: async (ms) => {
+          t += ms;
+        },
+      });
+      const p = await createOnedriveProvider(tb.account, { configDir: tb.dir, log: tb.log }, { pacer });
+      const err = await failure(collect(p));
       expect(isSyncguardError(err, 'PROVIDER_RATE_LIMITED'), String(err)).toBe(true);
+      expect(err.message).toMatch(/gave up: this run has waited .* \(the limit is 5 s\)/);
+      expect(pacer.throttledMs).toBeLessThanOrEqual(5000);
     });
 
     it('resumes a cut download where it stopped and gives the exact bytes', async () => {

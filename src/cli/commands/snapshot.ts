@@ -22,12 +22,16 @@ export function registerSnapshot(program: Command, cli: Cli): void {
         signal: cli.abort.signal,
         full: o.full,
         onProgress: (account, p) => {
-          if (p.phase === 'listing') cli.out.progress(`${account}: listing… ${count(p.listed)} entries`);
+          const wait = p.waiting
+            ? ` · waiting ${duration(Math.max(0, Math.round(p.waiting.until.getTime() - Date.now())))}: ${p.waiting.reason}`
+            : '';
+          if (p.phase === 'listing')
+            cli.out.progress(`${account}: listing… ${count(p.listed)} entries${wait}`);
           else if (p.phase === 'reading')
             cli.out.progress(
-              `${account} ${bar(p.bytesRead + p.filesDone, p.bytesToRead + p.filesToRead)} ${count(p.filesDone)}/${count(p.filesToRead)} files, ${bytes(p.bytesRead)}/${bytes(p.bytesToRead)}, ${bytes(p.bytesAdded)} added`,
+              `${account} ${bar(p.bytesRead + p.filesDone, p.bytesToRead + p.filesToRead)} ${count(p.filesDone)}/${count(p.filesToRead)} files, ${bytes(p.bytesRead)}/${bytes(p.bytesToRead)}, ${bytes(p.bytesAdded)} added${wait}`,
             );
-          else cli.out.progress(`${account}: writing the manifest…`);
+          else cli.out.progress(`${account}: writing the manifest…${wait}`);
         },
       });
       cli.out.clearLive();

@@ -3,13 +3,14 @@ import type { files } from 'dropbox';
 import type { DropboxAccountConfig } from '../../config/schema.js';
 import { SyncguardError, abortError, isSyncguardError, throwIfAborted } from '../../errors.js';
 import { assertSafePath, normaliseFolder, showPath, unsafeReason } from '../../paths.js';
-import { Pacer, type PacerOptions } from '../_pacer.js';
+import { Pacer, showDuration, type PacerOptions } from '../_pacer.js';
 import type { ProviderContext } from '../registry.js';
 import type {
   Change,
   ChangesOptions,
   Provider,
   ProviderFeatures,
+  ProviderStats,
   RemoteEntry,
   UploadOptions,
 } from '../types.js';
@@ -147,11 +148,16 @@ export class DropboxProvider implements Provider {
     if (account.selectUser) this.rootKey += `|user:${account.selectUser}`;
     this.pacer = new Pacer({
       concurrency: Math.max(4, account.concurrency ?? 4),
-      onWait: (ms, err) =>
+      onWait: (ms, err) => {
+        // A long wait is said at info level: Dropbox often asks for 300 s (rclone #1788, #3482).
         ctx.log(
-          'debug',
-          `dropbox ${account.name}: retrying in ${Math.round(ms)} ms after ${err.code}: ${err.message}`,
-        ),
+          ms >= 10_000 ? 'info' : 'debug',
+          `dropbox ${account.name}: retrying in ${showDuration(ms)} after ${err.code}: ${err.message}`,
+        );
+        const until = this.pacer.throttledUntil;
+        if (err.code === 'PROVIDER_RATE_LIMITED' && until !== undefined)
+          ctx.onThrottle?.(new Date(until), err.message);
+      },
       ...opts.pacer,
     });
   }
@@ -720,6 +726,10 @@ export class DropboxProvider implements Provider {
   private async committedEarlier(path: string, hash: string): Promise<files.FileMetadata | undefined> {
     const meta = (await this.client.dbx.filesGetMetadata({ path })).result;
     return meta['.tag'] === 'file' && meta.content_hash === hash ? meta : undefined;
+  }
+
+  stats(): ProviderStats {
+    return { throttledMs: this.pacer.throttledMs, retries: this.pacer.retries };
   }
 
   async close(): Promise<void> {
