@@ -49,7 +49,13 @@ export function openRepository(ctx: Context): Repository {
     packThreshold: config.packThreshold,
     packSize: config.packSize,
     log: ctx.log,
+    damagedFile: join(stateDir(ctx), 'damaged', `${storeTag(store)}.json`),
   });
+}
+
+/** A short name for a store, for the state files kept per store. */
+function storeTag(store: Store): string {
+  return createHash('sha256').update(store.description).digest('hex').slice(0, 16);
 }
 
 export function stateDir(ctx: Pick<Context, 'config' | 'dir'>): string {
@@ -341,11 +347,7 @@ export async function pruneStore(
       policies: new Map(config.accounts.map((a) => [a.name, policyOf(config, a)])),
       graceMs: config.prune.graceHours * 3_600_000,
       dryRun: opts.dryRun,
-      marksFile: join(
-        dir,
-        'prune',
-        `${createHash('sha256').update(repo.store.description).digest('hex').slice(0, 16)}.json`,
-      ),
+      marksFile: join(dir, 'prune', `${storeTag(repo.store)}.json`),
       signal: opts.signal,
     });
   } finally {

@@ -25,6 +25,7 @@ import {
 import { readManifest, type ManifestHeader } from './manifest.js';
 import { forEachLimit } from '../util.js';
 import { readJsonObject } from './untrusted.js';
+import { DamagedLocations } from './damaged.js';
 
 export interface Location {
   object: string;
@@ -53,6 +54,8 @@ export interface RepositoryOptions {
   packSize?: number;
   now?: () => Date;
   log?: Log;
+  /** The file that remembers content locations which failed a read check (damaged.ts). */
+  damagedFile?: string;
 }
 
 interface PackIndexFile {
@@ -77,6 +80,8 @@ export class Repository {
   readonly now: () => Date;
   readonly log: Log;
   private readonly exactLock: boolean;
+  private readonly damagedFile?: string;
+  private damaged?: Promise<DamagedLocations>;
 
   constructor(opts: RepositoryOptions) {
     this.store = opts.store;
@@ -90,6 +95,13 @@ export class Repository {
     this.packSize = opts.packSize ?? 16 * 1024 * 1024;
     this.now = opts.now ?? (() => new Date());
     this.log = opts.log ?? silentLog;
+    this.damagedFile = opts.damagedFile;
+  }
+
+  /** Content locations that failed a read check: never reused (read once per repository). */
+  damagedLocations(): Promise<DamagedLocations> {
+    this.damaged ??= DamagedLocations.load(this.damagedFile);
+    return this.damaged;
   }
 
   /** The retention a new object gets: now + lockDays + lockSlackDays. The slack (a quarter of the lock
@@ -173,9 +185,11 @@ export class Repository {
    */
   async loadIndex(signal?: AbortSignal): Promise<ContentIndex> {
     const index = new ContentIndex();
+    const damaged = await this.damagedLocations();
     for await (const o of this.store.list(BLOBS, signal)) {
       const sha = blobSha(o.key);
-      if (sha) index.set(sha, { object: o.key, length: o.size, lockedUntil: o.retainUntil?.getTime() ?? 0 });
+      if (sha && !damaged.has(o.key))
+        index.set(sha, { object: o.key, length: o.size, lockedUntil: o.retainUntil?.getTime() ?? 0 });
     }
     const idxs: ObjectInfo[] = [];
     const packs = new Map<string, number>();
@@ -205,7 +219,8 @@ export class Repository {
         return;
       }
       for (const [sha, offset, length] of entries) {
-        if (!index.has(sha)) index.set(sha, { object: pack, offset, length, lockedUntil });
+        if (!index.has(sha) && !damaged.has(pack, offset))
+          index.set(sha, { object: pack, offset, length, lockedUntil });
       }
     });
     return index;

@@ -9,10 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import picomatch from 'picomatch';
-import { describeError, isSyncguardError, throwIfAborted } from '../errors.js';
+import { SyncguardError, describeError, isSyncguardError, throwIfAborted } from '../errors.js';
+import { readAll } from '../store/types.js';
+import type { DamagedLocations } from './damaged.js';
 import { comparePaths, showPath, unsafeReason } from '../paths.js';
 import type { Change, PreviousState, Provider, RemoteEntry } from '../providers/types.js';
-import { snapshotId } from './layout.js';
+import { blobKey, snapshotId } from './layout.js';
 import {
   MANIFEST_FORMAT,
   MANIFEST_VERSION,
@@ -134,6 +136,9 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   }
   const index = await repo.loadIndex(signal);
   damaged.push(...index.damaged);
+  // Locations that failed a read check (verify, or an earlier run) are never reused: read again.
+  const bad = await repo.damagedLocations();
+  const sound = (e: ManifestEntry) => e.type !== 'file' || !bad.has(e.object!, e.offset);
 
   // 2. What the provider says now.
   const match = matcher(account.include ?? [], account.exclude ?? []);
@@ -213,12 +218,12 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
       next.push(dirEntry(entry));
       continue;
     }
-    if (carried) {
+    if (carried && sound(carried)) {
       next.push(carried);
       continue;
     }
     const reuse = findReuse(entry, prev?.get(entry.path), prevByProviderHash, provider.features.local);
-    if (reuse) {
+    if (reuse && sound(reuse)) {
       // The size of the content stored, which is not always the size listed (OneDrive rewrites some files).
       next.push(fileEntry(entry, reuse.sha256!, reuse, reuse.size));
       continue;
@@ -232,7 +237,7 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   report();
 
   const packer = repo.packer(signal);
-  const ingest = new Ingest(repo, provider, index, packer, signal);
+  const ingest = new Ingest(repo, provider, index, packer, bad, signal);
   const samples = new Map<string, Buffer>();
   let filesRead = 0;
   let lastReport = Date.now();
@@ -267,6 +272,12 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     }
   });
   await packer.flush();
+  for (const d of ingest.damaged) damaged.push(d);
+  await bad
+    .save()
+    .catch((e: unknown) =>
+      repo.log('warn', `the list of damaged locations could not be saved: ${describeError(e)}`),
+    );
   // What was listed to read (an object and a Date per file) is in `next` now: let it go before the
   // manifest is built (200,000 files: 55 MB less heap while finishing).
   toRead.length = 0;
@@ -505,13 +516,20 @@ interface Ingested {
 /** Reads one file and stores its content unless it is stored already. */
 class Ingest {
   bytesAdded = 0;
+  /** Reused locations that failed their read check this run. */
+  readonly damaged: Array<{ object: string; problem: string }> = [];
   private readonly blobs = new Map<string, Promise<Location>>();
+  /** Packed contents of other runs, each read back once before it is reused (sha256 → it holds). */
+  private readonly checked = new Map<string, Promise<boolean>>();
+  /** Contents this run stored: their locations need no check. */
+  private readonly stored = new Set<string>();
 
   constructor(
     private readonly repo: Repository,
     private readonly provider: Provider,
     private readonly index: ContentIndex,
     private readonly packer: Packer,
+    private readonly bad: DamagedLocations,
     private readonly signal?: AbortSignal,
   ) {}
 
@@ -520,11 +538,13 @@ class Ingest {
     const spool = await Spool.from(await this.provider.open(entry, this.signal), this.repo.packThreshold);
     try {
       const { sha256, size } = spool;
-      const known = this.index.get(sha256) ?? this.packer.get(sha256);
-      if (known) return { sha256, size, loc: known, sample: spool.sample };
+      const known = this.packer.get(sha256) ?? this.index.get(sha256);
+      if (known && (await this.holds(sha256, known)))
+        return { sha256, size, loc: known, sample: spool.sample };
       if (spool.buffer) {
         const loc = await this.packer.add(sha256, spool.buffer);
         this.index.set(sha256, loc);
+        this.stored.add(sha256);
         return { sha256, size, loc, sample: spool.sample };
       }
       const loc = await this.blob(sha256, size, () => createReadStream(spool.file!));
@@ -552,10 +572,68 @@ class Ingest {
     return { sha256, size, loc, sample };
   }
 
+  /**
+   * Whether a packed location another run wrote still holds `sha256`, read back once per run before
+   * it is reused: a pack index can be damaged or forged with offsets that look right (within the pack,
+   * one after another), which only reading shows. A location that fails is remembered as damaged and
+   * the content is stored again. A blob's key is its SHA-256 (verify checks its bytes).
+   */
+  private holds(sha256: string, loc: Location): Promise<boolean> {
+    if (loc.offset === undefined || this.stored.has(sha256) || this.packer.get(sha256) === loc)
+      return Promise.resolve(true);
+    let p = this.checked.get(sha256);
+    if (!p) {
+      p = (async () => {
+        let got: string;
+        try {
+          const data = await readAll(this.repo.store, loc.object, {
+            offset: loc.offset,
+            length: loc.length,
+            signal: this.signal,
+          });
+          got = createHash('sha256').update(data).digest('hex');
+        } catch (e) {
+          if (!isSyncguardError(e, 'INTEGRITY') && !isSyncguardError(e, 'NOT_FOUND')) throw e;
+          got = '';
+        }
+        if (got === sha256) return true;
+        const problem = `the content ${sha256.slice(0, 12)}… is not at offset ${loc.offset} as its pack index says; it is stored again`;
+        this.bad.add({
+          object: loc.object,
+          offset: loc.offset,
+          sha256,
+          found: this.repo.now().toISOString(),
+          problem,
+        });
+        this.damaged.push({ object: loc.object, problem });
+        this.repo.log('warn', `${loc.object}: ${problem}`);
+        return false;
+      })();
+      this.checked.set(sha256, p);
+    }
+    return p;
+  }
+
+  /** Where the store lets it (no lock holds it), removes a blob that failed its read check, so that its
+   *  content can be stored again under its key; else the file fails, loudly, naming the blob. */
+  private async replaceDamagedBlob(sha256: string): Promise<void> {
+    const key = blobKey(sha256);
+    try {
+      await this.repo.store.delete(key);
+    } catch (e) {
+      if (!isSyncguardError(e, 'STORE_LOCKED')) throw e;
+      throw new SyncguardError(
+        'INTEGRITY',
+        `${key} failed its read check and cannot be replaced while it is locked (${e.message}); the file is not stored this time`,
+      );
+    }
+  }
+
   private blob(sha256: string, size: number, body: () => Readable | Promise<Readable>): Promise<Location> {
     let p = this.blobs.get(sha256);
     if (!p) {
       p = (async () => {
+        if (this.bad.has(blobKey(sha256))) await this.replaceDamagedBlob(sha256);
         const loc = await this.repo.putBlob(sha256, await body(), size, this.signal);
         this.index.set(sha256, loc);
         this.bytesAdded += size;

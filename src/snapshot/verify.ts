@@ -15,6 +15,9 @@ export interface VerifyProblem {
   /** A file that needs it, and the snapshot it is in. */
   path?: string;
   snapshot?: string;
+  /** Every snapshot that names the damaged content (or object): each restores it wrong or not at all.
+   *  The next snapshot stores that content again instead of reusing it. */
+  snapshots?: string[];
 }
 
 export interface VerifyResult {
@@ -39,15 +42,17 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
   const { signal } = opts;
   const snaps = await repo.listSnapshots(opts.account, signal);
   const problems: VerifyProblem[] = [];
-  // object → the distinct contents (by offset) that kept manifests need from it
-  const needed = new Map<string, Map<number, ManifestEntry & { snapshot: string }>>();
+  // object → the distinct contents (by offset) that kept manifests need from it, and who names each
+  const needed = new Map<string, Map<number, ManifestEntry & { snapshot: string; snapshots: string[] }>>();
   for (const s of snaps) {
     try {
       const m = await repo.readManifest(s.key, signal);
       for await (const e of m.entries) {
         if (e.type !== 'file') continue;
         const byOffset = needed.get(e.object!) ?? needed.set(e.object!, new Map()).get(e.object!)!;
-        if (!byOffset.has(e.offset ?? -1)) byOffset.set(e.offset ?? -1, { ...e, snapshot: s.key });
+        const held = byOffset.get(e.offset ?? -1);
+        if (!held) byOffset.set(e.offset ?? -1, { ...e, snapshot: s.key, snapshots: [s.key] });
+        else if (held.snapshots[held.snapshots.length - 1] !== s.key) held.snapshots.push(s.key);
       }
       for (const u of m.unsafe)
         problems.push({
@@ -79,6 +84,17 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
     contentsChecked: 0,
     problems,
   };
+  const damaged = await repo.damagedLocations();
+  const damage = (
+    object: string,
+    offset: number | undefined,
+    e: ManifestEntry & { snapshot: string },
+    problem: string,
+    snapshots: string[],
+  ) => {
+    problems.push({ object, problem, path: e.path, snapshot: e.snapshot, snapshots });
+    damaged.add({ object, offset, sha256: e.sha256, found: repo.now().toISOString(), problem });
+  };
   await forEachLimit(objects, opts.concurrency ?? 4, async (object) => {
     throwIfAborted(signal);
     const contents = [...needed.get(object)!.values()];
@@ -94,12 +110,7 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
         }
         result.bytesChecked += n;
         if (hash.digest('hex') !== sha)
-          problems.push({
-            object,
-            problem: 'content does not match its hash',
-            path: first.path,
-            snapshot: first.snapshot,
-          });
+          damage(object, undefined, first, 'content does not match its hash', allSnapshots(contents));
         else if (n !== first.size)
           problems.push({
             object,
@@ -118,25 +129,18 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
               e.sha256!,
               showPath(e.path),
             );
-          } catch (err) {
-            problems.push({
-              object,
-              problem: `content at offset ${e.offset} does not match its hash`,
-              path: e.path,
-              snapshot: e.snapshot,
-            });
+          } catch {
+            damage(object, e.offset, e, `content at offset ${e.offset} does not match its hash`, e.snapshots);
           }
           result.contentsChecked++;
         }
       }
     } catch (e) {
       if (isSyncguardError(e, 'ABORTED') || isSyncguardError(e, 'STORE_AUTH')) throw e;
-      problems.push({
-        object,
-        problem: isSyncguardError(e, 'NOT_FOUND') ? 'missing from the store' : describeError(e),
-        path: first.path,
-        snapshot: first.snapshot,
-      });
+      const problem = isSyncguardError(e, 'NOT_FOUND') ? 'missing from the store' : describeError(e);
+      if (isSyncguardError(e, 'NOT_FOUND') || isSyncguardError(e, 'INTEGRITY'))
+        damage(object, undefined, first, problem, allSnapshots(contents));
+      else problems.push({ object, problem, path: first.path, snapshot: first.snapshot });
     }
     result.objectsChecked++;
     opts.onProgress?.({
@@ -145,5 +149,10 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
       bytesChecked: result.bytesChecked,
     });
   });
+  await damaged.save();
   return result;
+}
+
+function allSnapshots(contents: Array<{ snapshots: string[] }>): string[] {
+  return [...new Set(contents.flatMap((c) => c.snapshots))].sort();
 }

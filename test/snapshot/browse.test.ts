@@ -115,6 +115,7 @@ describe('snapshot: verify', () => {
       problem: 'missing from the store',
       path: 'big.bin',
       snapshot: expect.stringMatching(/^snapshots\/laptop\//),
+      snapshots: expect.arrayContaining([second.key]),
     });
     expect(r.problems).toHaveLength(1);
   });

@@ -37,7 +37,7 @@ export function registerVerify(program: Command, cli: Cli): void {
       );
       for (const p of r.problems.slice(0, 50))
         cli.out.line(
-          `  PROBLEM ${p.object}: ${p.problem}${p.path ? ` (needed by ${showPath(p.path)} in ${p.snapshot})` : ''}`,
+          `  PROBLEM ${p.object}: ${p.problem}${p.path ? ` (needed by ${showPath(p.path)} in ${p.snapshots && p.snapshots.length > 1 ? `${p.snapshots.length} snapshots: ${p.snapshots.join(', ')}` : p.snapshot})` : ''}`,
         );
       if (r.problems.length > 50) cli.out.line(`  … and ${r.problems.length - 50} more problems`);
       cli.out.line(
