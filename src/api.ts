@@ -9,6 +9,7 @@ import type { AccountConfig, Config } from './config/schema.js';
 import { SyncguardError, isSyncguardError } from './errors.js';
 import { acquireRunLock, type RunLock } from './lock.js';
 import { silentLog, type Log } from './log.js';
+import { normaliseFolder, showPath } from './paths.js';
 import { expandHome } from './util.js';
 import { createProvider, type ProviderContext } from './providers/registry.js';
 import type { Provider, ProviderStats } from './providers/types.js';
@@ -224,6 +225,20 @@ export async function snapshots(
   }));
 }
 
+/** A folder given on the command line (`--path`, `ls <path>`): one that could leave the snapshot or
+ *  the target ("..", a NUL) is a usage error, before anything is read or written. */
+function checkFolder(folder: string | undefined, what: string): void {
+  try {
+    normaliseFolder(folder);
+  } catch (e) {
+    if (!isSyncguardError(e, 'UNSAFE_PATH')) throw e;
+    throw new SyncguardError(
+      'USAGE',
+      `${what} ${showPath(folder!)}: ${e.message.replace(/^refused [^:]*: /, '')}; give a folder as the snapshot names it, such as Documents/Taxes (see \`syncguard ls\`)`,
+    );
+  }
+}
+
 /** `syncguard ls <account> [path] --at D`. */
 export async function list(
   ctx: Context,
@@ -231,6 +246,7 @@ export async function list(
   opts: { at?: string; path?: string; recursive?: boolean; signal?: AbortSignal },
 ): Promise<LsResult> {
   findAccount(ctx.config, account);
+  checkFolder(opts.path, 'the path');
   return ls(openRepository(ctx), account, opts);
 }
 
@@ -266,6 +282,8 @@ export async function restoreAccount(
   opts: RestoreCommandOptions,
 ): Promise<RestoreResult> {
   const account = findAccount(ctx.config, accountName);
+  checkFolder(opts.path, '--path');
+  if (opts.into) checkFolder(opts.into, '--into');
   const repo = openRepository(ctx);
   const back = opts.to === 'provider' || opts.to === account.provider;
   if (!back) {

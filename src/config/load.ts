@@ -46,7 +46,17 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   const fromEnv = new Map<string, string>();
   substituteEnv(doc, env, where, fromEnv);
-  const raw = doc.toJS();
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (e) {
+    // The yaml library refuses to expand aliases past a limit (a "billion laughs" file).
+    if (!(e instanceof ReferenceError)) throw e;
+    throw new SyncguardError(
+      'CONFIG',
+      `${file}: the file uses too many YAML aliases (*name) to be read safely (${e.message}); write the values out`,
+    );
+  }
   const parsed = configSchema.safeParse(raw ?? {});
   if (parsed.success) return parsed.data;
   const messages = parsed.error.issues.slice(0, 5).map((issue) => {
@@ -77,13 +87,14 @@ function substituteEnv(
   } else if (isSeq(node)) {
     node.items.forEach((item, i) => substituteEnv(doc, env, where, fromEnv, item, [...path, i]));
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
+    const at = `${where((node as Node).range?.[0])} ${formatKey(path)}`;
     node.value = node.value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string | undefined) => {
       if (m === '$$') return '$';
       const v = env[name!];
       if (v === undefined || v === '') {
         throw new SyncguardError(
           'CONFIG',
-          `${where((node as Node).range?.[0])} ${formatKey(path)}: the environment variable ${name} is not set (the config says \${${name}})`,
+          `${at}: the environment variable ${name} is not set (the config says \${${name}})`,
         );
       }
       fromEnv.set(formatKey(path), name!);
@@ -162,6 +173,10 @@ function describeIssue(issue: z.core.$ZodIssue, got: unknown, envName?: string):
     }
     case 'unrecognized_keys':
       return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')} (a typo?)`;
+    case 'custom':
+      return (issue.params as { valueFirst?: boolean } | undefined)?.valueFirst
+        ? `${shown} ${issue.message}`
+        : `${issue.message}${got === undefined ? '' : `, got ${shown}`}`;
     case 'invalid_type':
       return got === undefined
         ? `is required (expected ${issue.expected})`

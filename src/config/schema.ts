@@ -1,3 +1,4 @@
+import cron from 'node-cron';
 import { z } from 'zod';
 
 /** Sizes are written as bytes or with a unit: 1048576, "1MiB", "64 MiB", "512KiB". */
@@ -76,9 +77,35 @@ export const fsStoreSchema = z.strictObject({
 
 export const storeSchema = z.discriminatedUnion('type', [s3StoreSchema, fsStoreSchema]);
 
+/** Why `expr` is not a cron expression the daemon's scheduler (node-cron) runs; undefined when it is. */
+export function cronProblem(expr: string): string | undefined {
+  const v = cron.validateDetailed(expr);
+  if (v.valid) return undefined;
+  const why = v.errors.map((e) => `${e.field}: ${e.message}`).join('; ');
+  return `is not a valid cron expression (${why}); write five fields (minute hour day month weekday, such as "0 2 * * *") or six with seconds first`;
+}
+
+/** Why `tz` is not a timezone this system knows; undefined when it is. */
+export function timezoneProblem(tz: string): string | undefined {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return undefined;
+  } catch {
+    return 'is not a timezone this system knows; use an IANA name such as "Europe/Berlin" or "UTC"';
+  }
+}
+
+/** A check whose message follows the value it refuses: `"0 25 * * *" is not a valid cron expression`. */
+const checked = (problem: (v: string) => string | undefined) => (v: string, ctx: z.RefinementCtx) => {
+  const why = problem(v);
+  if (why) ctx.addIssue({ code: 'custom', message: why, params: { valueFirst: true } });
+};
+const cronExpression = z.string().min(1).superRefine(checked(cronProblem));
+
 export const scheduleSchema = z.strictObject({
-  cron: z.string().min(1).default('0 2 * * *'),
-  timezone: z.string().min(1).optional(),
+  cron: cronExpression.default('0 2 * * *'),
+  /** Also the timezone of dates given on the command line (`--at 2026-11-20`). */
+  timezone: z.string().min(1).superRefine(checked(timezoneProblem)).optional(),
 });
 
 export const keepSchema = z.strictObject({
@@ -168,7 +195,7 @@ export const pruneSchema = z.strictObject({
    *  going on elsewhere may be about to name it. */
   graceHours: z.number().min(0).default(24),
   /** The daemon also prunes on this schedule (default: never; run `syncguard prune` yourself). */
-  cron: z.string().min(1).optional(),
+  cron: cronExpression.optional(),
 });
 
 const accountCommon = {

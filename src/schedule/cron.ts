@@ -1,6 +1,6 @@
 /** Schedules: node-cron expressions (with an optional seconds field) in a timezone. */
 import cron from 'node-cron';
-import type { AccountConfig, Config } from '../config/schema.js';
+import { cronProblem, timezoneProblem, type AccountConfig, type Config } from '../config/schema.js';
 import { SyncguardError } from '../errors.js';
 import { zonedParts } from '../snapshot/retention.js';
 
@@ -26,24 +26,10 @@ export function scheduleOf(config: Config, account: AccountConfig): Schedule {
 }
 
 export function checkSchedule(s: Schedule): void {
-  const v = cron.validateDetailed(s.cron);
-  if (!v.valid) {
-    const why = v.errors.map((e) => `${e.field}: ${e.message}`).join('; ');
-    throw new SyncguardError(
-      'CONFIG',
-      `${s.where}.cron: "${s.cron}" is not a valid cron expression (${why}); write five fields (minute hour day month weekday, such as "0 2 * * *") or six with seconds first`,
-    );
-  }
-  if (s.timezone) {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: s.timezone });
-    } catch {
-      throw new SyncguardError(
-        'CONFIG',
-        `${s.where}.timezone: "${s.timezone}" is not a timezone this system knows; use an IANA name such as "Europe/Berlin" or "UTC"`,
-      );
-    }
-  }
+  const cronWhy = cronProblem(s.cron);
+  if (cronWhy) throw new SyncguardError('CONFIG', `${s.where}.cron: "${s.cron}" ${cronWhy}`);
+  const tzWhy = s.timezone ? timezoneProblem(s.timezone) : undefined;
+  if (tzWhy) throw new SyncguardError('CONFIG', `${s.where}.timezone: "${s.timezone}" ${tzWhy}`);
 }
 
 /** The next time the schedule fires after now. */

@@ -21,6 +21,8 @@ import {
   packKeyOfIndex,
   parseManifestKey,
   SNAPSHOTS,
+  snapshotId,
+  timeOfSnapshotId,
 } from './layout.js';
 import { readManifest, type ManifestHeader } from './manifest.js';
 import { forEachLimit } from '../util.js';
@@ -128,24 +130,21 @@ export class Repository {
     return out.sort((a, b) => a.time.getTime() - b.time.getTime() || a.account.localeCompare(b.account));
   }
 
-  /** The last snapshot of `account` taken at or before `at` (any snapshot id, date or time). */
+  /** The last snapshot of `account` taken at or before `at` (see parseAt), or the latest. */
   async findSnapshot(
     account: string,
     at: string | Date | undefined,
     signal?: AbortSignal,
   ): Promise<SnapshotInfo> {
+    // Parsed before the store is read: a mistyped date is a usage error, whatever the store holds.
+    const t = typeof at === 'string' ? parseAt(at) : (at ?? 'latest');
     const all = await this.listSnapshots(account, signal);
     if (all.length === 0)
       throw new SyncguardError(
         'NOT_FOUND',
         `the account "${account}" has no snapshot yet: run \`syncguard snapshot ${account}\``,
       );
-    if (at === undefined) return all[all.length - 1];
-    if (typeof at === 'string') {
-      const exact = all.find((s) => s.id === at);
-      if (exact) return exact;
-    }
-    const t = typeof at === 'string' ? parseAt(at) : at;
+    if (t === 'latest') return all[all.length - 1];
     const hit = all.filter((s) => s.time.getTime() <= t.getTime()).pop();
     if (!hit) {
       throw new SyncguardError(
@@ -382,21 +381,47 @@ export class Packer {
   }
 }
 
-/** `--at`: a date (the end of that day, local time of the process: the CLI sets TZ from the config)
- *  or an ISO date-time. */
-export function parseAt(at: string): Date {
-  if (/^\d{4}-\d{2}-\d{2}$/.test(at)) {
-    const [y, m, d] = at.split('-').map(Number);
-    const end = new Date(y, m - 1, d, 23, 59, 59, 999);
-    if (end.getMonth() === m - 1) return end;
-  } else if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}/.test(at)) {
-    const t = new Date(at);
-    if (!Number.isNaN(t.getTime())) return t;
+/** The forms `--at` (and diff's dates) take, for messages. */
+export const AT_FORMS =
+  'a snapshot id (20261127T131820.416Z), a date (2026-11-20: the end of that day in the configured timezone), a date-time (2026-11-20T18:30 in that timezone, or 2026-11-20T18:30:00Z, 2026-11-20T18:30:00+01:00) or "latest"';
+
+/**
+ * `--at`: "latest", a snapshot id (its time), a date (the end of that day, local time of the process:
+ * the CLI sets TZ from the config) or a date-time (local, or with Z or an offset). Nothing else: a
+ * lenient parser turns "2026-12-03 15:37 (comment)" into another day.
+ */
+export function parseAt(at: string): Date | 'latest' {
+  if (at === 'latest') return 'latest';
+  const fromId = timeOfSnapshotId(at);
+  if (fromId && snapshotId(fromId) === at) return fromId;
+  const m =
+    /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?(Z|[+-]\d{2}:\d{2})?)?$/.exec(
+      at,
+    );
+  if (m) {
+    const [y, mo, d, h = 23, mi = 59, sec = 59] = m
+      .slice(1, 7)
+      .map((x) => (x === undefined ? undefined : Number(x)));
+    const ms = m[4] === undefined ? 999 : Number((m[7] ?? '0').padEnd(3, '0'));
+    const valid =
+      mo! >= 1 &&
+      mo! <= 12 &&
+      d! >= 1 &&
+      d! <= new Date(Date.UTC(y!, mo!, 0)).getUTCDate() &&
+      h <= 23 &&
+      mi <= 59 &&
+      sec <= 59 &&
+      (!m[8] || m[8] === 'Z' || (Number(m[8].slice(1, 3)) <= 23 && Number(m[8].slice(4, 6)) <= 59));
+    if (valid) {
+      if (!m[8]) return new Date(y!, mo! - 1, d!, h, mi, sec, ms);
+      const offset =
+        m[8] === 'Z'
+          ? 0
+          : (m[8][0] === '-' ? -1 : 1) * (Number(m[8].slice(1, 3)) * 60 + Number(m[8].slice(4, 6)));
+      return new Date(Date.UTC(y!, mo! - 1, d!, h, mi, sec, ms) - offset * 60_000);
+    }
   }
-  throw new SyncguardError(
-    'USAGE',
-    `--at "${at}" is not a snapshot id, a date (2026-11-20) or a date-time (2026-11-20T18:30 or 2026-11-20T18:30:00Z)`,
-  );
+  throw new SyncguardError('USAGE', `"${at}" is not ${AT_FORMS}`);
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;

@@ -188,7 +188,7 @@ describe('e2e: CLI with the fs store', () => {
     await expectCli(['restore', 'laptop', '--at', flow.first.id], cli, 2);
     const at = await expectCli(['restore', 'laptop', '--at', 'yesterday-ish', '--to', 'x'], cli, 2);
     expect(at.stderr).toContain(
-      '--at "yesterday-ish" is not a snapshot id, a date (2026-11-20) or a date-time',
+      '"yesterday-ish" is not a snapshot id (20261127T131820.416Z), a date (2026-11-20: the end of that day',
     );
     await expectCli(['verify', '--sample', '0%'], cli, 2);
     await expectCli(['frobnicate'], cli, 2);

@@ -10,13 +10,17 @@ afterEach(async () => {
 });
 
 function config(cron: string, extra: Record<string, unknown> = {}) {
-  return configSchema.parse({
+  const c = configSchema.parse({
     store: { type: 'fs', path: '/tmp/unused' },
-    schedule: { cron, timezone: 'UTC' },
+    schedule: { timezone: 'UTC' },
     status: { port: 0 },
     accounts: [{ name: 'docs', provider: 'local', path: '/tmp/unused' }],
     ...extra,
   });
+  // Set after parsing: the schema refuses a wrong one first, and the daemon checks again for a
+  // program that builds its config without the schema.
+  c.schedule.cron = cron;
+  return c;
 }
 
 interface Call {

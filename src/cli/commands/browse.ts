@@ -62,7 +62,7 @@ export function registerBrowse(program: Command, cli: Cli): void {
     .argument('[path]', 'a folder in the account (default: the top)')
     .option(
       '--at <date>',
-      'a snapshot id, a date (2026-11-20: the end of that day) or a date-time (default: the latest)',
+      'a snapshot id (20261127T131820.416Z), a date (2026-11-20: the end of that day), a date-time (2026-11-20T18:30, 2026-11-20T18:30:00Z) or latest (the default)',
     )
     .option('-r, --recursive', 'everything below the folder, not just what is in it')
     .option('--json', 'print { snapshot, path, entries[] } as JSON')
@@ -98,8 +98,8 @@ export function registerBrowse(program: Command, cli: Cli): void {
     .command('diff')
     .description('what was added, changed and deleted between two dates')
     .argument('<account>')
-    .argument('<from>', 'a snapshot id, date or date-time')
-    .argument('<to>', 'a snapshot id, date or date-time')
+    .argument('<from>', 'a snapshot id, a date (2026-11-20), a date-time (2026-11-20T18:30) or latest')
+    .argument('<to>', 'a snapshot id, a date, a date-time or latest')
     .option('--json', 'print { from, to, added[], changed[], deleted[] } as JSON')
     .action(async (account: string, from: string, to: string) => {
       const d = await compare(cli.context(), account, from, to, cli.abort.signal);

@@ -14,7 +14,7 @@ export function registerRestore(program: Command, cli: Cli): void {
     .argument('<account>')
     .requiredOption(
       '--at <date>',
-      'a snapshot id, a date (2026-11-20: the last snapshot of that day) or a date-time',
+      'a snapshot id (20261127T131820.416Z), a date (2026-11-20: the last snapshot of that day), a date-time (2026-11-20T18:30, 2026-11-20T18:30:00Z) or latest',
     )
     .requiredOption(
       '--to <dir|provider>',
