@@ -88,6 +88,14 @@ function substituteEnv(
     node.items.forEach((item, i) => substituteEnv(doc, env, where, fromEnv, item, [...path, i]));
   } else if (isScalar(node) && typeof node.value === 'string' && node.value.includes('$')) {
     const at = `${where((node as Node).range?.[0])} ${formatKey(path)}`;
+    const command = path[0] === 'alerts' && path[1] === 'command';
+    const named = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/.exec(node.value.replaceAll('$$', ''));
+    if (command && path.length === 2 && named) {
+      throw new SyncguardError(
+        'CONFIG',
+        `${at}: \${${named[1]}} cannot be used in a command run by /bin/sh: its value would become shell code (a ";" in it runs more) and be visible to every user of this machine (ps). Write the command in the list form, such as ["/usr/local/bin/notify", "syncguard"]: the command inherits syncguard's environment and reads ${named[1]} there`,
+      );
+    }
     node.value = node.value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (m, name: string | undefined) => {
       if (m === '$$') return '$';
       const v = env[name!];
@@ -97,6 +105,9 @@ function substituteEnv(
           `${at}: the environment variable ${name} is not set (the config says \${${name}})`,
         );
       }
+      // An alert command's argument keeps its \${NAME}: the value reaches the command through its
+      // environment (which it inherits), never through its arguments, which every user can read.
+      if (command) return m;
       fromEnv.set(formatKey(path), name!);
       return v;
     });

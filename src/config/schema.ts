@@ -171,7 +171,9 @@ export const alertsSchema = z.strictObject({
       }),
     ])
     .optional(),
-  /** A command run per alert, the alert's JSON on its stdin: a string (run by /bin/sh) or an argv list. */
+  /** A command run per alert, the alert's JSON on its stdin: a string (run by /bin/sh; ${…} in it is
+   *  refused at load) or an argv list (${NAME} is passed as written: the command reads NAME from the
+   *  environment it inherits, so that no secret is ever on a command line). */
   command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
   /** A healthchecks.io-style URL: <url>/start when a run starts, <url> when it succeeds, <url>/fail when it fails. */
   healthcheck: httpUrl.optional(),

@@ -1,7 +1,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectCli, tempDir, writeConfig } from '../helpers/cli.js';
+import { expectCli, expectNoSecret, tempDir, writeConfig } from '../helpers/cli.js';
 
 /** Bad input is caught where it is typed (issue 8, points 11 and 13): in the config, with its line,
  *  and on the command line, with exit code 2 and the forms that are accepted. */
@@ -75,6 +75,42 @@ describe('config and arguments: bad input stops at the door', () => {
     const r = await expectCli(['-c', 'bomb.yaml', 'config', 'check'], { cwd: dir }, 2);
     expect(r.stderr).toContain(`${join(dir, 'bomb.yaml')}: `);
     expect(r.stderr).toMatch(/aliases/);
+  });
+
+  it('refuses ${…} in the string form of alerts.command, at its line', async () => {
+    await writeConfig(dir, config(['alerts:', '  command: "notify --token ${ALERT_TOKEN}"']), 'sh.yaml');
+    const r = await expectCli(
+      ['-c', 'sh.yaml', 'config', 'check'],
+      { cwd: dir, env: { ALERT_TOKEN: ';touch pwned' } },
+      2,
+    );
+    expect(r.stderr).toContain(`${join(dir, 'sh.yaml')}:4 alerts.command: `);
+    expect(r.stderr).toContain('the list form');
+    expectNoSecret(r, ';touch pwned');
+    expect(existsSync(join(dir, 'pwned'))).toBe(false);
+  });
+
+  it('gives ${…} of the list form of alerts.command to the command in its environment, never in its arguments', async () => {
+    const secret = 'tok;touch pwned-$(id)';
+    const script =
+      'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>require("fs").writeFileSync(process.argv[1],JSON.stringify({argv:process.argv.slice(2),env:process.env.ALERT_TOKEN})))';
+    await writeConfig(
+      dir,
+      config([
+        'alerts:',
+        '  on: [success]',
+        `  command: [${JSON.stringify(process.execPath)}, "-e", ${JSON.stringify(script)}, ./got.json, "--token=\${ALERT_TOKEN}"]`,
+      ]),
+      'argv.yaml',
+    );
+    const r = await expectCli(['-c', 'argv.yaml', 'snapshot'], { cwd: dir, env: { ALERT_TOKEN: secret } }, 0);
+    expectNoSecret(r, secret);
+    const got = JSON.parse(await fsp.readFile(join(dir, 'got.json'), 'utf8'));
+    expect(got.env).toBe(secret);
+    expect(got.argv).toEqual(['--token=${ALERT_TOKEN}']);
+    expect(JSON.stringify(got.argv)).not.toContain('tok;');
+    // A variable that is not set is still a config error.
+    await expectCli(['-c', 'argv.yaml', 'config', 'check'], { cwd: dir }, 2);
   });
 
   it('accepts only the documented --at forms, else exit 2 with the forms listed', async () => {
