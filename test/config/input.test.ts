@@ -105,7 +105,10 @@ describe('config and arguments: bad input stops at the door', () => {
     );
     const r = await expectCli(['-c', 'argv.yaml', 'snapshot'], { cwd: dir, env: { ALERT_TOKEN: secret } }, 0);
     expectNoSecret(r, secret);
-    const got = JSON.parse(await fsp.readFile(join(dir, 'got.json'), 'utf8'));
+    const got = JSON.parse(await fsp.readFile(join(dir, 'got.json'), 'utf8')) as {
+      argv: string[];
+      env: string;
+    };
     expect(got.env).toBe(secret);
     expect(got.argv).toEqual(['--token=${ALERT_TOKEN}']);
     expect(JSON.stringify(got.argv)).not.toContain('tok;');
