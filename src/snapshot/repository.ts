@@ -399,26 +399,27 @@ export function parseAt(at: string): Date | 'latest' {
       at,
     );
   if (m) {
-    const [y, mo, d, h = 23, mi = 59, sec = 59] = m
-      .slice(1, 7)
-      .map((x) => (x === undefined ? undefined : Number(x)));
-    const ms = m[4] === undefined ? 999 : Number((m[7] ?? '0').padEnd(3, '0'));
+    // A date alone means the end of that day; a date-time, that moment (seconds default to 0).
+    const dayOnly = m[4] === undefined;
+    const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    const [h, mi, sec] = dayOnly ? [23, 59, 59] : [Number(m[4]), Number(m[5]), Number(m[6] ?? 0)];
+    const ms = dayOnly ? 999 : Number((m[7] ?? '0').padEnd(3, '0'));
     const valid =
-      mo! >= 1 &&
-      mo! <= 12 &&
-      d! >= 1 &&
-      d! <= new Date(Date.UTC(y!, mo!, 0)).getUTCDate() &&
+      mo >= 1 &&
+      mo <= 12 &&
+      d >= 1 &&
+      d <= new Date(Date.UTC(y, mo, 0)).getUTCDate() &&
       h <= 23 &&
       mi <= 59 &&
       sec <= 59 &&
       (!m[8] || m[8] === 'Z' || (Number(m[8].slice(1, 3)) <= 23 && Number(m[8].slice(4, 6)) <= 59));
     if (valid) {
-      if (!m[8]) return new Date(y!, mo! - 1, d!, h, mi, sec, ms);
+      if (!m[8]) return new Date(y, mo - 1, d, h, mi, sec, ms);
       const offset =
         m[8] === 'Z'
           ? 0
           : (m[8][0] === '-' ? -1 : 1) * (Number(m[8].slice(1, 3)) * 60 + Number(m[8].slice(4, 6)));
-      return new Date(Date.UTC(y!, mo! - 1, d!, h, mi, sec, ms) - offset * 60_000);
+      return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offset * 60_000);
     }
   }
   throw new SyncguardError('USAGE', `"${at}" is not ${AT_FORMS}`);

@@ -119,15 +119,12 @@ describe('config and arguments: bad input stops at the door', () => {
   it('accepts only the documented --at forms, else exit 2 with the forms listed', async () => {
     await writeConfig(dir, config(['schedule: { timezone: UTC }']), 'at.yaml');
     await expectCli(['-c', 'at.yaml', 'snapshot'], { cwd: dir }, 0);
+    // Every form, one by one: test/snapshot/parse-at.test.ts.
     const junk = '2026-12-03 15:37 (comment) junk';
     for (const args of [
       ['ls', 'laptop', '--at', junk],
       ['restore', 'laptop', '--at', junk, '--to', 'out'],
-      ['diff', 'laptop', junk, 'latest'],
-      ['diff', 'laptop', 'latest', '2026-13-01'],
-      ['ls', 'laptop', '--at', '2026-02-30'],
-      ['ls', 'laptop', '--at', '2026-11-20T25:00'],
-      ['ls', 'laptop', '--at', 'yesterday'],
+      ['diff', 'laptop', 'latest', junk],
     ]) {
       const r = await expectCli(['-c', 'at.yaml', ...args], { cwd: dir }, 2);
       expect(r.stderr, args.join(' ')).toMatch(
@@ -135,24 +132,22 @@ describe('config and arguments: bad input stops at the door', () => {
       );
     }
     expect(existsSync(join(dir, 'out'))).toBe(false);
-    for (const at of [
-      'latest',
-      '2099-01-01',
-      '2099-01-01T00:00',
-      '2099-01-01T00:00:00Z',
-      '2099-01-01T00:00:00.5+01:00',
-    ]) {
-      const r = await expectCli(['-c', 'at.yaml', 'ls', 'laptop', '--at', at], { cwd: dir }, 0);
-      expect(r.stdout, at).toContain('a.txt');
-    }
     const ids = await expectCli(['-c', 'at.yaml', 'snapshots', '--json'], { cwd: dir }, 0);
     const [{ id }] = JSON.parse(ids.stdout) as Array<{ id: string }>;
     await expectCli(['-c', 'at.yaml', 'diff', 'laptop', id, 'latest'], { cwd: dir }, 0);
+    const r = await expectCli(
+      ['-c', 'at.yaml', 'ls', 'laptop', '--at', '2099-01-01T00:00:00Z'],
+      { cwd: dir },
+      0,
+    );
+    expect(r.stdout).toContain('a.txt');
   });
 
   it('calls `restore --path ../x` a usage error (exit 2)', async () => {
+    await writeConfig(dir, config(), 'path.yaml');
+    await expectCli(['-c', 'path.yaml', 'snapshot'], { cwd: dir }, 0);
     const r = await expectCli(
-      ['-c', 'at.yaml', 'restore', 'laptop', '--at', 'latest', '--path', '../x', '--to', 'out2'],
+      ['-c', 'path.yaml', 'restore', 'laptop', '--at', 'latest', '--path', '../x', '--to', 'out2'],
       { cwd: dir },
       2,
     );
