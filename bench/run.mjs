@@ -670,13 +670,11 @@ async function repeated(scenario, tools, fn) {
   for (let i = 0; i < REPEAT; i++) {
     for (const tool of tools) {
       if (runs.get(tool.name).some((r) => r.error)) continue;
-      runs
-        .get(tool.name)
-        .push(
-          await runTool(REPEAT > 1 ? `${scenario} #${i + 1}` : scenario, tool, () => fn(tool, i), {
-            push: false,
-          }),
-        );
+      runs.get(tool.name).push(
+        await runTool(REPEAT > 1 ? `${scenario} #${i + 1}` : scenario, tool, () => fn(tool, i), {
+          push: false,
+        }),
+      );
     }
   }
   const merged = new Map();
