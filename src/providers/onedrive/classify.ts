@@ -222,6 +222,16 @@ export function classify(err: unknown, ctx: ClassifyContext): SyncguardError {
       { cause: err },
     );
   }
+  const virus = e.headers?.get('x-virus-infected');
+  if (status === 403 && (virus || e.code === 'malwareDetected')) {
+    // OneDrive's scanner flagged the file: it is not served, to anyone, however often asked
+    // (OneDrive/onedrive-api-docs#653, #1626). A skip with the reason, not a permission failure.
+    return new SyncguardError(
+      'SKIPPED',
+      `OneDrive will not serve this file: its virus scanner flagged it${virus ? ` (X-Virus-Infected: ${virus})` : ' (malwareDetected)'}`,
+      { cause: err },
+    );
+  }
   if (status === 403) {
     return new SyncguardError(
       'PROVIDER_ERROR',

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { SyncguardError, abortError, throwIfAborted } from '../../errors.js';
+import { SyncguardError, abortError, isSyncguardError, throwIfAborted } from '../../errors.js';
 import type { Log } from '../../log.js';
 import { showPath } from '../../paths.js';
 import type { RemoteEntry } from '../types.js';
@@ -71,6 +71,7 @@ export async function openItem(
     try {
       return await attempt();
     } catch (e) {
+      if (isSyncguardError(e, 'SKIPPED')) throw e;
       // Pre-authenticated URLs expire after about an hour: a refused one is asked for again, once.
       const status = ((e as SyncguardError).cause as { statusCode?: number } | undefined)?.statusCode;
       if (status !== 401 && status !== 403 && status !== 410) throw e;
