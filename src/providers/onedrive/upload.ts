@@ -4,7 +4,7 @@ import { assertSafePath, showPath } from '../../paths.js';
 import type { UploadOptions } from '../types.js';
 import type { DriveItemJson, GraphApi } from './api.js';
 import { HttpError } from './classify.js';
-import { quickXorHash } from './quickxor.js';
+import { QuickXorHash, quickXorHash } from './quickxor.js';
 
 /** Graph's simple upload is safe up to 4 MiB everywhere (older docs say 4 MB, newer 250 MB). */
 export const SIMPLE_UPLOAD_MAX = 4 * 1024 * 1024;
@@ -136,7 +136,11 @@ export class OnedriveWriter {
       : {};
     const reader = new ChunkReader(body);
     try {
-      if (size <= SIMPLE_UPLOAD_MAX) {
+      // The simple upload cannot carry fileSystemInfo, and a PATCH after it makes a second version on
+      // Business and SharePoint, doubling the quota used (OneDrive/onedrive-api-docs#778, #1378;
+      // rclone#1716): a file with a time to keep goes through an upload session, whose item carries
+      // it. Only an empty file cannot (a session takes no empty fragment): it is patched.
+      if (size <= SIMPLE_UPLOAD_MAX && (!opts.modified || size === 0)) {
         const buf = await reader.read(size);
         await this.expectEnd(reader, buf.length, size, path);
         let item: DriveItemJson;
@@ -150,7 +154,6 @@ export class OnedriveWriter {
             throw this.existsError(path);
           item = there;
         }
-        // The simple upload cannot carry fileSystemInfo: set the modified time afterwards.
         if (opts.modified)
           await api.patchItem(
             driveId,
@@ -175,9 +178,18 @@ export class OnedriveWriter {
         if (e instanceof SyncguardError && e.code === 'EXISTS') throw this.existsError(path);
         throw e;
       }
+      const sent = { hash: new QuickXorHash(), all: false };
       try {
-        await this.sendFragments(session.uploadUrl, reader, size, path, signal);
+        await this.sendFragments(session.uploadUrl, reader, size, path, sent, signal);
       } catch (e) {
+        // The last fragment committed the file but its answer was lost: the session is gone, and
+        // the fragment sent again gets 404. The file is ours when its name, size and QuickXorHash
+        // say so; anything else there is someone else's.
+        if (sent.all && e instanceof SyncguardError && e.code === 'NOT_FOUND') {
+          const there = await api.itemByPath(driveId, path, signal, true);
+          if (there?.size === size && there.file?.hashes?.quickXorHash === sent.hash.digest()) return;
+          if (there) throw this.existsError(path);
+        }
         // Leave no half upload behind; the session would expire by itself, but not at once.
         await api
           .plain(`cancelling the upload of ${showPath(path)}`, (http) =>
@@ -209,6 +221,8 @@ export class OnedriveWriter {
     reader: ChunkReader,
     size: number,
     path: string,
+    /** The QuickXorHash of what was read so far, and whether all of it was. */
+    read: { hash: QuickXorHash; all: boolean },
     signal?: AbortSignal,
   ): Promise<void> {
     const { api } = this.ctx;
@@ -219,6 +233,8 @@ export class OnedriveWriter {
       const chunk = await reader.read(want);
       if (offset + chunk.length === size || chunk.length < want)
         await this.expectEnd(reader, offset + chunk.length, size, path);
+      read.hash.update(chunk);
+      read.all = offset + chunk.length === size;
       let sent = 0;
       while (sent < chunk.length) {
         const start = offset + sent;
