@@ -981,6 +981,59 @@ describe('provider: onedrive', () => {
       expect((await readStream(p, s.get('photo.jpg')!)).bytes.length).toBe(5000);
     });
 
+    it('records a file the virus scanner flagged as skipped with the reason, once, not as a failure (point 9)', async () => {
+      const tb = await bed({ driveType: 'business' });
+      tb.emu.drive.write('tools/eicar.com', 'X5O!P%@AP');
+      tb.emu.drive.write('tools/ok.txt', 'ok');
+      tb.emu.drive.flagVirus('tools/eicar.com');
+      const e = engine();
+      tb.emu.resetCounters();
+      const one = await takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      expect(one.header.failures).toEqual([]);
+      expect(one.header.skipped).toEqual([
+        {
+          path: 'tools/eicar.com',
+          reason: expect.stringContaining('X-Virus-Infected: Win32/EICAR_Test_File'),
+        },
+      ]);
+      expect(tb.emu.count('download')).toBe(2);
+    });
+
+    it('a lost answer to the last fragment of an upload session: the file is found there by name and hash (point 10)', async () => {
+      const tb = await bed({ driveType: 'business' }, {}, { write: true });
+      const p = await tb.provider();
+      const big = randomBytes(5 * 1024 * 1024 + 7);
+      tb.emu.loseNextCommitAnswer();
+      await p.upload!('Video/clip.mp4', Readable.from([big]), big.length, { overwrite: false });
+      expect(sha256(tb.emu.drive.item('Video/clip.mp4')!.content!)).toBe(sha256(big));
+      expect(tb.emu.count('createUploadSession')).toBe(1);
+    });
+
+    it('restores a file with its modified time and no second version, small or large (point 11)', async () => {
+      const tb = await bed({ driveType: 'business' }, {}, { write: true });
+      const p = await tb.provider();
+      const modified = new Date('2023-04-05T06:07:08.000Z');
+      for (const [path, body] of [
+        ['small.txt', Buffer.from('small')],
+        ['large.bin', randomBytes(4 * 1024 * 1024 + 1)],
+      ] as const) {
+        await p.upload!(path, Readable.from([body]), body.length, { overwrite: false, modified });
+        const item = tb.emu.drive.item(path)!;
+        expect(item.fileSystemInfo.lastModifiedDateTime, path).toBe(modified.toISOString());
+        expect(item.versions, path).toBe(1);
+      }
+      expect(tb.emu.count('patch')).toBe(0);
+    });
+
+    it('finds the default library of a site by the site, whatever its localised name (point 13)', async () => {
+      const emu = await startGraphEmulator({ driveType: 'business' });
+      const site = emu.addSite('contoso.sharepoint.com:/sites/berlin', ['Dokumente', 'Berichte']);
+      site.libraries.get('Dokumente')!.write('plan.txt', 'plan');
+      const tb = await onedriveTestbed(emu, { drive: { site: 'contoso.sharepoint.com:/sites/berlin' } });
+      beds.push(tb);
+      expect(files(applyChanges(new Map(), await collect(await tb.provider()), true))).toEqual(['plan.txt']);
+    });
+
     it('backs up the sections of a OneNote notebook that is a folder, and skips only the notebook itself (point 6)', async () => {
       const tb = await bed({ driveType: 'business', oneNoteAsFolder: true });
       tb.emu.drive.addPackage('Notes/Family Notebook', {
@@ -1053,7 +1106,7 @@ describe('provider: onedrive', () => {
   describe('restoring back', () => {
     const modified = new Date('2024-03-01T10:20:30.000Z');
 
-    it('uploads a small file with its modified time', async () => {
+    it('uploads a small file with its modified time, and one without in a single request', async () => {
       const tb = await bed({}, {}, { write: true });
       const p = await tb.provider();
       await p.upload!(
@@ -1065,8 +1118,13 @@ describe('provider: onedrive', () => {
       const item = tb.emu.drive.item('Restored/docs/note.txt')!;
       expect(item.content!.toString()).toBe('hello world');
       expect(item.fileSystemInfo.lastModifiedDateTime).toBe(modified.toISOString());
+      // The time goes with the upload (an upload session's item), not in a PATCH after it.
+      expect(tb.emu.count('createUploadSession')).toBe(1);
+      expect(tb.emu.count('patch')).toBe(0);
+      await p.upload!('Restored/docs/untimed.txt', Readable.from([Buffer.from('x')]), 1, {
+        overwrite: false,
+      });
       expect(tb.emu.count('upload')).toBe(1);
-      expect(tb.emu.count('createUploadSession')).toBe(0);
       expect(await p.exists!('Restored/docs/note.txt')).toBe(true);
       expect(await p.exists!('Restored/docs/none.txt')).toBe(false);
     });

@@ -212,6 +212,18 @@ export class GraphApi {
     return out;
   }
 
+  /** The site's default document library (GET /sites/{id}/drive). */
+  getSiteDrive(siteId: string, signal?: AbortSignal): Promise<DriveJson> {
+    return this.call(
+      "finding the site's default document library",
+      (api) =>
+        api(`/sites/${encodeURIComponent(siteId)}/drive`)
+          .select('id,driveType,name,webUrl')
+          .get(),
+      { signal },
+    );
+  }
+
   getRoot(driveId: string, signal?: AbortSignal): Promise<DriveItemJson> {
     return this.call(
       "reading the drive's root",

@@ -19,6 +19,8 @@ import { Round, idKey, toRoundItem } from './delta.js';
 import { openItem } from './download.js';
 import { OnedriveWriter } from './upload.js';
 
+/** Names the default document library of a site goes by in English, in config and in its address. */
+const DEFAULT_LIBRARY_NAMES = new Set(['documents', 'shared documents']);
 /** Rounds of 410 resyncRequired (or of refused cursors) in one listing before giving up. */
 const MAX_RESYNCS = 3;
 /** Pages with nothing in them, one after the other, before a round is ended: Graph may send some (and
@@ -152,8 +154,11 @@ export class OnedriveProvider implements Provider {
     const want = library.toLowerCase();
     const urlName = (w?: string) =>
       (w ? decodeURIComponent(w.replace(/\/+$/, '').split('/').pop() ?? '') : '').toLowerCase();
-    const found =
+    let found =
       drives.find((x) => x.name?.toLowerCase() === want) ?? drives.find((x) => urlName(x.webUrl) === want);
+    // The default library is "Documents" only in English ("Dokumente", "Documentos"…): asked for by
+    // its English name (the default of drive.library), it is the site's default drive, whatever its name.
+    if (!found && DEFAULT_LIBRARY_NAMES.has(want)) found = await this.api.getSiteDrive(siteJson.id, signal);
     if (!found) {
       const names = drives.map((x) => `"${x.name}"`).join(', ') || 'none';
       throw new SyncguardError(
