@@ -134,6 +134,20 @@ export class Pacer {
     }
   }
 
+  /**
+   * The service says its quota is nearly spent before it throttles (SharePoint's RateLimit-Remaining
+   * and RateLimit-Reset): every call waits `ms` from now, as for a Retry-After, though nothing failed.
+   * Counts as time throttled. Idempotent for an equal or shorter pause.
+   */
+  ease(ms: number, why: string): void {
+    const now = this.now();
+    const until = now + Math.max(0, ms);
+    if (until <= this.pausedUntil) return;
+    this.throttledMs += until - Math.max(now, this.pausedUntil);
+    this.pausedUntil = until;
+    this.lastThrottle = why;
+  }
+
   private async acquire(signal?: AbortSignal): Promise<void> {
     // Wait out a throttling pause once (not in a loop on the clock, so an injected sleep that does not
     // really wait does not spin), then for a free slot.
