@@ -1034,6 +1034,34 @@ describe('provider: onedrive', () => {
       expect(files(applyChanges(new Map(), await collect(await tb.provider()), true))).toEqual(['plan.txt']);
     });
 
+    it("waits for SharePoint's RateLimit-Reset when RateLimit-Remaining runs low, before any 429 (point 13)", async () => {
+      const tb = await bed({ driveType: 'business', pageSize: 2 });
+      for (let i = 0; i < 5; i++) tb.emu.drive.write(`f${i}.txt`, `${i}`);
+      const waits: number[] = [];
+      const pacer = new Pacer({ baseDelayMs: 1, maxDelayMs: 5, sleep: async (ms) => void waits.push(ms) });
+      const p = await createOnedriveProvider(tb.account, { configDir: tb.dir, log: tb.log }, { pacer });
+      await collect(p);
+      expect(waits).toEqual([]);
+      tb.emu.rateLimitNext(1, { limit: 1200, remaining: 60, reset: 31 });
+      await collect(p);
+      expect(waits.length).toBeGreaterThan(0);
+      expect(Math.max(...waits)).toBeGreaterThan(30_000);
+      expect(pacer.retries).toBe(0);
+    });
+
+    it('Retry-After of 315 s from Graph reaches the pacer for 429 and 503 (point 8)', async () => {
+      for (const status of [429, 503]) {
+        const tb = await bed();
+        tb.emu.drive.write('a.txt', 'a');
+        const waits: number[] = [];
+        const pacer = new Pacer({ baseDelayMs: 1, maxDelayMs: 5, sleep: async (ms) => void waits.push(ms) });
+        const p = await createOnedriveProvider(tb.account, { configDir: tb.dir, log: tb.log }, { pacer });
+        tb.emu.failNext(3, { status, retryAfter: 315, route: 'delta' });
+        expect(files(applyChanges(new Map(), await collect(p), true))).toEqual(['a.txt']);
+        expect(waits.filter((w) => w >= 315_000).length, String(status)).toBeGreaterThanOrEqual(3);
+      }
+    });
+
     it('backs up the sections of a OneNote notebook that is a folder, and skips only the notebook itself (point 6)', async () => {
       const tb = await bed({ driveType: 'business', oneNoteAsFolder: true });
       tb.emu.drive.addPackage('Notes/Family Notebook', {

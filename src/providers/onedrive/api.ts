@@ -95,6 +95,28 @@ class FetchHandler implements Middleware {
   }
 }
 
+/** Below this share of RateLimit-Limit left, calls wait for RateLimit-Reset. */
+const RATE_LIMIT_LOW = 0.1;
+
+/**
+ * SharePoint (and so Graph on Business drives) sends RateLimit-Limit, -Remaining and -Reset (draft IETF
+ * RateLimit header fields) once 80% of an app's quota is used, before it answers 429 ("how to avoid
+ * getting throttled or blocked in SharePoint Online"). When little is left, every call waits for the
+ * reset instead of running into 429s. Returns how long to wait, in ms, and why; undefined otherwise.
+ */
+export function rateLimitPause(headers: Headers): { ms: number; why: string } | undefined {
+  const remaining = Number(headers.get('ratelimit-remaining') ?? NaN);
+  const reset = Number(headers.get('ratelimit-reset') ?? NaN);
+  const limit = Number(headers.get('ratelimit-limit') ?? NaN);
+  if (!Number.isFinite(remaining) || !Number.isFinite(reset) || reset <= 0) return undefined;
+  const low = Number.isFinite(limit) && limit > 0 ? remaining <= limit * RATE_LIMIT_LOW : remaining <= 0;
+  if (!low) return undefined;
+  return {
+    ms: reset * 1000,
+    why: `SharePoint says ${remaining}${Number.isFinite(limit) ? ` of ${limit}` : ''} requests are left until its quota resets (RateLimit-Remaining), in ${reset} s`,
+  };
+}
+
 export interface GraphApiOptions {
   account: string;
   endpoint?: string;
@@ -121,7 +143,13 @@ export class GraphApi {
   readonly http: typeof fetch;
 
   constructor(private readonly o: GraphApiOptions) {
-    const { baseUrl, fetch: f } = endpointFetch(o.endpoint, o.fetch ?? globalThis.fetch.bind(globalThis));
+    const { baseUrl, fetch: plain } = endpointFetch(o.endpoint, o.fetch ?? globalThis.fetch.bind(globalThis));
+    const f = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
+      const res = await plain(input, init);
+      const pause = rateLimitPause(res.headers);
+      if (pause) o.pacer.ease(pause.ms, pause.why);
+      return res;
+    }) as typeof fetch;
     this.baseUrl = baseUrl;
     this.http = f;
     this.client = Client.initWithMiddleware({
