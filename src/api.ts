@@ -200,6 +200,7 @@ export async function snapshotAccount(
       },
       concurrency: account.concurrency ?? ctx.config.concurrency,
       full: opts.full,
+      rereadDays: account.provider === 'local' ? (account.reread ?? ctx.config.reread) : undefined,
       onProgress: opts.onProgress && report,
       inspect: opts.inspect?.(account),
     });

@@ -200,6 +200,12 @@ export const pruneSchema = z.strictObject({
   cron: cronExpression.optional(),
 });
 
+/** How often a local folder's unchanged files are read anyway: "30d", or off. In days (0: never). */
+const rereadError = 'expected a number of days such as "30d" (1d to 9999d), or off';
+const rereadSchema = z
+  .union([z.literal('off'), z.string().regex(/^[1-9]\d{0,3}d$/, rereadError)], { error: rereadError })
+  .transform((v) => (v === 'off' ? 0 : Number.parseInt(v, 10)));
+
 const accountCommon = {
   name: accountName,
   /** Only paths matching one of these globs are taken (default: everything). */
@@ -223,6 +229,8 @@ export const localAccountSchema = z.strictObject({
   path: z.string().min(1),
   /** Follow symbolic links (default: record nothing for them, and say so in the snapshot's header). */
   followSymlinks: z.boolean().default(false),
+  /** This account's own `reread`, instead of the top-level one. */
+  reread: rereadSchema.optional(),
 });
 
 export const dropboxAccountSchema = z.strictObject({
@@ -285,6 +293,10 @@ export const configSchema = z.strictObject({
   packThreshold: size.default(1024 * 1024),
   /** The size a pack is closed at. */
   packSize: size.default(16 * 1024 * 1024),
+  /** Local folders: every file is read again at least this often, even when its size, times, device
+   *  and inode say it did not change (about 1/N of the files each night). Cloud accounts have
+   *  content hashes and need none. */
+  reread: rereadSchema.default(30),
   /** Where this machine keeps run locks, run reports and caches (never secrets). */
   stateDir: z.string().min(1).default('~/.local/state/syncguard'),
   tripwire: tripwireSchema.default(tripwireSchema.parse({})),

@@ -46,7 +46,8 @@ export interface ProviderFeatures {
   nativeHash?: ProviderHash['algo'];
   /** upload() exists: a restore can go back into the account. */
   canUpload: boolean;
-  /** open() reads a local disk: opening twice is cheap, and size + mtime identify an unchanged file. */
+  /** open() reads a local disk: opening twice is cheap, and size, mtime, ctime, device and inode identify an
+   *  unchanged file (read again anyway every `reread` days). */
   local: boolean;
   /** Paths differing only in case are the same file (Dropbox, OneDrive): deletes match case-insensitively. */
   caseInsensitive?: boolean;

@@ -42,6 +42,8 @@ export interface RunReport {
     bytes: number;
     bytesAdded: number;
     filesRead: number;
+    /** Of those, unchanged files read again because of `reread`. */
+    filesReread?: number;
     bytesRead: number;
     failed: number;
     skipped: number;

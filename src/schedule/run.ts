@@ -103,6 +103,7 @@ export async function runAccount(
       bytes: h.bytes,
       bytesAdded: result.bytesAdded,
       filesRead: result.filesRead,
+      filesReread: result.filesReread,
       bytesRead: result.bytesRead,
       failed: h.counts.failed,
       skipped: h.counts.skipped,
@@ -116,6 +117,7 @@ export async function runAccount(
           `the store holds a damaged or planted object, passed over: ${d.object}: ${d.problem}`,
         );
     }
+    report.warnings.push(...result.warnings);
     if (repo.lockDays) {
       try {
         report.locks = await extendKeptLocks(

@@ -39,6 +39,13 @@ export interface ManifestEntry {
   /** Where the content starts in a pack, and its length (packed files only). */
   offset?: number;
   length?: number;
+  /** Local files: the last change of content or metadata (ISO 8601 UTC), the device and the inode, as
+   *  listed; the next run reads the file again when any of them differs. Absent in older manifests. */
+  ctime?: string;
+  dev?: number;
+  ino?: number;
+  /** Local files: when the content was last read from the folder (ISO 8601 UTC), for `reread`. */
+  readAt?: string;
 }
 
 export interface FailedFile {
@@ -289,6 +296,12 @@ function parseEntry(line: string, what: string, n: number): ManifestEntry {
     } else if (!e.object.endsWith(e.sha256)) {
       throw bad(`${showPath(e.path)} names a blob of other content`);
     }
+    for (const k of ['ctime', 'readAt'] as const)
+      if (e[k] !== undefined && (typeof e[k] !== 'string' || Number.isNaN(Date.parse(e[k]))))
+        throw bad(`${showPath(e.path)} has no valid ${k}`);
+    for (const k of ['dev', 'ino'] as const)
+      if (e[k] !== undefined && (typeof e[k] !== 'number' || !(e[k] >= 0)))
+        throw bad(`${showPath(e.path)} has no valid ${k}`);
   }
   return e;
 }

@@ -59,6 +59,10 @@ export interface TakeOptions {
   onProgress?: (p: SnapshotProgress) => void;
   /** List everything, ignoring the previous snapshot's cursor (content already stored is still reused). */
   full?: boolean;
+  /** Local providers: every file whose size, times, device and inode did not change is still read
+   *  again once in this many days, about 1/N of them each night (the config's `reread`, 30 days by
+   *  default there). Absent or 0: never. */
+  rereadDays?: number;
   /** Looks at the new snapshot against the previous one before it is written (the tripwire). */
   inspect?: (input: InspectInput) => Promise<ManifestHeader['tripwire']> | ManifestHeader['tripwire'];
 }
@@ -78,6 +82,10 @@ export interface SnapshotResult {
   header: ManifestHeader;
   /** Files whose content was read from the provider this run. */
   filesRead: number;
+  /** Of those, files read only because `rereadDays` said so (nothing about them had changed). */
+  filesReread: number;
+  /** What the run should tell whoever reads its report (a re-read file whose content differed). */
+  warnings: string[];
   bytesRead: number;
   bytesAdded: number;
   objectsExtended: number;
@@ -88,6 +96,7 @@ export interface SnapshotResult {
 
 const DAY = 86_400_000;
 const SAMPLE_BYTES = 4096;
+const MAX_WARNINGS = 100;
 
 export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   const { repo, account, provider, signal } = opts;
@@ -213,6 +222,15 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
       if (e.providerHash && e.type === 'file') prevByProviderHash.set(e.providerHash, e);
   const next: ManifestEntry[] = [];
   const toRead: RemoteEntry[] = [];
+  const readAt = provider.features.local ? started.toISOString() : undefined;
+  const rereadDays = provider.features.local ? (opts.rereadDays ?? 0) : 0;
+  /** Unchanged files read again (rereadDays): what the previous snapshot holds for each. */
+  const rereading = new Map<string, ManifestEntry>();
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    if (warnings.length < MAX_WARNINGS) warnings.push(message);
+    repo.log('warn', message);
+  };
   for (const { entry, carried } of state.values()) {
     if (entry.type === 'dir') {
       next.push(dirEntry(entry));
@@ -224,8 +242,14 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     }
     const reuse = findReuse(entry, prev?.get(entry.path), prevByProviderHash, provider.features.local);
     if (reuse && sound(reuse)) {
+      if (rereadDays > 0 && rereadDue(entry.path, reuse.readAt, started.getTime(), rereadDays)) {
+        rereading.set(entry.path, reuse);
+        toRead.push(entry);
+        progress.bytesToRead += entry.size;
+        continue;
+      }
       // The size of the content stored, which is not always the size listed (OneDrive rewrites some files).
-      next.push(fileEntry(entry, reuse.sha256!, reuse, reuse.size));
+      next.push(fileEntry(entry, reuse.sha256!, reuse, { size: reuse.size, readAt: reuse.readAt }));
       continue;
     }
     toRead.push(entry);
@@ -240,11 +264,20 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   const ingest = new Ingest(repo, provider, index, packer, bad, signal);
   const samples = new Map<string, Buffer>();
   let filesRead = 0;
+  let filesReread = 0;
   let lastReport = Date.now();
   await forEachLimit(toRead, concurrency, async (entry) => {
+    const was = rereading.get(entry.path);
     try {
       const got = await withRetries(() => ingest.file(entry), signal);
-      next.push(fileEntry(entry, got.sha256, got.loc, got.size, got.mtime));
+      next.push(fileEntry(entry, got.sha256, got.loc, { size: got.size, mtime: got.mtime, readAt }));
+      if (was) {
+        filesReread++;
+        if (was.sha256 !== got.sha256)
+          warn(
+            `${showPath(entry.path)} was read again (reread: ${rereadDays} days) with its size, times, device and inode unchanged, but its content differs from the previous snapshot's: a rewrite that put its times back, or damage on the disk. The content read now is stored; earlier snapshots keep the old one`,
+          );
+      }
       // Samples serve only to compare with a previous version: a first snapshot keeps none (200,000 files
       // of under 4 KiB would otherwise all stay in memory until the end of the run).
       if (opts.inspect && prev && got.sample) samples.set(entry.path, got.sample);
@@ -259,10 +292,18 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
         progress.filesDone++;
         return;
       }
-      failures.push({
-        path: entry.path,
-        error: isSyncguardError(e, 'NOT_FOUND') ? 'vanished during the run' : describeError(e),
-      });
+      if (was && !isSyncguardError(e, 'NOT_FOUND')) {
+        // Nothing said it changed: the previous content stays, and it is read again another night.
+        next.push(fileEntry(entry, was.sha256!, was, { size: was.size, readAt: was.readAt }));
+        warn(
+          `${showPath(entry.path)} could not be read again (${describeError(e)}); its previous content is kept`,
+        );
+      } else {
+        failures.push({
+          path: entry.path,
+          error: isSyncguardError(e, 'NOT_FOUND') ? 'vanished during the run' : describeError(e),
+        });
+      }
     }
     progress.filesDone++;
     progress.bytesAdded = ingest.bytesAdded + packer.bytesWritten;
@@ -353,6 +394,8 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     time: started,
     header,
     filesRead,
+    filesReread,
+    warnings,
     bytesRead: progress.bytesRead,
     bytesAdded: header.bytesAdded,
     objectsExtended: extended,
@@ -457,10 +500,15 @@ function findReuse(
   local: boolean,
 ): ManifestEntry | undefined {
   if (local) {
+    // As restic does: size, mtime, ctime, inode and device. A rewrite that puts its mtime back (VeraCrypt,
+    // `touch -r`) still changes ctime. Entries of manifests older than these fields compare size and mtime.
     return old &&
       old.type === 'file' &&
       old.size === entry.size &&
-      Date.parse(old.mtime) === entry.modified.getTime()
+      Date.parse(old.mtime) === entry.modified.getTime() &&
+      (old.ctime === undefined || old.ctime === entry.ctime?.toISOString()) &&
+      (old.ino === undefined || old.ino === entry.ino) &&
+      (old.dev === undefined || old.dev === entry.dev)
       ? old
       : undefined;
   }
@@ -486,14 +534,18 @@ function fileEntry(
   entry: RemoteEntry,
   sha256: string,
   loc: { object?: string; offset?: number; length?: number },
-  size = entry.size,
-  mtime = entry.modified,
+  opts: { size?: number; mtime?: Date; readAt?: string } = {},
 ): ManifestEntry {
+  const size = opts.size ?? entry.size;
   return {
     path: entry.path,
     type: 'file',
     size,
-    mtime: mtime.toISOString(),
+    mtime: (opts.mtime ?? entry.modified).toISOString(),
+    ctime: entry.ctime?.toISOString(),
+    dev: entry.dev,
+    ino: entry.ino,
+    readAt: opts.readAt,
     sha256,
     providerHash: providerHash(entry),
     // The provider listed another size than it served (OneDrive rewrites some files on download).
@@ -503,6 +555,25 @@ function fileEntry(
     offset: loc.offset,
     length: loc.offset === undefined ? undefined : size,
   };
+}
+
+/**
+ * Whether an unchanged local file is read again this run: on its own night of every `days` (a hash of
+ * its path picks it, so about 1/days of the files each night, the same ones every period), and on any
+ * night once `days` have passed since it was last read (a night missed). Never twice within half a day.
+ * Entries of older manifests have no `readAt`: they are read on their own night, never all at once.
+ */
+export function rereadDue(path: string, readAt: string | undefined, now: number, days: number): boolean {
+  const last = readAt === undefined ? NaN : Date.parse(readAt);
+  if (now - last >= days * DAY - DAY / 2) return true;
+  if (now - last < DAY / 2) return false;
+  return fnv1a(path) % days === Math.floor(now / DAY) % days;
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 interface Ingested {

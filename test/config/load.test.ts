@@ -177,6 +177,16 @@ describe('config: load', () => {
     );
   });
 
+  it('reads reread in days or off, top-level and per local account, and says what it accepts', () => {
+    expect(parseConfig(GOOD, FILE, {}).reread).toBe(30);
+    const c = parseConfig(GOOD + '    reread: 7d\nreread: off\n', FILE, {});
+    expect(c.reread).toBe(0);
+    expect(c.accounts[0]).toMatchObject({ reread: 7 });
+    expect(configError(GOOD + 'reread: 3w\n')).toMatch(
+      new RegExp(`^${FILE}:8 reread: expected a number of days such as "30d" \\(1d to 9999d\\), or off`),
+    );
+  });
+
   it('says what objectLock accepts', () => {
     const text = lines(
       'store:',

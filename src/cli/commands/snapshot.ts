@@ -60,6 +60,7 @@ export function registerSnapshot(program: Command, cli: Cli): void {
                   bytes: r.result.header.bytes,
                   bytesAdded: r.result.bytesAdded,
                   filesRead: r.result.filesRead,
+                  filesReread: r.result.filesReread,
                   failed: r.result.header.failures,
                   skipped: r.result.header.counts.skipped,
                   lockedUntil: r.result.header.lockedUntil ?? null,
@@ -76,7 +77,7 @@ export function registerSnapshot(program: Command, cli: Cli): void {
         }
         const h = r.result.header;
         cli.out.line(
-          `${r.account}: snapshot ${r.result.id}: ${count(h.counts.files)} files, ${count(h.counts.dirs)} folders, ${bytes(h.bytes)}; read ${count(r.result.filesRead)} files (${bytes(r.result.bytesRead)}), added ${bytes(r.result.bytesAdded)}${h.lockedUntil ? `, locked until ${day(h.lockedUntil)}` : ''}`,
+          `${r.account}: snapshot ${r.result.id}: ${count(h.counts.files)} files, ${count(h.counts.dirs)} folders, ${bytes(h.bytes)}; read ${count(r.result.filesRead)} files (${bytes(r.result.bytesRead)})${r.result.filesReread > 0 ? `, ${count(r.result.filesReread)} of them unchanged, read again (reread)` : ''}, added ${bytes(r.result.bytesAdded)}${h.lockedUntil ? `, locked until ${day(h.lockedUntil)}` : ''}`,
         );
         if (h.counts.skipped > 0)
           cli.out.line(
