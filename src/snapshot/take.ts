@@ -500,8 +500,9 @@ function findReuse(
   local: boolean,
 ): ManifestEntry | undefined {
   if (local) {
-    // As restic does: size, mtime, ctime, inode and device. A rewrite that puts its mtime back (VeraCrypt,
-    // `touch -r`) still changes ctime. Entries of manifests older than these fields compare size and mtime.
+    // Size, mtime, ctime and inode, as restic compares them (its changelog: "Use ctime when checking for
+    // file changes"), and the device. A rewrite that puts its mtime back (VeraCrypt, `touch -r`) still
+    // changes ctime. Entries of manifests older than these fields compare size and mtime.
     return old &&
       old.type === 'file' &&
       old.size === entry.size &&
