@@ -45,6 +45,13 @@ export interface DropboxEmulatorOptions {
   downloadChunk?: number;
   /** path_display keeps stale ancestor casing, as on the real service (default on); see NamespaceOptions. */
   casingDrift?: boolean;
+  /**
+   * A commit (files/upload, upload_session/finish, one finish_batch_v2) holds the namespace's write
+   * lock this long; a commit that arrives meanwhile gets 429 too_many_write_operations, as Dropbox
+   * answers concurrent commits into one namespace ("Performance guide": batch commits, and do not
+   * commit in parallel). Default 25 ms; 0 turns it off.
+   */
+  writeLockMs?: number;
 }
 
 export interface EmulatedAccount {
@@ -91,6 +98,8 @@ export interface DropboxEmulator {
   inject(route: string, fault: Fault, times?: number): void;
   clearFaults(): void;
   count(route: string): number;
+  /** Commits refused with too_many_write_operations because another held the write lock. */
+  readonly contention: number;
   counts(): Record<string, number>;
   resetCounts(): void;
   requests: RecordedRequest[];
@@ -200,6 +209,32 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
   const codes = new Map<string, CodeRecord>();
   const sessions = new Map<string, Session>();
   const faults = new Map<string, Array<{ fault: Fault; left: number }>>();
+  const writeLockMs = opts.writeLockMs ?? 25;
+  const writeLocks = new Map<DropboxNamespace, number>();
+  /** Holds the namespace's write lock for one commit, or answers 429 too_many_write_operations. */
+  async function withWriteLock<T>(ns: DropboxNamespace, fn: () => T): Promise<T> {
+    if (writeLockMs <= 0) return fn();
+    if ((writeLocks.get(ns) ?? 0) > Date.now()) {
+      contention++;
+      throw json(
+        429,
+        {
+          error_summary: 'too_many_write_operations/..',
+          error: { reason: { '.tag': 'too_many_write_operations' }, retry_after: 0 },
+        },
+        { 'Retry-After': '0' },
+      );
+    }
+    writeLocks.set(ns, Date.now() + writeLockMs + 1000);
+    try {
+      const out = fn();
+      await new Promise((r) => setTimeout(r, writeLockMs));
+      return out;
+    } finally {
+      writeLocks.delete(ns);
+    }
+  }
+  let contention = 0;
   const callCounts = new Map<string, number>();
   const requests: RecordedRequest[] = [];
 
@@ -504,6 +539,41 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
         }),
       };
     },
+    /** Commits many closed sessions in one call, under one write lock; answers per entry, in order. */
+    'files/upload_session/finish_batch_v2': ({ route, req, arg }) => {
+      const { ns } = context(route, req);
+      const entries = (arg?.entries ?? []) as Array<{
+        cursor?: { session_id?: string; offset?: number };
+        commit?: Record<string, unknown>;
+      }>;
+      if (entries.length > 1000)
+        throw badRequest(route, `request body: entries: ${entries.length} items, at most 1000 allowed`);
+      return withWriteLock(ns, () => ({
+        entries: entries.map((e) => {
+          const failure = (f: Record<string, unknown>) => ({ '.tag': 'failure', failure: f });
+          const s = e.cursor?.session_id ? sessions.get(e.cursor.session_id) : undefined;
+          if (!s || s.ns !== ns)
+            return failure({ '.tag': 'lookup_failed', lookup_failed: { '.tag': 'not_found' } });
+          if (e.cursor!.offset !== s.size)
+            return failure({
+              '.tag': 'lookup_failed',
+              lookup_failed: { '.tag': 'incorrect_offset', correct_offset: s.size },
+            });
+          if (!s.closed) return failure({ '.tag': 'lookup_failed', lookup_failed: { '.tag': 'not_closed' } });
+          try {
+            const meta = commit(route, ns, e.commit ?? {}, Buffer.concat(s.chunks), (err) =>
+              json(409, { '.tag': 'path', path: err }),
+            );
+            sessions.delete(e.cursor!.session_id!);
+            return { ...meta, '.tag': 'success' };
+          } catch (err) {
+            if (err instanceof HttpError && err.status === 409)
+              return failure(err.body as Record<string, unknown>);
+            throw err;
+          }
+        }),
+      }));
+    },
     'files/create_folder_v2': ({ route, req, arg }) => {
       const { ns } = context(route, req);
       const path = pathArg(route, arg, false);
@@ -539,7 +609,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       if (body.length > 150 * 1024 * 1024)
         throw endpointError({ '.tag': 'payload_too_large' }, 'payload_too_large');
       checkHash(arg, body, wrap);
-      return commit(route, ns, arg, body, wrap);
+      return withWriteLock(ns, () => commit(route, ns, arg, body, wrap));
     },
     'files/upload_session/start': ({ route, req, arg, body }) => {
       const { ns } = context(route, req);
@@ -568,13 +638,18 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       // A closed session is finished with no more data.
       if (s.closed && body.length > 0) throw lookup({ '.tag': 'closed' }, 'closed');
       checkHash(arg, body, endpointError);
-      const session = s;
-      const data = Buffer.concat([...session.chunks, body]);
-      const meta = commit(route, ns, arg.commit ?? {}, data, (e, tag) =>
-        endpointError({ '.tag': 'path', path: e }, `path/${tag}`),
-      );
-      sessions.delete(arg.cursor.session_id);
-      return meta;
+      // The data sent with finish joins the session before the commit, and a commit that fails keeps
+      // it: "Data has already been appended to the upload session. Please retry with empty data body
+      // and updated offset" (UploadSessionFinishError.path).
+      s.chunks.push(body);
+      s.size += body.length;
+      return withWriteLock(ns, () => {
+        const meta = commit(route, ns, arg.commit ?? {}, Buffer.concat(s.chunks), (e, tag) =>
+          endpointError({ '.tag': 'path', path: e }, `path/${tag}`),
+        );
+        sessions.delete(arg.cursor.session_id);
+        return meta;
+      });
     },
   };
 
@@ -877,6 +952,9 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     },
     clearFaults: () => faults.clear(),
     count: (route) => callCounts.get(route) ?? 0,
+    get contention() {
+      return contention;
+    },
     counts: () => Object.fromEntries(callCounts),
     resetCounts: () => callCounts.clear(),
     requests,

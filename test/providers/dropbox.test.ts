@@ -21,6 +21,7 @@ import {
 import type { Provider, RemoteEntry } from '../../src/providers/types.js';
 import { startDropboxEmulator, type DropboxEmulator, type DropboxNamespace } from '../emulators/dropbox.js';
 import { takeSnapshot, type SnapshotProgress } from '../../src/snapshot/take.js';
+import { forEachLimit } from '../../src/util.js';
 import { DAY, engine } from '../snapshot/_fixtures.js';
 import { applyChanges, collect, providerSuite, readStream } from './provider-suite.js';
 
@@ -894,7 +895,12 @@ describe('provider: dropbox', () => {
       const node = emu.home.get('Restored/Photos/a.txt')!;
       expect(node.content!.toString()).toBe('x'.repeat(1500));
       expect(node.clientModified).toBe('2020-02-02T02:02:02Z');
-      expect(emu.count('files/upload')).toBe(1);
+      // A closed session committed by finish_batch_v2, not a files/upload of its own.
+      expect([
+        emu.count('files/upload_session/start'),
+        emu.count('files/upload_session/finish_batch_v2'),
+        emu.count('files/upload'),
+      ]).toEqual([1, 1, 0]);
 
       const err = await errorOf(
         p.upload!('Restored/Photos/a.txt', body(Buffer.from('y'.repeat(1500))), 1500, { overwrite: false }),
@@ -936,9 +942,9 @@ describe('provider: dropbox', () => {
       expect([
         emu.count('files/upload_session/start'),
         emu.count('files/upload_session/append_v2'),
+        emu.count('files/upload_session/finish_batch_v2'),
         emu.count('files/upload_session/finish'),
-        emu.count('files/upload'),
-      ]).toEqual([1, 1, 1, 0]);
+      ]).toEqual([1, 2, 1, 0]);
 
       const err = await errorOf(
         p.upload!('Restored/big.bin', Readable.from([pattern(data.length, 2)]), data.length, {
@@ -957,7 +963,7 @@ describe('provider: dropbox', () => {
       const data = pattern(25 * 1024 * 1024, 5);
       const p = await providerFor(emu);
       emu.inject('files/upload_session/append_v2', { kind: 'drop-response' });
-      emu.inject('files/upload_session/finish', { kind: 'drop-response' });
+      emu.inject('files/upload_session/finish_batch_v2', { kind: 'drop-response' });
       emu.inject('files/upload_session/append_v2', { kind: 'status', status: 429 });
       await p.upload!('lost.bin', Readable.from([data]), data.length, { overwrite: false });
       expect(emu.home.get('lost.bin')!.content!.equals(data)).toBe(true);
@@ -967,16 +973,64 @@ describe('provider: dropbox', () => {
         .map((r) => r.status);
       expect(appends).toContain(409);
       expect(appends).toContain(429);
-      // The commit went through but its answer was lost: the retry finds the session gone and the file ours.
+      // The commit went through but its answer was lost: the retried batch finds the session gone and
+      // the file there with our content_hash, which is success, not a conflict.
       expect(
-        emu.requests.filter((r) => r.route === 'files/upload_session/finish').map((r) => r.status),
-      ).toEqual([undefined, 409]);
+        emu.requests.filter((r) => r.route === 'files/upload_session/finish_batch_v2').map((r) => r.status),
+      ).toEqual([undefined, 200]);
       expect(emu.count('files/get_metadata')).toBe(2);
 
-      emu.inject('files/upload', { kind: 'drop-response' });
+      emu.inject('files/upload_session/finish_batch_v2', { kind: 'drop-response' });
       await p.upload!('small.txt', Readable.from([Buffer.from('small')]), 5, { overwrite: false });
       expect(emu.home.get('small.txt')!.content!.toString()).toBe('small');
-      expect(emu.count('files/upload')).toBe(2);
+      expect(emu.count('files/upload_session/finish_batch_v2')).toBe(4);
+      // Someone else's file of other content is still a conflict, retried commit or not.
+      emu.home.put('theirs.txt', 'theirs');
+      emu.inject('files/upload_session/finish_batch_v2', { kind: 'drop-response' });
+      const err = await errorOf(
+        p.upload!('theirs.txt', Readable.from([Buffer.from('mine!!')]), 6, { overwrite: false }),
+      );
+      expect(isSyncguardError(err, 'EXISTS'), String(err)).toBe(true);
+    });
+
+    it('commits a restore of many files in batches (finish_batch_v2), so uploads in parallel never meet too_many_write_operations', async () => {
+      const p = await providerFor(emu);
+      const files = Array.from({ length: 24 }, (_, i): [string, Buffer] => [
+        `Restored/f${i}.txt`,
+        Buffer.from(`file ${i} `.repeat(i + 1)),
+      ]);
+      // As a restore does: four files at a time.
+      await forEachLimit(files, 4, ([path, data]) =>
+        p.upload!(path, Readable.from([data]), data.length, { overwrite: false }),
+      );
+      for (const [path, data] of files) expect(emu.home.get(path)!.content!.equals(data)).toBe(true);
+      expect(emu.contention).toBe(0);
+      expect(emu.count('files/upload')).toBe(0);
+      expect(emu.count('files/upload_session/finish_batch_v2')).toBeLessThanOrEqual(12);
+    });
+
+    it('emulator: a commit meets too_many_write_operations while another holds the write lock; with writeLockMs 0 never', async () => {
+      // Four files/upload at once, as the connector committed before batches.
+      const raw = async (e: DropboxEmulator) => {
+        const f = e.fetch;
+        const dbx = new Dropbox({
+          auth: new DropboxAuth({ refreshToken: e.issueRefreshToken(), clientId: e.appKey, fetch: f }),
+          fetch: f,
+        });
+        const got = await Promise.allSettled(
+          [0, 1, 2, 3].map((i) => dbx.filesUpload({ path: `/y${i}.txt`, contents: Buffer.from('y') })),
+        );
+        return got.filter((g) => g.status === 'rejected').length;
+      };
+      expect(await raw(emu)).toBeGreaterThan(0);
+      expect(emu.contention).toBeGreaterThan(0);
+      const off = await startDropboxEmulator({ writeLockMs: 0 });
+      try {
+        expect(await raw(off)).toBe(0);
+        expect(off.contention).toBe(0);
+      } finally {
+        await off.close();
+      }
     });
 
     it('refuses a body whose length is not the announced size', async () => {

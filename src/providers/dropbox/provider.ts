@@ -25,11 +25,9 @@ import {
 } from './api.js';
 import { classify, errorSummary, errorTag, isDropboxResponseError, isExpiredToken } from './classify.js';
 import { DropboxContentHasher, dropboxContentHash } from './content-hash.js';
+import { CommitBatcher } from './batch.js';
 import { DropboxNames } from './names.js';
 
-/** files/upload takes up to 150 MiB; above this much a file goes through an upload session, so that
- *  memory stays at a chunk or two whatever the file's size. */
-export const SINGLE_UPLOAD_MAX = 8 * 1024 * 1024;
 /** Session chunks: a multiple of 4 MiB, as Dropbox recommends (api-brief §1.6). */
 export const SESSION_CHUNK = 8 * 1024 * 1024;
 const LIST_LIMIT = 2000;
@@ -121,6 +119,8 @@ export class DropboxProvider implements Provider {
   private rootKey: string;
   private rootReady?: Promise<void>;
   private readonly secrets: string[];
+  private readonly batcher: CommitBatcher;
+  private uploading = 0;
 
   constructor(
     private readonly account: DropboxAccountConfig,
@@ -146,6 +146,20 @@ export class DropboxProvider implements Provider {
       this.rootKey = 'home';
     }
     if (account.selectUser) this.rootKey += `|user:${account.selectUser}`;
+    this.batcher = new CommitBatcher({
+      finishBatch: (entries, attempts) => this.finishBatch(entries, attempts),
+      committedEarlier: (path, hash) => this.committedEarlier(path, hash),
+      failed: (failure, summary, label) =>
+        this.classify(
+          {
+            name: 'DropboxResponseError',
+            status: 409,
+            error: { error_summary: summary + '/..', error: failure },
+          },
+          label,
+        ),
+      inProgress: () => this.uploading,
+    });
     this.pacer = new Pacer({
       concurrency: Math.max(4, account.concurrency ?? 4),
       onWait: (ms, err) => {
@@ -518,7 +532,6 @@ export class DropboxProvider implements Provider {
   async upload(path: string, body: Readable, size: number, opts: UploadOptions): Promise<void> {
     assertSafePath(path, 'upload path');
     const signal = opts.signal;
-    await this.ready(signal);
     const commit: files.CommitInfo = {
       path: '/' + path,
       // add + autorename:false + strict_conflict refuses any existing file (409 path/conflict), even
@@ -530,34 +543,20 @@ export class DropboxProvider implements Provider {
     };
     if (opts.modified) commit.client_modified = dropboxTime(opts.modified);
     const label = `uploading ${showPath(path)}`;
+    this.uploading++;
     try {
-      if (size <= SINGLE_UPLOAD_MAX) {
-        const data = await readExactly(body, size, label);
-        const hash = dropboxContentHash(data);
-        let attempts = 0;
-        const meta = await this.call(
-          label,
-          async () => {
-            attempts++;
-            try {
-              return (await this.client.dbx.filesUpload({ ...commit, contents: data, content_hash: hash }))
-                .result;
-            } catch (e) {
-              if (attempts > 1 && errorSummary(e).startsWith('path/conflict/file')) {
-                const mine = await this.committedEarlier(commit.path, hash);
-                if (mine) return mine;
-              }
-              throw e;
-            }
-          },
-          signal,
-        );
-        checkUploaded(meta, hash, label);
-        return;
-      }
+      await this.ready(signal);
       // Do not send gigabytes only to learn at the end that the file is there already.
-      if (!opts.overwrite && (await this.exists(path, signal))) throw new SyncguardError('EXISTS', '');
-      await this.uploadSession(commit, body, size, label, signal);
+      if (!opts.overwrite && size > SESSION_CHUNK && (await this.exists(path, signal)))
+        throw new SyncguardError('EXISTS', '');
+      const { sessionId, hash } = await this.sendSession(body, size, label, signal);
+      // The commit goes into a batch (upload_session/finish_batch_v2) with the others in progress.
+      const meta = await this.batcher.commit(
+        { cursor: { session_id: sessionId, offset: size }, commit },
+        hash,
+        label,
+      );
+      checkUploaded(meta, hash, label);
     } catch (e) {
       if (isSyncguardError(e, 'EXISTS')) {
         throw new SyncguardError(
@@ -567,60 +566,50 @@ export class DropboxProvider implements Provider {
       }
       throw e;
     } finally {
+      this.uploading--;
+      this.batcher.poke();
       body.destroy();
     }
   }
 
-  private async uploadSession(
-    commit: files.CommitInfo,
+  /**
+   * The content into a new upload session, in SESSION_CHUNK pieces, each checked by Dropbox against its
+   * content_hash; the last piece closes the session (finish_batch_v2 commits closed sessions only).
+   */
+  private async sendSession(
     body: Readable,
     size: number,
     label: string,
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<{ sessionId: string; hash: string }> {
     const dbx = this.client.dbx;
     const whole = new DropboxContentHasher();
     const chunks = chunksOf(body, SESSION_CHUNK)[Symbol.asyncIterator]();
     let sessionId: string | undefined;
     let offset = 0;
-    let total = 0;
     let current = await chunks.next();
-    while (!current.done) {
-      const chunk = current.value;
-      total += chunk.length;
-      if (total > size)
+    for (;;) {
+      const chunk = current.done ? Buffer.alloc(0) : current.value;
+      if (offset + chunk.length > size)
         throw new SyncguardError(
           'INTEGRITY',
           `${label}: the content is longer than the ${size} bytes announced`,
         );
       whole.update(chunk);
-      const following = await chunks.next();
-      if (following.done) {
-        if (total !== size)
-          throw new SyncguardError(
-            'INTEGRITY',
-            `${label}: the content has ${total} bytes, ${size} were announced`,
-          );
-        if (sessionId === undefined)
-          sessionId = (
-            await this.call(
-              label,
-              () => dbx.filesUploadSessionStart({ close: false, contents: Buffer.alloc(0) }),
-              signal,
-            )
-          ).result.session_id;
-        const hash = whole.digest();
-        const meta = await this.finishSession(sessionId, offset, chunk, commit, hash, label, signal);
-        checkUploaded(meta, hash, label);
-        return;
-      }
+      const following = current.done ? current : await chunks.next();
+      const last = following.done === true;
+      if (last && offset + chunk.length !== size)
+        throw new SyncguardError(
+          'INTEGRITY',
+          `${label}: the content has ${offset + chunk.length} bytes, ${size} were announced`,
+        );
       if (sessionId === undefined) {
         sessionId = (
           await this.call(
             label,
             () =>
               dbx.filesUploadSessionStart({
-                close: false,
+                close: last,
                 contents: chunk,
                 content_hash: dropboxContentHash(chunk),
               }),
@@ -628,12 +617,12 @@ export class DropboxProvider implements Provider {
           )
         ).result.session_id;
       } else {
-        await this.appendSession(sessionId, offset, chunk, label, signal);
+        await this.appendSession(sessionId, offset, chunk, last, label, signal);
       }
       offset += chunk.length;
+      if (last) return { sessionId, hash: whole.digest() };
       current = following;
     }
-    throw new SyncguardError('INTEGRITY', `${label}: the content has ${total} bytes, ${size} were announced`);
   }
 
   /** append_v2; after a lost response the retry meets incorrect_offset, which says how much arrived. */
@@ -641,6 +630,7 @@ export class DropboxProvider implements Provider {
     sessionId: string,
     offset: number,
     chunk: Buffer,
+    close: boolean,
     label: string,
     signal?: AbortSignal,
   ): Promise<void> {
@@ -654,7 +644,7 @@ export class DropboxProvider implements Provider {
           try {
             await dbx.filesUploadSessionAppendV2({
               cursor: { session_id: sessionId, offset: from },
-              close: false,
+              close,
               contents: part,
               content_hash: dropboxContentHash(part),
             });
@@ -662,8 +652,9 @@ export class DropboxProvider implements Provider {
           } catch (e) {
             const correct = correctOffset(e);
             if (correct === undefined || step > 0) throw e;
+            // All of it arrived (and a closing append closed the session with it): done.
             if (correct === offset + chunk.length) return;
-            if (correct <= from || correct > offset + chunk.length) throw lostSession(label, correct, from);
+            if (correct < from || correct > offset + chunk.length) throw lostSession(label, correct, from);
             from = correct;
           }
         }
@@ -672,54 +663,16 @@ export class DropboxProvider implements Provider {
     );
   }
 
-  private async finishSession(
-    sessionId: string,
-    offset: number,
-    last: Buffer,
-    commit: files.CommitInfo,
-    wholeHash: string,
-    label: string,
-    signal?: AbortSignal,
-  ): Promise<files.FileMetadata> {
-    const dbx = this.client.dbx;
-    let attempts = 0;
-    return this.call(
-      label,
-      async () => {
-        attempts++;
-        let from = offset;
-        for (let step = 0; ; step++) {
-          const part = last.subarray(from - offset);
-          try {
-            return (
-              await dbx.filesUploadSessionFinish({
-                cursor: { session_id: sessionId, offset: from },
-                commit,
-                contents: part,
-                content_hash: dropboxContentHash(part),
-              })
-            ).result;
-          } catch (e) {
-            const correct = correctOffset(e);
-            if (correct !== undefined && step === 0 && correct > from && correct <= offset + last.length) {
-              from = correct;
-              continue;
-            }
-            // An earlier attempt committed the file and lost its answer: the session is gone, the file is there.
-            if (
-              attempts > 1 &&
-              /^(lookup_failed\/(not_found|closed)|path\/conflict\/file)/.test(errorSummary(e))
-            ) {
-              const mine = await this.committedEarlier(commit.path, wholeHash);
-              if (mine) return mine;
-            }
-            if (correct !== undefined) throw lostSession(label, correct, from);
-            throw e;
-          }
-        }
-      },
-      signal,
-    );
+  /** One finish_batch_v2 through the pacer; a lost answer is retried like any other call. */
+  private async finishBatch(
+    entries: files.UploadSessionFinishArg[],
+    attempts: { count: number },
+  ): Promise<files.UploadSessionFinishBatchResultEntry[]> {
+    const res = await this.call(`committing ${entries.length} uploaded file(s)`, () => {
+      attempts.count++;
+      return this.client.dbx.filesUploadSessionFinishBatchV2({ entries });
+    });
+    return res.result.entries;
   }
 
   /** The file at `path` when it holds exactly `hash`: what an earlier attempt whose answer was lost wrote. */
@@ -852,25 +805,6 @@ function checkUploaded(meta: files.FileMetadata, hash: string, label: string): v
       `${label}: Dropbox stored content with hash ${meta.content_hash}, we sent ${hash}`,
     );
   }
-}
-
-/** The whole body (at most SINGLE_UPLOAD_MAX bytes), refusing one of a different length. */
-async function readExactly(body: Readable, size: number, label: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const part of body) {
-    const buf = typeof part === 'string' ? Buffer.from(part) : (part as Buffer);
-    total += buf.length;
-    if (total > size)
-      throw new SyncguardError(
-        'INTEGRITY',
-        `${label}: the content is longer than the ${size} bytes announced`,
-      );
-    parts.push(buf);
-  }
-  if (total !== size)
-    throw new SyncguardError('INTEGRITY', `${label}: the content has ${total} bytes, ${size} were announced`);
-  return Buffer.concat(parts, total);
 }
 
 /** The body cut into chunks of exactly `size` bytes (the last one shorter). */
