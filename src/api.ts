@@ -351,14 +351,12 @@ export async function pruneStore(
     if (!opts.dryRun) {
       for (const a of config.accounts) {
         try {
-          locks.push(await acquireRunLock(dir, a.name));
+          locks.push(await acquireRunLock(dir, a.name, { purpose: 'prune' }));
         } catch (e) {
           if (!isSyncguardError(e, 'BUSY')) throw e;
-          throw new SyncguardError(
-            'BUSY',
-            `cannot prune now: a run of "${a.name}" holds its lock on this machine; prune again when it has finished`,
-            { cause: e },
-          );
+          throw new SyncguardError('BUSY', `cannot prune now: ${e.message}; prune again when it has ended`, {
+            cause: e,
+          });
         }
       }
     }

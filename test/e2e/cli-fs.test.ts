@@ -152,7 +152,7 @@ describe('e2e: CLI with the fs store', () => {
     writeFileSync(join(dir, 'state/locks/laptop.lock'), `${process.pid}\n`);
     const busy = await run(['snapshot', 'laptop'], 1);
     expect(busy.stderr).toContain(
-      `a snapshot of "laptop" is already running on this machine (pid ${process.pid}); this one was not started`,
+      `a snapshot of "laptop" is already running on this machine (pid ${process.pid}, since `,
     );
     await fsp.rm(join(dir, 'state/locks/laptop.lock'));
 

@@ -127,7 +127,7 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
       if (r.signal === 'SIGKILL') {
         // The dead run's lock is still there, naming a process that is gone.
         if (existsSync(lockFile())) {
-          expect(Number(readFileSync(lockFile(), 'utf8').trim()), point.name).toBe(child.pid);
+          expect(JSON.parse(readFileSync(lockFile(), 'utf8')), point.name).toMatchObject({ pid: child.pid });
           expect(alive(child.pid!)).toBe(false);
         }
       } else {

@@ -128,7 +128,7 @@ describe('e2e: prune, the tripwire and ack', () => {
       const r = await cli(['prune']);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(
-        'cannot prune now: a run of "docs" holds its lock on this machine; prune again when it has finished',
+        `cannot prune now: a snapshot of "docs" is already running on this machine (pid ${process.pid}, since `,
       );
     } finally {
       await fsp.rm(join(dir, 'state', 'locks', 'docs.lock'), { force: true });
