@@ -3,13 +3,14 @@
  * once: a time that comes while the account's run is still going is skipped (and counted), and a run
  * another process holds the account's lock for (a manual `syncguard snapshot`) is skipped by that lock.
  * A run missed while the machine was off or asleep is caught up: at start, and whenever the clock
- * jumps, an account whose last scheduled time is later than its last run runs at once.
+ * jumps, an account whose last scheduled time is later than its last run runs at once. Its prune
+ * never runs beside its own snapshots: it waits for the runs going, and runs due meanwhile wait for it.
  *
  * It only decides when; what a run does is `run`, the same code path as `syncguard snapshot`.
  */
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Config } from '../config/schema.js';
-import { describeError, isSyncguardError } from '../errors.js';
+import { describeError, isSyncguardError, throwIfAborted } from '../errors.js';
 import type { Log } from '../log.js';
 import { sleep } from '../providers/_pacer.js';
 import type { PruneResult } from '../snapshot/retention.js';
@@ -212,23 +213,32 @@ export class Daemon {
       return;
     }
     const abort = new AbortController();
-    log('info', `${account}: ${trigger === 'catch-up' ? 'catch-up' : 'scheduled'} snapshot starts`);
-    const promise = this.deps
-      .run(account, {
-        trigger,
-        scheduledFor: at,
-        signal: abort.signal,
-        onReport: (r) => {
-          this.metrics.observe(r);
-          const level =
-            r.result === 'ok' || r.result === 'skipped' || r.result === 'stopped'
-              ? 'info'
-              : r.result === 'failed'
-                ? 'error'
-                : 'warn';
-          log(level, `${summarize(r)} (${r.result}, ${Math.round(r.durationMs / 100) / 10} s)`);
-        },
-      })
+    // A prune of this daemon is going: the run waits for it (the lock would refuse it; see prune()).
+    const pruning = this.pruning?.promise;
+    if (pruning) log('info', `${account}: waits for the prune to finish`);
+    const start = async () => {
+      await pruning;
+      throwIfAborted(abort.signal);
+      log('info', `${account}: ${trigger === 'catch-up' ? 'catch-up' : 'scheduled'} snapshot starts`);
+    };
+    const promise = start()
+      .then(() =>
+        this.deps.run(account, {
+          trigger,
+          scheduledFor: at,
+          signal: abort.signal,
+          onReport: (r) => {
+            this.metrics.observe(r);
+            const level =
+              r.result === 'ok' || r.result === 'skipped' || r.result === 'stopped'
+                ? 'info'
+                : r.result === 'failed'
+                  ? 'error'
+                  : 'warn';
+            log(level, `${summarize(r)} (${r.result}, ${Math.round(r.durationMs / 100) / 10} s)`);
+          },
+        }),
+      )
       .then(
         () => {},
         (e) => {
@@ -244,9 +254,19 @@ export class Daemon {
     const { log } = this.deps;
     if (this.stopping || this.pruning || !this.deps.prune) return;
     const abort = new AbortController();
-    log('info', 'prune starts');
-    const promise = this.deps
-      .prune(abort.signal)
+    // Never beside a snapshot of this daemon: it would delete what that snapshot is reusing. The
+    // runs going now finish first; runs due meanwhile wait for the prune (trigger()).
+    const going = [...this.running];
+    if (going.length > 0)
+      log('info', `prune waits for the running snapshots of ${going.map(([a]) => a).join(', ')} to finish`);
+    const prune = this.deps.prune;
+    const start = async () => {
+      await Promise.allSettled(going.map(([, r]) => r.promise));
+      throwIfAborted(abort.signal);
+      log('info', 'prune starts');
+    };
+    const promise = start()
+      .then(() => prune(abort.signal))
       .then(
         (r) => {
           const removed = r.snapshots.filter((s) => s.action === 'remove').length;
