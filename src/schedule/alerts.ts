@@ -40,10 +40,13 @@ export interface AlertPayload {
 
 type Outcome = RunReport['alerts'][number];
 
-/** The alert a run calls for, if any: skipped and stopped runs call for none. A run that passed
- *  over damaged or planted objects of the store is "partial": someone should look at the store. */
+/** The alert a run calls for, if any. A stopped run, and the first of skipped runs in a row, call for
+ *  none; from the second skip in a row on, the account is not being backed up: a failure. A run that
+ *  passed over damaged or planted objects of the store is "partial": someone should look at the store. */
 export function alertEvent(r: RunReport): AlertEvent | undefined {
   switch (r.result) {
+    case 'skipped':
+      return (r.skippedInARow ?? 0) >= 2 ? 'failure' : undefined;
     case 'ok':
       return r.damaged?.length ? 'partial' : 'success';
     case 'partial':
@@ -74,7 +77,7 @@ export function summarize(r: RunReport): string {
     case 'failed':
       return `${r.account}: the ${r.trigger} run failed: ${r.error?.message ?? 'unknown error'}`;
     case 'skipped':
-      return `${r.account}: skipped: ${r.error?.message ?? 'another run was going'}`;
+      return `${r.account}: skipped${(r.skippedInARow ?? 0) >= 2 ? ` ${r.skippedInARow} runs in a row` : ''}: ${r.error?.message ?? 'another run was going'}`;
     case 'stopped':
       return `${r.account}: stopped before it finished; nothing was written`;
   }

@@ -52,6 +52,8 @@ export interface RunReport {
   tripwire?: TripwireAnalysis;
   locks?: LockExtension;
   error?: { code: string; message: string };
+  /** A skipped run: how many runs of the account in a row were skipped, this one included. */
+  skippedInARow?: number;
   warnings: string[];
   /** Objects of the store the run found damaged or planted and passed over (alerted as "partial"). */
   damaged?: Array<{ object: string; problem: string }>;

@@ -12,8 +12,15 @@ import type { Repository } from '../snapshot/repository.js';
 import { accountRetention, extendKeptLocks, type Policy } from '../snapshot/retention.js';
 import type { SnapshotResult, TakeOptions } from '../snapshot/take.js';
 import { createTripwire } from '../snapshot/tripwire.js';
-import { pingHealthcheck, sendAlerts, summarize, type AlertDeps } from './alerts.js';
-import { newReport, reportsDir, writeReport, type RunReport, type RunTrigger } from './reports.js';
+import { alertEvent, pingHealthcheck, sendAlerts, summarize, type AlertDeps } from './alerts.js';
+import {
+  lastReport,
+  newReport,
+  reportsDir,
+  writeReport,
+  type RunReport,
+  type RunTrigger,
+} from './reports.js';
 
 export interface RunEnv {
   config: Config;
@@ -88,6 +95,19 @@ export async function runAccount(
   if (error?.code === 'ABORTED' || error?.code === 'BUSY') {
     report.result = error.code === 'ABORTED' ? 'stopped' : 'skipped';
     report.error = { code: error.code, message: error.message };
+    if (error.code === 'BUSY') {
+      // One skip is a run that overlapped another; a second in a row is an account nobody backs up
+      // (a lock whose holder hangs, or that nobody can judge stale): alert, naming the lock.
+      const previous = await lastReport(reportsDir(config, env.configDir), account.name).catch(
+        () => undefined,
+      );
+      report.skippedInARow = previous?.result === 'skipped' ? (previous.skippedInARow ?? 1) + 1 : 1;
+      report.alerts.push(...(await sendAlerts(config.alerts, report, deps)));
+      if (healthcheck && alertEvent(report))
+        report.alerts.push(
+          await pingHealthcheck(healthcheck, 'fail', { rid, body: summarize(report) }, deps),
+        );
+    }
     await finish(env, report, opts);
     if (error.code === 'ABORTED') throw error;
     return { account: account.name, ok: false, error, report };

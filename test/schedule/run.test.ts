@@ -37,6 +37,8 @@ async function setup(alerts: Record<string, unknown>, reports: Record<string, un
   return { dir, ctx, reportsDir: join(dir, 'state', 'reports') };
 }
 
+type AlertJson = { event: string; result: string; summary: string };
+
 function noSecrets(text: string): void {
   for (const s of SECRETS) expect(text).not.toContain(s);
 }
@@ -124,6 +126,40 @@ describe('schedule: one run of an account', () => {
     expect(run).toMatchObject({ ok: false, error: { code: 'BUSY' }, report: { result: 'skipped' } });
     expect(rx.got).toEqual([]);
     expect((await readReports(reportsDir, 'docs'))[0].result).toBe('skipped');
+  });
+
+  it('alerts from the second run in a row skipped for a held lock, naming the lock file, its holder and how to clear it', async () => {
+    const rx = await receiver();
+    closers.push(rx.close);
+    const { ctx, dir } = await setup({ webhook: `${rx.url}/hook`, healthcheck: `${rx.url}/ping` });
+    const lock = join(dir, 'state', 'locks', 'docs.lock');
+    await fsp.mkdir(join(dir, 'state', 'locks'), { recursive: true });
+    await fsp.writeFile(lock, `${process.ppid}\n`);
+    const hooks = () => rx.got.filter((r) => r.url === '/hook').map((r) => JSON.parse(r.body) as AlertJson);
+    const [first] = await snapshot(ctx, ['docs']);
+    expect(first.report).toMatchObject({ result: 'skipped', skippedInARow: 1 });
+    expect(hooks()).toEqual([]);
+
+    const [second] = await snapshot(ctx, ['docs']);
+    expect(second.report).toMatchObject({ result: 'skipped', skippedInARow: 2 });
+    expect(hooks()).toHaveLength(1);
+    expect(hooks()[0]).toMatchObject({ event: 'failure', result: 'skipped' });
+    expect(hooks()[0].summary).toContain('docs: skipped 2 runs in a row:');
+    expect(hooks()[0].summary).toContain(`(pid ${process.ppid}, since `);
+    expect(hooks()[0].summary).toContain(`delete ${lock}`);
+    expect(rx.got.map((r) => r.url.split('?')[0])).toEqual([
+      '/ping/start',
+      '/ping/start',
+      '/hook',
+      '/ping/fail',
+    ]);
+
+    // A run that runs starts the count again.
+    await fsp.rm(lock);
+    expect((await snapshot(ctx, ['docs']))[0].ok).toBe(true);
+    await fsp.writeFile(lock, `${process.ppid}\n`);
+    expect((await snapshot(ctx, ['docs']))[0].report).toMatchObject({ result: 'skipped', skippedInARow: 1 });
+    expect(hooks()).toHaveLength(1);
   });
 
   it('keeps the newest reports of each account, as many as the config says', async () => {
