@@ -259,7 +259,7 @@ export class Daemon {
     const going = [...this.running];
     if (going.length > 0)
       log('info', `prune waits for the running snapshots of ${going.map(([a]) => a).join(', ')} to finish`);
-    const prune = this.deps.prune;
+    const prune = this.deps.prune.bind(this.deps);
     const start = async () => {
       await Promise.allSettled(going.map(([, r]) => r.promise));
       throwIfAborted(abort.signal);
