@@ -27,6 +27,7 @@ import { createStore } from './store/index.js';
 import type { PrepareReport, Store } from './store/types.js';
 import { accountRetention, prune, readSnapshotLocks, type PruneResult } from './snapshot/retention.js';
 import { acknowledge, type TripwireState } from './snapshot/tripwire.js';
+import { checkPruneAlone, takePruneLease, takeSnapshotLease, type Lease } from './snapshot/lease.js';
 import { Daemon } from './schedule/daemon.js';
 import { lastReport, ran, reportsDir, type RunReport, type RunTrigger } from './schedule/reports.js';
 import { policyOf, runAccount, type RunEnv, type RunOutcome } from './schedule/run.js';
@@ -155,6 +156,7 @@ export async function snapshotAccount(
   opts: SnapshotRunOptions = {},
 ): Promise<SnapshotResult> {
   const lock = await acquireRunLock(stateDir(ctx), account.name);
+  let lease: Lease | undefined;
   let provider: Provider | undefined;
   // The progress line shows a throttling pause as it counts down (a report each second while it
   // lasts), since the engine has nothing to report meanwhile.
@@ -187,6 +189,8 @@ export async function snapshotAccount(
     }, 1000).unref();
   };
   try {
+    // On every machine: no prune runs while this snapshot does (it waits for one that does).
+    lease = await takeSnapshotLease(repo, account.name, { signal: opts.signal });
     provider = await openProvider(ctx, account, { onThrottle });
     return await takeSnapshot({
       repo,
@@ -208,6 +212,7 @@ export async function snapshotAccount(
     clearInterval(ticker);
     if (opts.stats && provider?.stats) Object.assign(opts.stats, provider.stats());
     await provider?.close?.().catch(() => {});
+    await lease?.release();
     await lock.release();
   }
 }
@@ -337,8 +342,9 @@ export async function verifyStore(ctx: Context, opts: VerifyOptions = {}): Promi
   return verify(openRepository(ctx), opts);
 }
 
-/** `syncguard prune [--dry-run]`: the keep policy applied to every account of the config. On this
- *  machine it holds every account's run lock, so it never runs beside a snapshot. */
+/** `syncguard prune [--dry-run]`: the keep policy applied to every account of the config. It never
+ *  runs beside a snapshot: on this machine it holds every account's run lock, and on every machine
+ *  a lease in the store (BUSY while a snapshot holds one). */
 export async function pruneStore(
   ctx: Context,
   opts: { dryRun?: boolean; signal?: AbortSignal } = {},
@@ -347,6 +353,7 @@ export async function pruneStore(
   const repo = openRepository(ctx);
   const dir = stateDir(ctx);
   const locks: RunLock[] = [];
+  let lease: Lease | undefined;
   try {
     if (!opts.dryRun) {
       for (const a of config.accounts) {
@@ -354,22 +361,36 @@ export async function pruneStore(
           locks.push(await acquireRunLock(dir, a.name, { purpose: 'prune' }));
         } catch (e) {
           if (!isSyncguardError(e, 'BUSY')) throw e;
-          throw new SyncguardError('BUSY', `cannot prune now: ${e.message}; prune again when it has ended`, {
-            cause: e,
-          });
+          throw busyPrune(e);
         }
       }
+      try {
+        lease = await takePruneLease(repo, { signal: opts.signal });
+      } catch (e) {
+        if (!isSyncguardError(e, 'BUSY')) throw e;
+        throw busyPrune(e);
+      }
     }
+    const held = lease;
     return await prune(repo, {
       policies: new Map(config.accounts.map((a) => [a.name, policyOf(config, a)])),
       graceMs: config.prune.graceHours * 3_600_000,
       dryRun: opts.dryRun,
       marksFile: join(dir, 'prune', `${storeTag(repo.store)}.json`),
+      beforeDelete: held && ((signal) => checkPruneAlone(held, signal)),
+      stillHeld: held && (() => held.assertHeld()),
       signal: opts.signal,
     });
   } finally {
+    await lease?.release();
     for (const l of locks) await l.release();
   }
+}
+
+function busyPrune(e: SyncguardError): SyncguardError {
+  return new SyncguardError('BUSY', `cannot prune now: ${e.message}; prune again when it has ended`, {
+    cause: e,
+  });
 }
 
 /** `syncguard status [account]`. */

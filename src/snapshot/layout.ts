@@ -6,6 +6,8 @@
  *   packs/<yyyy>/<mm>/<dd>/<id>.idx         the pack's table of contents, JSON
  *   snapshots/<account>/<time>.ndjson.gz    a snapshot's manifest
  *   acks/<account>/<time>.json              a person acknowledged the account's tripwire alarms up to then
+ *   leases/snapshot/<account>/<id>-<n>.json a running snapshot's lease (unlocked; removed when it ends)
+ *   leases/prune/<id>-<n>.json              a running prune's lease (<n>: its renewal)
  */
 import { randomBytes } from 'node:crypto';
 
@@ -13,6 +15,7 @@ export const BLOBS = 'blobs/sha256/';
 export const PACKS = 'packs/';
 export const SNAPSHOTS = 'snapshots/';
 export const ACKS = 'acks/';
+export const LEASES = 'leases/';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -83,4 +86,28 @@ export function parseAckKey(key: string): { account: string; time: Date } | unde
   const m = /^acks\/([a-z0-9][a-z0-9-]*)\/([0-9T.Z]+)\.json$/.exec(key);
   const time = m ? timeOfSnapshotId(m[2]) : undefined;
   return m && time ? { account: m[1], time } : undefined;
+}
+
+export type LeaseKind = 'snapshot' | 'prune';
+
+/** A new lease's id: its start time (the snapshot id format), then a random part. */
+export function newLeaseId(now: Date): string {
+  return `${snapshotId(now)}-${randomBytes(6).toString('hex')}`;
+}
+
+/** The key of a lease's `n`th writing (a lease is renewed by writing it again under n + 1). */
+export function leaseKey(kind: LeaseKind, account: string | undefined, id: string, n: number): string {
+  return kind === 'prune' ? `${LEASES}prune/${id}-${n}.json` : `${LEASES}snapshot/${account}/${id}-${n}.json`;
+}
+
+export function parseLeaseKey(
+  key: string,
+): { kind: LeaseKind; account?: string; id: string; n: number } | undefined {
+  const m =
+    /^leases\/(?:prune|snapshot\/([a-z0-9][a-z0-9-]*))\/(\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{1,32})-(\d{1,9})\.json$/.exec(
+      key,
+    );
+  if (!m) return undefined;
+  const kind: LeaseKind = key.startsWith(`${LEASES}prune/`) ? 'prune' : 'snapshot';
+  return { kind, ...(m[1] ? { account: m[1] } : {}), id: m[2], n: Number(m[3]) };
 }

@@ -318,6 +318,11 @@ export interface PruneOptions {
   dryRun?: boolean;
   /** A file in the state folder that remembers when each unreferenced object was first seen. */
   marksFile?: string;
+  /** Called right before each round of deletions; throws to stop the prune (a snapshot has started
+   *  somewhere: leases.ts). */
+  beforeDelete?: (signal?: AbortSignal) => Promise<void>;
+  /** Called before each deletion; throws when the prune no longer holds the store (its lease ran out). */
+  stillHeld?: () => void;
   signal?: AbortSignal;
 }
 
@@ -383,6 +388,7 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
   const accounts = [...new Set([...all.map((s) => s.account), ...opts.policies.keys()])].sort();
   const gone = new Set<string>();
   const retentions: AccountRetention[] = [];
+  if (!dry) await opts.beforeDelete?.(signal);
   for (const account of accounts) {
     const r = await accountRetention(repo, account, opts.policies.get(account), signal);
     retentions.push(r);
@@ -411,6 +417,7 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
         continue;
       }
       if (!dry) {
+        opts.stillHeld?.();
         try {
           await repo.store.delete(s.key);
         } catch (e) {
@@ -476,6 +483,7 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
 
   // 5. Delete what is unlocked.
   let lockedUntil = Infinity;
+  if (!dry && ready.length > 0) await opts.beforeDelete?.(signal);
   await forEachLimit(ready, 8, async (unit) => {
     throwIfAborted(signal);
     const infos = await Promise.all(unit.map((k) => repo.store.head(k)));
@@ -487,6 +495,7 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
     }
     for (const key of unit) {
       if (!dry) {
+        opts.stillHeld?.();
         try {
           await repo.store.delete(key);
         } catch (e) {
