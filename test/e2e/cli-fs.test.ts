@@ -33,7 +33,10 @@ describe('e2e: CLI with the fs store', () => {
     });
     // The store has the documented layout, and its files are read-only.
     const top = (await fsp.readdir(storeDir())).sort();
-    expect(top).toEqual(['blobs', 'packs', 'snapshots']);
+    expect(top).toEqual(['blobs', 'leases', 'packs', 'snapshots']);
+    // The runs' leases were removed as they ended (their empty folders stay).
+    const leases = await fsp.readdir(join(storeDir(), 'leases'), { recursive: true, withFileTypes: true });
+    expect(leases.filter((d) => !d.isDirectory())).toEqual([]);
     const manifests = await fsp.readdir(join(storeDir(), 'snapshots/laptop'));
     expect(manifests.sort()).toEqual([`${flow.first.id}.ndjson.gz`, `${flow.second.id}.ndjson.gz`]);
     expect((await fsp.stat(join(storeDir(), 'snapshots/laptop', manifests[0]))).mode & 0o777).toBe(0o444);
