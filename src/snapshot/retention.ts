@@ -50,7 +50,9 @@ export async function readSnapshotLocks(
         out[i] = {
           ...s,
           header,
-          lockedUntil: info?.retainUntil ?? (header.lockedUntil ? new Date(header.lockedUntil) : undefined),
+          // The store's word only: a header's lockedUntil is what the run meant to set, and a crash
+          // between writing a manifest and locking it leaves a header that claims a lock the store lacks.
+          lockedUntil: info?.retainUntil,
         };
       } catch (e) {
         // Listing goes on past a damaged manifest (and says so); prune does not: it cannot know what

@@ -324,26 +324,38 @@ export class S3Store implements Store {
     } while (token);
   }
 
+  /** Extends every version of the key, not only the latest: anyone who can write the bucket can put a
+   *  newer version over a key, and extending only that one would let the real data's lock lapse. */
   async extendRetention(key: string, until: Date): Promise<void> {
     checkKey(key);
     const h = await this.headRaw(key);
     if (!h) throw this.notFound(key);
     if (!this.features.objectLock || !this.lockMode || !isFuture(until, new Date())) return;
-    const current = h.ObjectLockRetainUntilDate;
-    if (current && current.getTime() >= until.getTime()) return;
-    // An object still under retention keeps its mode: changing it needs the governance bypass.
-    const mode =
-      current && isFuture(current, new Date()) && h.ObjectLockMode ? h.ObjectLockMode : this.lockMode;
-    await this.call('extend retention of', key, () =>
-      this.client.send(
-        new PutObjectRetentionCommand({
-          Bucket: this.bucket,
-          Key: this.full(key),
-          VersionId: h.VersionId,
-          Retention: { Mode: mode, RetainUntilDate: until },
-        }),
-      ),
-    );
+    const versions = (this.features.versioned ? await this.versionsOf(key, false) : undefined) ?? [
+      h.VersionId,
+    ];
+    for (const vid of versions) {
+      const v =
+        vid === h.VersionId
+          ? h
+          : await this.call('extend retention of', key, () => this.headDirect(key, vid));
+      if (!v) continue;
+      const current = v.ObjectLockRetainUntilDate;
+      if (current && current.getTime() >= until.getTime()) continue;
+      // A version still under retention keeps its mode: changing it needs the governance bypass.
+      const mode =
+        current && isFuture(current, new Date()) && v.ObjectLockMode ? v.ObjectLockMode : this.lockMode;
+      await this.call('extend retention of', key, () =>
+        this.client.send(
+          new PutObjectRetentionCommand({
+            Bucket: this.bucket,
+            Key: this.full(key),
+            VersionId: vid,
+            Retention: { Mode: mode, RetainUntilDate: until },
+          }),
+        ),
+      );
+    }
   }
 
   /** Deletes every version (and delete marker) of the key. A plain DeleteObject would only add a
@@ -667,7 +679,7 @@ export class S3Store implements Store {
 
   /** Version ids of exactly this key, delete markers included; undefined where the server has no
    *  versions API (a plain DeleteObject is then final). */
-  private async versionsOf(key: string): Promise<string[] | undefined> {
+  private async versionsOf(key: string, markers = true): Promise<string[] | undefined> {
     const full = this.full(key);
     const ids: string[] = [];
     let keyMarker: string | undefined;
@@ -694,7 +706,7 @@ export class S3Store implements Store {
           return undefined;
         throw e;
       }
-      for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) {
+      for (const v of [...(page.Versions ?? []), ...(markers ? (page.DeleteMarkers ?? []) : [])]) {
         if (v.Key === full && v.VersionId) ids.push(v.VersionId);
       }
       if (!page.IsTruncated) return ids;
