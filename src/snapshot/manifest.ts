@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { SyncguardError } from '../errors.js';
-import { showPath, unsafeReason } from '../paths.js';
+import { comparePaths, showPath, unsafeReason } from '../paths.js';
 import { parseManifestKey } from './layout.js';
 import { MAX_DEPTH, MAX_HEADER_LINE, gunzipLines, nestsDeeper } from './untrusted.js';
 
@@ -46,11 +46,40 @@ export interface ManifestEntry {
   ino?: number;
   /** Local files: when the content was last read from the folder (ISO 8601 UTC), for `reread`. */
   readAt?: string;
+  /** Set when this run could not read the file: the content is the last one read (absent: read or
+   *  reused this run). Old manifests have none. */
+  stale?: StaleMark;
+}
+
+export interface StaleMark {
+  /** Why the file could not be read, the last time it was tried. */
+  reason: string;
+  /** The snapshot whose run first could not read it. */
+  since: string;
+  /** Runs in a row that could not read it, this one included. */
+  runs: number;
 }
 
 export interface FailedFile {
   path: string;
   error: string;
+}
+
+/** A file the next run reads again whatever the provider's listing says (a cursor lists a file once):
+ *  as the provider listed it when it could not be read. */
+export interface RetryFile {
+  path: string;
+  size: number;
+  mtime: string;
+  providerHash?: string;
+  id?: string;
+  /** Why it could not be read. */
+  error: string;
+  /** The snapshot carries its previous content (false: a new file, absent from the snapshot). */
+  kept: boolean;
+  /** The snapshot whose run first could not read it, and the runs in a row since. */
+  staleSince: string;
+  staleRuns: number;
 }
 
 export interface SkippedFile {
@@ -80,6 +109,9 @@ export interface ManifestHeader {
   /** Every object this snapshot names is locked at least until then (absent: the store has no lock). */
   lockedUntil?: string;
   failures: FailedFile[];
+  /** Every file to read again on the next run (never cut short: a file left out would be lost again).
+   *  Absent in manifests written before it existed. */
+  retry?: RetryFile[];
   skipped: SkippedFile[];
   /** Set when the ransomware tripwire fired on this snapshot. */
   tripwire?: { fired: boolean; reasons: string[] };
@@ -135,13 +167,53 @@ export class ManifestWriter {
   }
 }
 
+/** How many files a snapshot holds stale or lacks, and for how many runs in a row. */
+export interface StaleSummary {
+  files: number;
+  /** The longest run of one file (0: none stale). */
+  maxRuns: number;
+  /** The oldest snapshot since which a file could not be read. */
+  since?: string;
+  /** Files by runs stale, longest first. */
+  byRuns: Array<{ runs: number; files: number }>;
+}
+
+export function staleSummary(h: Pick<ManifestHeader, 'retry'>): StaleSummary {
+  const by = new Map<number, number>();
+  let since: string | undefined;
+  for (const r of h.retry ?? []) {
+    by.set(r.staleRuns, (by.get(r.staleRuns) ?? 0) + 1);
+    if (since === undefined || r.staleSince < since) since = r.staleSince;
+  }
+  const byRuns = [...by].map(([runs, files]) => ({ runs, files })).sort((a, b) => b.runs - a.runs);
+  const out: StaleSummary = { files: h.retry?.length ?? 0, maxRuns: byRuns[0]?.runs ?? 0, byRuns };
+  if (since !== undefined) out.since = since;
+  return out;
+}
+
 /** At most MAX_LISTED failures and skipped files, and fewer when their names are long: a header
  *  line longer than readers accept (MAX_HEADER_LINE) would make the whole snapshot unreadable. */
 function boundedHeader(h: ManifestHeader): ManifestHeader {
+  const { retry, ...rest } = h;
   for (let n = MAX_LISTED; ; n = Math.floor(n / 2)) {
-    const b = { ...h, failures: h.failures.slice(0, n), skipped: h.skipped.slice(0, n) };
-    if (n === 0 || JSON.stringify(b).length <= MAX_HEADER_LINE / 4) return b;
+    const b = { ...rest, failures: h.failures.slice(0, n), skipped: h.skipped.slice(0, n) };
+    if (n === 0 || JSON.stringify(b).length <= MAX_HEADER_LINE / 4)
+      return { ...b, retry: boundedRetry(retry) };
   }
+}
+
+/** The retry list within half of MAX_HEADER_LINE: new files first, as a kept file is also retried from
+ *  its entry's stale mark when the list does not name it. */
+function boundedRetry(retry: RetryFile[] | undefined): RetryFile[] | undefined {
+  if (!retry || Buffer.byteLength(JSON.stringify(retry)) <= MAX_HEADER_LINE / 2) return retry;
+  const out: RetryFile[] = [];
+  let bytes = 2;
+  for (const r of [...retry.filter((x) => !x.kept), ...retry.filter((x) => x.kept)]) {
+    bytes += Buffer.byteLength(JSON.stringify(r)) + 1;
+    if (bytes > MAX_HEADER_LINE / 2) break;
+    out.push(r);
+  }
+  return out.sort((a, b) => comparePaths(a.path, b.path));
 }
 
 export function manifestFileStream(file: string): Readable {
@@ -268,6 +340,34 @@ function headerProblem(h: ManifestHeader, account: string | undefined): string |
       !t.reasons.every(isString))
   )
     return 'tripwire is not { fired, reasons }';
+  if (h.retry !== undefined) {
+    if (!Array.isArray(h.retry)) return 'retry is not a list';
+    for (let i = 0; i < h.retry.length; i++) {
+      const why = badRetry(h.retry[i]);
+      if (why) return `retry[${i}] ${why}`;
+    }
+  }
+  return undefined;
+}
+
+const PROVIDER_HASH = /^(dropbox|quickxor|sha1|sha256):[^\s]+$/;
+
+function badRetry(r: RetryFile): string | undefined {
+  if (typeof r !== 'object' || r === null) return 'is not an object';
+  if (typeof r.path !== 'string') return 'has no path';
+  if (!Number.isSafeInteger(r.size) || r.size < 0) return `${showPath(r.path)} has no valid size`;
+  if (typeof r.mtime !== 'string' || Number.isNaN(Date.parse(r.mtime)))
+    return `${showPath(r.path)} has no valid mtime`;
+  if (
+    r.providerHash !== undefined &&
+    (typeof r.providerHash !== 'string' || !PROVIDER_HASH.test(r.providerHash))
+  )
+    return `${showPath(r.path)} has no valid providerHash`;
+  if (r.id !== undefined && typeof r.id !== 'string') return `${showPath(r.path)} has no valid id`;
+  if (typeof r.error !== 'string' || typeof r.kept !== 'boolean' || typeof r.staleSince !== 'string')
+    return `${showPath(r.path)} has no valid error, kept or staleSince`;
+  if (!Number.isSafeInteger(r.staleRuns) || r.staleRuns < 1)
+    return `${showPath(r.path)} has no valid staleRuns`;
   return undefined;
 }
 
@@ -284,6 +384,18 @@ function parseEntry(line: string, what: string, n: number): ManifestEntry {
   if (e.type !== 'file' && e.type !== 'dir') throw bad(`${showPath(e.path)} has no type`);
   if (typeof e.mtime !== 'string' || Number.isNaN(Date.parse(e.mtime)))
     throw bad(`${showPath(e.path)} has no valid mtime`);
+  if (e.stale !== undefined) {
+    const st = e.stale;
+    if (
+      typeof st !== 'object' ||
+      st === null ||
+      typeof st.reason !== 'string' ||
+      typeof st.since !== 'string' ||
+      !Number.isSafeInteger(st.runs) ||
+      st.runs < 1
+    )
+      throw bad(`${showPath(e.path)} has no valid stale mark`);
+  }
   if (e.type === 'file') {
     if (!Number.isSafeInteger(e.size) || e.size < 0) throw bad(`${showPath(e.path)} has no valid size`);
     if (typeof e.sha256 !== 'string' || !SHA.test(e.sha256))

@@ -23,6 +23,7 @@ import {
   type FailedFile,
   type ManifestEntry,
   type ManifestHeader,
+  type RetryFile,
   type SkippedFile,
 } from './manifest.js';
 import { type ContentIndex, type Location, type Packer, type Repository } from './repository.js';
@@ -148,14 +149,44 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   // Locations that failed a read check (verify, or an earlier run) are never reused: read again.
   const bad = await repo.damagedLocations();
   const sound = (e: ManifestEntry) => e.type !== 'file' || !bad.has(e.object!, e.offset);
+  // Files the last run could not read: read again this run whatever the listing says, since a cursor
+  // names a change once (a file dropped then would be missing from every later snapshot).
+  const retryPrev = new Map<string, RetryFile>();
+  for (const r of prevHeader?.retry ?? []) if (!unsafeReason(r.path)) retryPrev.set(r.path, r);
+  // A stale entry the header's list does not name (the list was cut short to keep the header readable)
+  // is retried from its own line: as stored, without the hash it was listed with.
+  for (const e of prev?.values() ?? [])
+    if (e.type === 'file' && e.stale && !retryPrev.has(e.path))
+      retryPrev.set(e.path, {
+        path: e.path,
+        size: e.size,
+        mtime: e.mtime,
+        id: e.id,
+        error: e.stale.reason,
+        kept: true,
+        staleSince: e.stale.since,
+        staleRuns: e.stale.runs,
+      });
+  const retryNext: RetryFile[] = [];
 
   // 2. What the provider says now.
   const match = matcher(account.include ?? [], account.exclude ?? []);
   const fold = provider.features.caseInsensitive ? (p: string) => p.toLowerCase() : (p: string) => p;
   const useCursor =
     !opts.full && provider.features.deltaListing && prevHeader?.cursor !== undefined && prev !== undefined;
-  const state = new Map<string, { entry: RemoteEntry; carried?: ManifestEntry }>();
-  if (useCursor) for (const e of prev!.values()) state.set(e.path, { entry: toRemote(e), carried: e });
+  /** retry: read whatever the listing says; unlisted: the listing could not see it (keep what was). */
+  const state = new Map<
+    string,
+    { entry: RemoteEntry; carried?: ManifestEntry; retry?: RetryFile; unlisted?: string }
+  >();
+  if (useCursor) {
+    for (const e of prev!.values()) state.set(e.path, { entry: toRemote(e), carried: e });
+    // As it was listed when it failed: what the cursor has passed. A delete or a newer listing replaces it.
+    for (const r of retryPrev.values())
+      if (match(r.path, 'file'))
+        state.set(r.path, { entry: retryRemote(r), carried: fileOf(prev!.get(r.path)), retry: r });
+  }
+  const unlistable = new Map<string, string>();
   const skipped: SkippedFile[] = [];
   const gen = provider.changes(useCursor ? prevHeader!.cursor : undefined, {
     signal,
@@ -211,7 +242,28 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
         return;
       case 'error':
         failures.push({ path: c.path, error: c.message });
+        unlistable.set(c.path, c.message);
         return;
+    }
+  }
+  for (const [path, r] of retryPrev) {
+    const s = state.get(path);
+    if (s?.entry.type === 'file') s.retry = r;
+  }
+  // What an error hid from a full listing (a file that cannot be stat'ed, a folder that cannot be
+  // listed) is not deleted: its previous version stays, marked stale, until a listing sees it again.
+  // (A change feed keeps what it does not name already.)
+  if (prev && unlistable.size > 0 && !useCursor) {
+    const hiddenBy = (path: string): string | undefined => {
+      for (let p = path; ; p = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '') {
+        const why = unlistable.get(p);
+        if (why !== undefined || p === '') return why;
+      }
+    };
+    for (const e of prev.values()) {
+      if (state.has(e.path) || !match(e.path, e.type)) continue;
+      const why = hiddenBy(e.path);
+      if (why !== undefined) state.set(e.path, { entry: toRemote(e), carried: e, unlisted: why });
     }
   }
 
@@ -231,16 +283,22 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     if (warnings.length < MAX_WARNINGS) warnings.push(message);
     repo.log('warn', message);
   };
-  for (const { entry, carried } of state.values()) {
+  for (const { entry, carried, retry, unlisted } of state.values()) {
     if (entry.type === 'dir') {
-      next.push(dirEntry(entry));
+      next.push(carried ?? dirEntry(entry));
       continue;
     }
-    if (carried && sound(carried)) {
+    if (unlisted !== undefined) {
+      keepStale(carried, entry, unlisted);
+      continue;
+    }
+    if (carried && !retry && sound(carried)) {
       next.push(carried);
       continue;
     }
-    const reuse = findReuse(entry, prev?.get(entry.path), prevByProviderHash, provider.features.local);
+    const reuse = retry
+      ? undefined
+      : findReuse(entry, prev?.get(entry.path), prevByProviderHash, provider.features.local);
     if (reuse && sound(reuse)) {
       if (rereadDays > 0 && rereadDue(entry.path, reuse.readAt, started.getTime(), rereadDays)) {
         rereading.set(entry.path, reuse);
@@ -298,11 +356,15 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
         warn(
           `${showPath(entry.path)} could not be read again (${describeError(e)}); its previous content is kept`,
         );
+      } else if (isSyncguardError(e, 'NOT_FOUND')) {
+        // Gone from the account: a file to retry leaves the snapshot (the listing will not name it again).
+        if (retryPrev.has(entry.path))
+          repo.log('info', `${showPath(entry.path)}, to be read again, is gone from the account`);
+        else failures.push({ path: entry.path, error: 'vanished during the run' });
       } else {
-        failures.push({
-          path: entry.path,
-          error: isSyncguardError(e, 'NOT_FOUND') ? 'vanished during the run' : describeError(e),
-        });
+        const error = describeError(e);
+        failures.push({ path: entry.path, error });
+        keepStale(fileOf(prev?.get(entry.path)), entry, error);
       }
     }
     progress.filesDone++;
@@ -325,6 +387,27 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   progress.phase = 'finishing';
   progress.bytesAdded = ingest.bytesAdded + packer.bytesWritten;
   report();
+
+  /** A file not read this run: its previous version, if any, marked stale; read again next run. */
+  function keepStale(last: ManifestEntry | undefined, listed: RemoteEntry, reason: string) {
+    // A location that failed a read check is not carried either: nothing is kept, the file is retried.
+    const old = last && sound(last) ? last : undefined;
+    const r = retryPrev.get(listed.path);
+    const staleSince = r?.staleSince ?? old?.stale?.since ?? id;
+    const staleRuns = (r?.staleRuns ?? old?.stale?.runs ?? 0) + 1;
+    if (old) next.push({ ...old, stale: { reason, since: staleSince, runs: staleRuns } });
+    retryNext.push({
+      path: listed.path,
+      size: listed.size,
+      mtime: listed.modified.toISOString(),
+      providerHash: providerHash(listed),
+      id: listed.id,
+      error: reason,
+      kept: old !== undefined,
+      staleSince,
+      staleRuns,
+    });
+  }
 
   // Folders are kept when nothing excludes them; with an include list, only those that hold something taken.
   let entries = next;
@@ -368,6 +451,7 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
     previous: prevInfo?.key,
     lockedUntil: lockedUntil ? new Date(lockedUntil).toISOString() : undefined,
     failures,
+    retry: retryNext.length > 0 ? retryNext.sort((a, b) => comparePaths(a.path, b.path)) : undefined,
     skipped,
     tripwire,
   };
@@ -468,6 +552,21 @@ function toRemote(e: ManifestEntry): RemoteEntry {
     id: e.id,
     hash: algo ? { algo: algo as never, value: value! } : undefined,
   };
+}
+
+function retryRemote(r: RetryFile): RemoteEntry {
+  return toRemote({
+    path: r.path,
+    type: 'file',
+    size: r.size,
+    mtime: r.mtime,
+    providerHash: r.providerHash,
+    id: r.id,
+  });
+}
+
+function fileOf(e: ManifestEntry | undefined): ManifestEntry | undefined {
+  return e?.type === 'file' ? e : undefined;
 }
 
 function splitHash(h: string): [string, string] {

@@ -543,11 +543,23 @@ describe('snapshot: take', () => {
     clock.advance(DAY);
     const second = await snap(repo, failing);
     expect(second.header.previous).toBe(first.key);
-    expect(second.header.counts).toEqual({ files: 1, dirs: 2, failed: 1, skipped: 1 });
+    // The file that could not be read keeps its previous version (issue 8, point 1).
+    expect(second.header.counts).toEqual({ files: 2, dirs: 2, failed: 1, skipped: 1 });
     expect(second.header.failures).toEqual([
       { path: 'a.txt', error: 'PROVIDER_ERROR: cannot open a.txt: EIO' },
     ]);
-    expect(second.header.bytes).toBe(300 * KiB);
+    expect(second.header.retry).toEqual([
+      {
+        path: 'a.txt',
+        size: 8,
+        mtime: '2026-11-20T10:00:00.000Z',
+        error: 'PROVIDER_ERROR: cannot open a.txt: EIO',
+        kept: true,
+        staleSince: second.id,
+        staleRuns: 1,
+      },
+    ]);
+    expect(second.header.bytes).toBe(4 + 300 * KiB);
   });
 
   it("keeps the provider's cursor, lists only what changed since, and reads nothing a hash already names", async () => {
