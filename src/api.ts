@@ -480,3 +480,5 @@ export type { RunReport, RunResult, RunTrigger } from './schedule/reports.js';
 export type { PruneResult, PrunedSnapshot, LockExtension } from './snapshot/retention.js';
 export type { TripwireAnalysis, TripwireState } from './snapshot/tripwire.js';
 export type { AccountStatus } from './schedule/status.js';
+export { staleText } from './schedule/alerts.js';
+export { staleSummary, type StaleSummary } from './snapshot/manifest.js';

@@ -154,10 +154,11 @@ export const tripwireSchema = z.strictObject({
 const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' });
 
 export const alertsSchema = z.strictObject({
-  /** Which runs alert: "failure", "partial" (some files unreadable), "tripwire", "success". */
+  /** Which runs alert: "failure", "partial" (some files unreadable), "stale" (a file unread 3 runs in a
+   *  row; also sent where "partial" is asked for), "tripwire", "success". */
   on: z
-    .array(z.enum(['failure', 'partial', 'tripwire', 'success']))
-    .default(['failure', 'partial', 'tripwire']),
+    .array(z.enum(['failure', 'partial', 'stale', 'tripwire', 'success']))
+    .default(['failure', 'partial', 'stale', 'tripwire']),
   /** A JSON POST per alert, retried on network errors, 429 and 5xx. */
   webhook: z
     .union([

@@ -8,11 +8,15 @@
 import { spawn } from 'node:child_process';
 import type { AlertsConfig } from '../config/schema.js';
 import type { Log } from '../log.js';
+import type { StaleSummary } from '../snapshot/manifest.js';
 import { sleep as realSleep } from '../providers/_pacer.js';
 import { VERSION } from '../version.js';
 import type { RunReport } from './reports.js';
 
-export type AlertEvent = 'failure' | 'partial' | 'tripwire' | 'success';
+export type AlertEvent = 'failure' | 'partial' | 'stale' | 'tripwire' | 'success';
+
+/** A run whose snapshot holds a file not read for this many runs in a row alerts as `stale`. */
+export const STALE_ALERT_RUNS = 3;
 
 export interface AlertDeps {
   log: Log;
@@ -50,7 +54,7 @@ export function alertEvent(r: RunReport): AlertEvent | undefined {
     case 'ok':
       return r.damaged?.length ? 'partial' : 'success';
     case 'partial':
-      return 'partial';
+      return (r.snapshot?.stale?.maxRuns ?? 0) >= STALE_ALERT_RUNS ? 'stale' : 'partial';
     case 'tripwire':
       return 'tripwire';
     case 'failed':
@@ -70,6 +74,7 @@ export function summarize(r: RunReport): string {
       if (s!.failed > 0) text += `; ${s!.failed} files could not be read`;
       if (r.damaged?.length)
         text += `; ${r.damaged.length} damaged or planted objects in the store were passed over (${r.damaged[0].object}${r.damaged.length > 1 ? ', …' : ''}): run \`syncguard verify\``;
+      if (s!.stale && s!.stale.files > 0) text += `; ${staleText(s!.stale)}`;
       if (r.result === 'tripwire')
         text += `; RANSOMWARE TRIPWIRE: ${r.tripwire?.reasons.join('; ')}. Pruning of this account stops until \`syncguard ack ${r.account}\``;
       return text;
@@ -81,6 +86,12 @@ export function summarize(r: RunReport): string {
     case 'stopped':
       return `${r.account}: stopped before it finished; nothing was written`;
   }
+}
+
+/** "2 files not read: 1 for 3 runs in a row, 1 for 1 run (since 20261120T020000.000Z); the previous versions are kept" */
+export function staleText(st: StaleSummary): string {
+  const by = st.byRuns.map((b) => `${b.files} for ${b.runs} run${b.runs === 1 ? '' : 's'}`).join(', ');
+  return `${st.files} file${st.files === 1 ? '' : 's'} not read: ${by}${st.since ? ` (since ${st.since})` : ''}; the last version read is kept and each is read again every run`;
 }
 
 export function alertPayload(r: RunReport, event: AlertEvent): AlertPayload {
@@ -104,7 +115,8 @@ export function alertPayload(r: RunReport, event: AlertEvent): AlertPayload {
 /** Sends the alerts the config asks for about a finished run; resolves to their outcomes. */
 export async function sendAlerts(cfg: AlertsConfig, report: RunReport, deps: AlertDeps): Promise<Outcome[]> {
   const event = alertEvent(report);
-  if (!event || !cfg.on.includes(event)) return [];
+  // A stale run is a partial run that has lasted: whoever hears of partial runs hears of it too.
+  if (!event || !(cfg.on.includes(event) || (event === 'stale' && cfg.on.includes('partial')))) return [];
   const payload = alertPayload(report, event);
   const jobs: Array<Promise<Outcome>> = [];
   if (cfg.webhook) {

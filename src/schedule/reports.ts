@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { expandHome } from '../util.js';
 import { snapshotId } from '../snapshot/layout.js';
+import type { StaleSummary } from '../snapshot/manifest.js';
 import type { TripwireAnalysis } from '../snapshot/tripwire.js';
 import type { LockExtension } from '../snapshot/retention.js';
 import { VERSION } from '../version.js';
@@ -48,6 +49,9 @@ export interface RunReport {
     failed: number;
     skipped: number;
     lockedUntil?: string;
+    /** Files not read this run (previous version kept, or new and missing), by runs in a row. Absent in
+     *  reports written before it existed. */
+    stale?: StaleSummary;
   };
   tripwire?: TripwireAnalysis;
   locks?: LockExtension;

@@ -8,6 +8,7 @@ import type { AccountConfig, Config, TripwireConfig } from '../config/schema.js'
 import { SyncguardError, describeError, isSyncguardError } from '../errors.js';
 import type { Log } from '../log.js';
 import type { ProviderStats } from '../providers/types.js';
+import { staleSummary } from '../snapshot/manifest.js';
 import type { Repository } from '../snapshot/repository.js';
 import { accountRetention, extendKeptLocks, type Policy } from '../snapshot/retention.js';
 import type { SnapshotResult, TakeOptions } from '../snapshot/take.js';
@@ -128,6 +129,7 @@ export async function runAccount(
       failed: h.counts.failed,
       skipped: h.counts.skipped,
       lockedUntil: h.lockedUntil,
+      stale: staleSummary(h),
     };
     report.result = h.tripwire?.fired ? 'tripwire' : h.counts.failed > 0 ? 'partial' : 'ok';
     if (result.damaged.length > 0) {

@@ -5,6 +5,7 @@
  */
 import type { AccountConfig, Config } from '../config/schema.js';
 import { describeError } from '../errors.js';
+import { staleSummary, type StaleSummary } from '../snapshot/manifest.js';
 import type { Repository } from '../snapshot/repository.js';
 import { accountRetention } from '../snapshot/retention.js';
 import type { TripwireState } from '../snapshot/tripwire.js';
@@ -34,6 +35,8 @@ export interface AccountStatus {
   /** Files and bytes of the newest snapshot. */
   files: number | null;
   bytes: number | null;
+  /** Files the newest snapshot could not read (previous version kept, or new and missing), by runs in a row. */
+  stale: StaleSummary | null;
   /** Every snapshot the policy keeps is locked at least until then (null: the store has no lock). */
   lockedUntil: string | null;
   tripwire: TripwireState;
@@ -72,6 +75,7 @@ export async function accountStatus(
     kept: 0,
     files: null,
     bytes: null,
+    stale: null,
     lockedUntil: null,
     tripwire: { tripped: false, fired: [] },
     token: null,
@@ -109,6 +113,7 @@ export async function accountStatus(
         if (newest) {
           st.files = newest.header.counts.files;
           st.bytes = newest.header.bytes;
+          st.stale = staleSummary(newest.header);
         }
         const good = [...r.snapshots].reverse().find((s) => !s.header.tripwire?.fired);
         if (good)

@@ -2,12 +2,19 @@ import { promises as fsp } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SyncguardError } from '../../src/errors.js';
 import type { Change, ChangesOptions, Provider, RemoteEntry } from '../../src/providers/types.js';
-import { staleSummary, type ManifestEntry } from '../../src/snapshot/manifest.js';
+import { Readable } from 'node:stream';
+import {
+  MANIFEST_FORMAT,
+  readManifest,
+  staleSummary,
+  type ManifestEntry,
+} from '../../src/snapshot/manifest.js';
 import { writeFile } from '../helpers/tree.js';
 import {
   DAY,
   FeedProvider,
   engine,
+  gzipLines,
   intercepting,
   local,
   manifestOf,
@@ -302,5 +309,49 @@ describe('snapshot: a file that cannot be read keeps its previous version (issue
     const third = await snap(eng.repo, local(root));
     expect(third.header.counts.failed).toBe(0);
     expect((await manifestOf(eng.repo, third.key)).entries.every((e) => !e.stale)).toBe(true);
+  });
+
+  it('reads manifests written before `retry` and `stale` existed, and refuses a damaged retry list or stale mark', async () => {
+    const header = {
+      format: MANIFEST_FORMAT,
+      version: 1,
+      account: 'laptop',
+      provider: 'dropbox',
+      id: '20261101T020000.000Z',
+      started: '2026-11-01T02:00:00.000Z',
+      finished: '2026-11-01T02:00:01.000Z',
+      tool: 'syncguard 0.1.0',
+      counts: { files: 1, dirs: 0, failed: 0, skipped: 0 },
+      bytes: 1,
+      bytesAdded: 1,
+      failures: [],
+      skipped: [],
+    };
+    const sha = sha256('a');
+    const entry = {
+      path: 'a.txt',
+      type: 'file',
+      size: 1,
+      mtime: '2026-11-01T00:00:00.000Z',
+      sha256: sha,
+      object: `blobs/sha256/${sha.slice(0, 2)}/${sha}`,
+    };
+    const read = async (lines: object[]) => {
+      const m = await readManifest(Readable.from([await gzipLines(lines)]), 'm');
+      const out: ManifestEntry[] = [];
+      for await (const e of m.entries) out.push(e);
+      return { header: m.header, entries: out };
+    };
+    const old = await read([header, entry]);
+    expect(old.header.retry).toBeUndefined();
+    expect(staleSummary(old.header)).toEqual({ files: 0, maxRuns: 0, byRuns: [] });
+    expect(old.entries[0].stale).toBeUndefined();
+
+    await expect(read([{ ...header, retry: [{ path: 'x.txt', size: -1 }] }, entry])).rejects.toThrow(
+      /the manifest m has a header that is not valid: retry\[0\] x\.txt has no valid size/,
+    );
+    await expect(read([header, { ...entry, stale: { reason: 'x', since: 'y', runs: 0 } }])).rejects.toThrow(
+      /the manifest m is damaged at line 2: a\.txt has no valid stale mark/,
+    );
   });
 });

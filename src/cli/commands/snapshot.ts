@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { snapshot } from '../../api.js';
+import { snapshot, staleSummary, staleText } from '../../api.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../exit.js';
@@ -62,6 +62,7 @@ export function registerSnapshot(program: Command, cli: Cli): void {
                   filesRead: r.result.filesRead,
                   filesReread: r.result.filesReread,
                   failed: r.result.header.failures,
+                  stale: staleSummary(r.result.header),
                   skipped: r.result.header.counts.skipped,
                   lockedUntil: r.result.header.lockedUntil ?? null,
                   tripwire: r.result.header.tripwire ?? null,
@@ -83,8 +84,17 @@ export function registerSnapshot(program: Command, cli: Cli): void {
           cli.out.line(
             `  ${count(h.counts.skipped)} skipped (see \`syncguard snapshots ${r.account} --json\`)`,
           );
-        for (const f of h.failures.slice(0, 20)) cli.out.line(`  failed: ${showPath(f.path)}: ${f.error}`);
+        const retry = new Map((h.retry ?? []).map((f) => [f.path, f]));
+        for (const f of h.failures.slice(0, 20)) {
+          const r = retry.get(f.path);
+          const what = r
+            ? ` (${r.kept ? 'the previous version is kept' : 'new, not in the snapshot yet'}; read again next run; ${r.staleRuns} run${r.staleRuns === 1 ? '' : 's'} in a row)`
+            : '';
+          cli.out.line(`  failed: ${showPath(f.path)}: ${f.error}${what}`);
+        }
         if (h.failures.length > 20) cli.out.line(`  … and ${h.failures.length - 20} more failed`);
+        const stale = staleSummary(h);
+        if (stale.files > 0) cli.out.line(`  ${staleText(stale)}`);
         if (h.tripwire?.fired) cli.out.line(`  TRIPWIRE: ${h.tripwire.reasons.join('; ')}`);
       }
       if (runs.length > 1)

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { status } from '../../api.js';
+import { staleText, status } from '../../api.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../exit.js';
 import { bytes, count, duration } from '../output.js';
@@ -40,6 +40,7 @@ export function registerStatus(program: Command, cli: Cli): void {
         cli.out.line(
           `  kept           ${count(a.kept)} of ${count(a.snapshots)} snapshots${a.files !== null ? `; the newest holds ${count(a.files)} files, ${bytes(a.bytes ?? 0)}` : ''}`,
         );
+        if (a.stale) cli.out.line(`  stale          ${a.stale.files > 0 ? staleText(a.stale) : 'none'}`);
         cli.out.line(`  locked until   ${a.lockedUntil ? when(a.lockedUntil) : 'no lock'}`);
         cli.out.line(
           `  tripwire       ${a.tripwire.tripped ? `FIRED on ${a.tripwire.fired.map((f) => f.id).join(', ')}: ${a.tripwire.fired[0].reasons.join('; ')}; pruning stops until \`syncguard ack ${a.account}\`` : `quiet${a.tripwire.acknowledged ? ` (last acknowledged ${when(a.tripwire.acknowledged)})` : ''}`}`,
