@@ -34,11 +34,11 @@ describe('alerts: files stale for runs in a row (issue 8, point 1)', () => {
 
   it('sends it by default, and to whoever asked for partial runs, and not to who asked for neither', async () => {
     const sent: string[] = [];
-    const fetch = (async (_url: string, init: { body: string }) => {
+    const fetch = ((_url: string, init: { body: string }) => {
       sent.push((JSON.parse(init.body) as { event: string }).event);
-      return new Response('ok');
+      return Promise.resolve(new Response('ok'));
     }) as unknown as typeof globalThis.fetch;
-    const deps = { log: () => {}, fetch, sleep: async () => {} };
+    const deps = { log: () => {}, fetch, sleep: () => Promise.resolve() };
     const hook = 'http://127.0.0.1:9/hook';
     await sendAlerts(alertsSchema.parse({ webhook: hook }), partial(3), deps);
     await sendAlerts(alertsSchema.parse({ webhook: hook, on: ['partial'] }), partial(4), deps);
