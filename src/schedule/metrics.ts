@@ -16,6 +16,9 @@ interface AccountMetrics {
   lastResult?: RunReport['result'];
   files?: number;
   bytes?: number;
+  /** Files the last snapshot could not read, and the most runs in a row one of them went unread. */
+  staleFiles?: number;
+  staleMaxRuns?: number;
   tripwire: number;
 }
 
@@ -90,6 +93,8 @@ export class Metrics {
     if (r.snapshot) {
       m.files = r.snapshot.files;
       m.bytes = r.snapshot.bytes;
+      m.staleFiles = r.snapshot.stale?.files;
+      m.staleMaxRuns = r.snapshot.stale?.maxRuns;
       m.tripwire = r.result === 'tripwire' ? 1 : 0;
     }
     if (r.result === 'ok' || r.result === 'partial') m.lastSuccess = Date.parse(r.finished) / 1000;
@@ -184,6 +189,18 @@ export class Metrics {
       'counter',
       'Time spent waiting because the provider throttled us.',
       each((m, account) => r('', { account }, m.throttledMs / 1000)),
+    );
+    family(
+      'syncguard_stale_files',
+      'gauge',
+      'Files the last snapshot could not read (their last version read is kept; each run reads them again).',
+      each((m, account) => r('', { account }, m.staleFiles)),
+    );
+    family(
+      'syncguard_stale_max_runs',
+      'gauge',
+      'The most runs in a row a file of the last snapshot has gone unread (an alert goes out at 3).',
+      each((m, account) => r('', { account }, m.staleMaxRuns)),
     );
     family(
       'syncguard_tripwire_fired',

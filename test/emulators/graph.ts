@@ -934,6 +934,11 @@ export class GraphEmulator {
     this.faults.push({ ...fault, left: times });
   }
 
+  /** Forgets every fault still due. */
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
   /** The next `times` downloads send `afterBytes` bytes (default: half) and then cut the connection. */
   cutNextDownloads(times: number, afterBytes?: number): void {
     this.cuts.push({ left: times, afterBytes });

@@ -31,7 +31,7 @@ import {
 import { applyChanges, collect, providerSuite, readStream, type ProviderFixture } from './provider-suite.js';
 import { restore } from '../../src/snapshot/restore.js';
 import { takeSnapshot } from '../../src/snapshot/take.js';
-import { DAY, engine } from '../snapshot/_fixtures.js';
+import { DAY, engine, manifestOf } from '../snapshot/_fixtures.js';
 
 async function suiteFixture(opts: GraphEmulatorOptions): Promise<ProviderFixture> {
   const tb = await onedriveTestbed(await startGraphEmulator({ pageSize: 7, ...opts }));
@@ -1128,6 +1128,45 @@ describe('provider: onedrive', () => {
         }),
       );
       expect(isSyncguardError(again, 'EXISTS'), String(again)).toBe(true);
+    });
+
+    it('keeps the previous version of a file whose download fails, and reads it by its id once it can, though delta never names it again (issue 8, point 1)', async () => {
+      const tb = await bed({ driveType: 'personal' });
+      tb.emu.drive.write('Docs/plan.txt', 'plan v1');
+      tb.emu.drive.write('Docs/other.txt', 'other');
+      const e = engine();
+      const account = { name: tb.account.name, provider: 'onedrive' };
+      // A new provider each night, as a new process has: nothing of the last listing is remembered.
+      const night = async () => {
+        e.clock.advance(DAY);
+        return takeSnapshot({ repo: e.repo, provider: await tb.provider(), account });
+      };
+      const plan = async (key: string) =>
+        (await manifestOf(e.repo, key)).entries.find((x) => x.path === 'Docs/plan.txt');
+      await night();
+
+      tb.emu.drive.write('Docs/plan.txt', 'plan v2, edited');
+      tb.emu.failNext(100_000, { status: 500, route: 'download' });
+      const second = await night();
+      expect(second.header.failures.map((f) => f.path)).toEqual(['Docs/plan.txt']);
+      expect(await plan(second.key)).toMatchObject({
+        sha256: sha256(Buffer.from('plan v1')),
+        stale: { runs: 1 },
+      });
+      const third = await night();
+      expect(await plan(third.key)).toMatchObject({
+        sha256: sha256(Buffer.from('plan v1')),
+        stale: { runs: 2 },
+      });
+
+      tb.emu.clearFaults();
+      tb.emu.resetCounters();
+      const fourth = await night();
+      expect(fourth.header.failures).toEqual([]);
+      expect(tb.emu.count('download')).toBe(1);
+      const fresh = (await plan(fourth.key))!;
+      expect(fresh.sha256).toBe(sha256(Buffer.from('plan v2, edited')));
+      expect(fresh.stale).toBeUndefined();
     });
   });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { alertsSchema } from '../../src/config/schema.js';
 import { alertEvent, sendAlerts, summarize } from '../../src/schedule/alerts.js';
+import { Metrics } from '../../src/schedule/metrics.js';
 import { newReport, type RunReport } from '../../src/schedule/reports.js';
 
 /** A partial run whose snapshot holds one file not read for `runs` runs in a row. */
@@ -23,7 +24,7 @@ function partial(runs: number): RunReport {
   return r;
 }
 
-describe('alerts: files stale for runs in a row (issue 8, point 1)', () => {
+describe('schedule: files stale for runs in a row (issue 8, point 1)', () => {
   it('a partial run is a `stale` alert once a file has not been read for 3 runs in a row', () => {
     expect(alertEvent(partial(2))).toBe('partial');
     expect(alertEvent(partial(3))).toBe('stale');
@@ -44,5 +45,13 @@ describe('alerts: files stale for runs in a row (issue 8, point 1)', () => {
     await sendAlerts(alertsSchema.parse({ webhook: hook, on: ['partial'] }), partial(4), deps);
     await sendAlerts(alertsSchema.parse({ webhook: hook, on: ['failure', 'tripwire'] }), partial(5), deps);
     expect(sent).toEqual(['stale', 'stale']);
+  });
+
+  it("the daemon's metrics say how many files are stale and for how many runs at most", () => {
+    const m = new Metrics(['docs']);
+    m.observe(partial(4));
+    const text = m.render({ running: new Set(), next: new Map() });
+    expect(text).toMatch(/^syncguard_stale_files\{account="docs"\} 1$/m);
+    expect(text).toMatch(/^syncguard_stale_max_runs\{account="docs"\} 4$/m);
   });
 });
