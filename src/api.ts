@@ -14,7 +14,7 @@ import { expandHome } from './util.js';
 import { createProvider, type ProviderContext } from './providers/registry.js';
 import type { Provider, ProviderStats } from './providers/types.js';
 import { diff, ls, type DiffResult, type LsResult, type SnapshotSummary } from './snapshot/browse.js';
-import { Repository } from './snapshot/repository.js';
+import { Repository, datedAhead } from './snapshot/repository.js';
 import { restore, type RestoreResult } from './snapshot/restore.js';
 import {
   takeSnapshot,
@@ -223,11 +223,15 @@ export async function snapshots(
   ctx: Context,
   account?: string,
   signal?: AbortSignal,
-): Promise<Array<SnapshotSummary & { lockedUntil?: string }>> {
+): Promise<Array<SnapshotSummary & { lockedUntil?: string; datedAhead?: string }>> {
   if (account) findAccount(ctx.config, account);
-  return (await readSnapshotLocks(openRepository(ctx), account, signal, { skipDamaged: true })).map((s) => ({
+  const repo = openRepository(ctx);
+  const now = repo.now();
+  return (await readSnapshotLocks(repo, account, signal, { skipDamaged: true })).map((s) => ({
     ...s,
     lockedUntil: s.lockedUntil?.toISOString(),
+    // Dated in the future: never a run's previous snapshot (see datedAhead).
+    datedAhead: datedAhead(s.time, now),
   }));
 }
 

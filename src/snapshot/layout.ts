@@ -5,7 +5,7 @@
  *   packs/<yyyy>/<mm>/<dd>/<id>.pack        many small files' contents, one after another
  *   packs/<yyyy>/<mm>/<dd>/<id>.idx         the pack's table of contents, JSON
  *   snapshots/<account>/<time>.ndjson.gz    a snapshot's manifest
- *   acks/<account>/<time>.json              a person acknowledged the account's tripwire alarms up to then
+ *   acks/<account>/<time>.json              a person acknowledged the account's tripwire alarms, up to the snapshot it names
  *   leases/snapshot/<account>/<id>-<n>.json a running snapshot's lease (unlocked; removed when it ends)
  *   leases/prune/<id>-<n>.json              a running prune's lease (<n>: its renewal)
  */

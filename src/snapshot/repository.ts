@@ -381,6 +381,21 @@ export class Packer {
   }
 }
 
+/** How far a machine's clock may run ahead of this one's before what it dated is not believed. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * Why a snapshot or an acknowledgement dated `time` is not used now, or undefined. Whoever can write
+ * the store can name a key with any date: a manifest dated in the future would be every later run's
+ * "previous" snapshot (so deleting most files would look like no change), an ack dated in the future
+ * would cover every later alarm. What is dated more than a few minutes after now is passed over (and
+ * flagged by `snapshots` and `verify`) until that time comes.
+ */
+export function datedAhead(time: Date, now: Date): string | undefined {
+  if (time.getTime() <= now.getTime() + CLOCK_SKEW_MS) return undefined;
+  return `it is dated ${time.toISOString()}, in the future (now ${now.toISOString()}): a clock far ahead, or planted by whoever can write the store`;
+}
+
 /** The forms `--at` (and diff's dates) take, for messages. */
 export const AT_FORMS =
   'a snapshot id (20261127T131820.416Z), a date (2026-11-20: the end of that day in the configured timezone), a date-time (2026-11-20T18:30 in that timezone, or 2026-11-20T18:30:00Z, 2026-11-20T18:30:00+01:00) or "latest"';

@@ -19,7 +19,7 @@ import { SyncguardError, isSyncguardError, throwIfAborted } from '../errors.js';
 import { showPath } from '../paths.js';
 import { BLOBS, PACKS, blobSha, isPackIndexKey, packKeyOfIndex } from './layout.js';
 import type { ManifestHeader } from './manifest.js';
-import { type Repository, type SnapshotInfo } from './repository.js';
+import { datedAhead, type Repository, type SnapshotInfo } from './repository.js';
 import { forEachLimit } from '../util.js';
 import { listAcks, tripwireState, type TripwireState } from './tripwire.js';
 import { gunzipLines, parseJson } from './untrusted.js';
@@ -184,7 +184,12 @@ export async function accountRetention(
     readSnapshotLocks(repo, account, signal, opts),
     listAcks(repo, account, signal),
   ]);
-  const tripwire = tripwireState(snapshots, acks[acks.length - 1]?.time);
+  // A snapshot dated in the future is no part of the policy or the tripwire's state: it is kept, for
+  // a person to look at (`snapshots` and `verify` flag it).
+  const now = repo.now();
+  const ahead = snapshots.filter((s) => datedAhead(s.time, now));
+  const dated = snapshots.filter((s) => !datedAhead(s.time, now));
+  const tripwire = tripwireState(dated, acks);
   let kept: Map<string, string[]>;
   if (!policy) {
     kept = new Map(snapshots.map((s) => [s.id, ['the account is not in the config']]));
@@ -192,8 +197,9 @@ export async function accountRetention(
     const why = `the tripwire fired on ${tripwire.fired[0].id} and nobody acknowledged it yet (\`syncguard ack ${account}\`)`;
     kept = new Map(snapshots.map((s) => [s.id, [why]]));
   } else {
-    kept = applyPolicy(snapshots, policy);
+    kept = applyPolicy(dated, policy);
   }
+  for (const s of ahead) kept.set(s.id, ['dated in the future: not trusted, kept for a person to look at']);
   return { account, snapshots, kept, tripwire };
 }
 

@@ -26,7 +26,7 @@ import {
   type RetryFile,
   type SkippedFile,
 } from './manifest.js';
-import { type ContentIndex, type Location, type Packer, type Repository } from './repository.js';
+import { datedAhead, type ContentIndex, type Location, type Packer, type Repository } from './repository.js';
 import { forEachLimit } from '../util.js';
 import { VERSION } from '../version.js';
 
@@ -124,9 +124,26 @@ export async function takeSnapshot(opts: TakeOptions): Promise<SnapshotResult> {
   const damaged: SnapshotResult['damaged'] = [];
   // The latest readable snapshot: a damaged manifest (or one rewritten by whoever holds the store's
   // keys) must not stop every later snapshot. It stays as it is, for verify to report.
+  // Nor may one dated in the future, or one whose header is not the snapshot its key names: whoever
+  // can write the store could otherwise choose what this run compares with (DESIGN: what remains
+  // possible is in README.md, "The store format").
   for (let i = snaps.length - 1; i >= 0 && !prevInfo; i--) {
+    const ahead = datedAhead(snaps[i].time, started);
+    if (ahead) {
+      damaged.push({ object: snaps[i].key, problem: ahead });
+      repo.log('warn', `the snapshot ${snaps[i].key} is passed over: ${ahead}. Run \`syncguard verify\``);
+      continue;
+    }
     try {
       const m = await repo.readManifest(snaps[i].key, signal);
+      const h = m.header;
+      if (h.account !== account.name || h.provider !== account.provider || h.id !== snaps[i].id) {
+        m.entries.return(undefined).catch(() => {});
+        throw new SyncguardError(
+          'INTEGRITY',
+          `its header names the snapshot ${JSON.stringify(h.id)} of ${JSON.stringify(h.account)} (${JSON.stringify(h.provider)}), not its key's`,
+        );
+      }
       const entries = new Map<string, ManifestEntry>();
       for await (const e of m.entries) entries.set(e.path, e);
       for (const u of m.unsafe)

@@ -13,9 +13,9 @@ import type { TripwireConfig } from '../config/schema.js';
 import { SyncguardError, isSyncguardError } from '../errors.js';
 import { showPath } from '../paths.js';
 import { readAll, type Store } from '../store/types.js';
-import { ackKey, ackPrefix, parseAckKey } from './layout.js';
+import { ackKey, ackPrefix, parseAckKey, snapshotId, timeOfSnapshotId } from './layout.js';
 import type { ManifestEntry, ManifestHeader } from './manifest.js';
-import { type Repository } from './repository.js';
+import { datedAhead, type Repository } from './repository.js';
 import { forEachLimit } from '../util.js';
 import type { InspectInput } from './take.js';
 
@@ -294,34 +294,110 @@ export interface AckRecord {
   /** Who ran `syncguard ack`, and where (a user name and a host name, nothing secret). */
   by: string;
   host: string;
+  /** The newest snapshot acknowledged: the ack holds for it and the snapshots before it. */
+  snapshot: string;
   acknowledged: Array<{ id: string; reasons: string[] }>;
   note?: string;
 }
 
-/** The acknowledgements of an account in the store, oldest first. */
+/** An acknowledgement read back from the store and found sound. */
+export interface Ack {
+  key: string;
+  /** When it was written (its key's time). */
+  time: Date;
+  /** The newest snapshot it acknowledges: it holds for that one and the ones before it, no later. */
+  upTo: string;
+}
+
+/** An ack is a small JSON record; anything larger is not one of ours. */
+const MAX_ACK_BYTES = 256 * 1024;
+
+/**
+ * The acknowledgements of an account that can be trusted, oldest first. The store's keys are not
+ * enough: whoever can write the store can create any key (`acks/<account>/99991231T235959.999Z.json`,
+ * empty). An ack is used only when its record is well formed, belongs to the account, carries its
+ * key's time, names the snapshot it acknowledges (taken before it), and is not dated after `now` (plus
+ * a few minutes of clock skew). Any other is ignored with a warning.
+ */
 export async function listAcks(
   repo: Repository,
   account: string,
   signal?: AbortSignal,
-): Promise<Array<{ key: string; time: Date }>> {
-  const out: Array<{ key: string; time: Date }> = [];
+  now: Date = repo.now(),
+): Promise<Ack[]> {
+  const out: Ack[] = [];
   for await (const o of repo.store.list(ackPrefix(account), signal)) {
     const p = parseAckKey(o.key);
-    if (p && p.account === account) out.push({ key: o.key, time: p.time });
+    if (!p || p.account !== account) continue;
+    const why = await ackProblem(repo, o.key, o.size, p.time, account, now, signal).catch((e: unknown) => {
+      if (isSyncguardError(e, 'ABORTED')) throw e;
+      return `it cannot be read (${e instanceof Error ? e.message : String(e)})`;
+    });
+    if (typeof why === 'string') {
+      repo.log('warn', `the acknowledgement ${o.key} is ignored: ${why}`);
+      continue;
+    }
+    out.push({ key: o.key, time: p.time, upTo: why.upTo });
   }
   return out.sort((a, b) => a.time.getTime() - b.time.getTime());
 }
 
-/** Which snapshots fired after the last acknowledgement. A snapshot counts by when it finished: one
- *  that was still running when a person acknowledged was not seen by them. */
+async function ackProblem(
+  repo: Repository,
+  key: string,
+  size: number,
+  time: Date,
+  account: string,
+  now: Date,
+  signal?: AbortSignal,
+): Promise<string | { upTo: string }> {
+  const ahead = datedAhead(time, now);
+  if (ahead) return ahead;
+  if (size > MAX_ACK_BYTES) return `it is ${size} bytes, not an acknowledgement`;
+  const body = await readAll(repo.store, key, { signal });
+  if (body.length > MAX_ACK_BYTES) return `it is ${body.length} bytes, not an acknowledgement`;
+  let r: Partial<AckRecord>;
+  try {
+    r = JSON.parse(body.toString('utf8')) as Partial<AckRecord>;
+  } catch {
+    return 'it is not a JSON acknowledgement record';
+  }
+  if (typeof r !== 'object' || r === null || r.format !== 'syncguard-ack' || r.version !== 1)
+    return 'it is not a syncguard acknowledgement record';
+  if (r.account !== account) return `it names the account ${JSON.stringify(r.account)}`;
+  if (typeof r.time !== 'string' || Date.parse(r.time) !== time.getTime())
+    return "its time is not its key's time";
+  const ids = Array.isArray(r.acknowledged)
+    ? r.acknowledged.map((a) => (a && typeof a === 'object' ? a.id : undefined))
+    : [];
+  const upTo =
+    r.snapshot ??
+    ids
+      .filter((id): id is string => typeof id === 'string')
+      .sort()
+      .pop();
+  const upToTime = typeof upTo === 'string' ? timeOfSnapshotId(upTo) : undefined;
+  if (!upTo || !upToTime || snapshotId(upToTime) !== upTo) return 'it names no snapshot it acknowledges';
+  if (upToTime > time) return `it acknowledges ${upTo}, a snapshot taken after it was written`;
+  return { upTo };
+}
+
+/**
+ * Which fired snapshots no trusted acknowledgement covers. An ack covers a snapshot it names or one
+ * before it (by id), and only when the snapshot had finished when the ack was written: one still
+ * running then was not seen by the person. A later firing is never covered by an earlier ack.
+ */
 export function tripwireState(
   snapshots: Array<{ id: string; time: Date; header: ManifestHeader }>,
-  lastAck?: Date,
+  acks: Ack[] = [],
 ): TripwireState {
+  const covered = (s: { id: string; time: Date; header: ManifestHeader }) =>
+    acks.some((a) => s.id <= a.upTo && finished(s) <= a.time.getTime());
   const fired = snapshots
-    .filter((s) => s.header.tripwire?.fired && (!lastAck || finished(s) > lastAck.getTime()))
+    .filter((s) => s.header.tripwire?.fired && !covered(s))
     .map((s) => ({ id: s.id, time: s.time.toISOString(), reasons: s.header.tripwire!.reasons }));
-  return { tripped: fired.length > 0, fired, acknowledged: lastAck?.toISOString() };
+  const last = acks[acks.length - 1];
+  return { tripped: fired.length > 0, fired, acknowledged: last?.time.toISOString() };
 }
 
 function finished(s: { time: Date; header: ManifestHeader }): number {
@@ -346,6 +422,7 @@ export async function acknowledge(
     time: time.toISOString(),
     by: userName(),
     host: hostname(),
+    snapshot: state.fired.map((f) => f.id).sort()[state.fired.length - 1],
     acknowledged: state.fired.map((f) => ({ id: f.id, reasons: f.reasons })),
     ...(opts.note ? { note: opts.note } : {}),
   };

@@ -33,6 +33,7 @@ export function registerBrowse(program: Command, cli: Cli): void {
             lockedUntil: s.lockedUntil ?? null,
             skipped: s.header.counts.skipped,
             tripwire: s.header.tripwire?.fired ?? false,
+            datedAhead: s.datedAhead ?? null,
           })),
         );
       }
@@ -48,7 +49,9 @@ export function registerBrowse(program: Command, cli: Cli): void {
             count(s.header.counts.files),
             bytes(s.header.bytes),
             String(s.header.counts.failed),
-            day(s.lockedUntil) + (s.header.tripwire?.fired ? '  TRIPWIRE' : ''),
+            day(s.lockedUntil) +
+              (s.header.tripwire?.fired ? '  TRIPWIRE' : '') +
+              (s.datedAhead ? '  DATED IN THE FUTURE: not trusted (run `syncguard verify`)' : ''),
           ]),
         ],
         ['l', 'l', 'l', 'r', 'r', 'r', 'l'],
