@@ -2,6 +2,22 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { onedriveTestbed, type OnedriveTestbed } from './graph-fixture.js';
 import { startGraphEmulator, type GraphEmulator, type GraphEmulatorOptions } from './graph.js';
 
+/** The parts of Graph's answers these tests read. */
+interface Item {
+  id: string;
+  name: string;
+  parentReference: { id: string };
+  file?: { hashes: Record<string, string> };
+  folder?: unknown;
+  package?: unknown;
+}
+interface Body extends Partial<Item> {
+  value: Item[];
+  '@odata.nextLink'?: string;
+  '@odata.deltaLink'?: string;
+  error: { message: string };
+}
+
 /** Each behaviour of the real service lives behind a switch: here, each one off and on, over HTTP. */
 describe('emulator: graph switches', () => {
   const beds: OnedriveTestbed[] = [];
@@ -24,19 +40,19 @@ describe('emulator: graph switches', () => {
         headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) },
       });
       const text = await res.text();
-      return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as any) : undefined };
+      return { status: res.status, headers: res.headers, body: (text ? JSON.parse(text) : {}) as Body };
     };
     return { emu, drive: emu.drive, call };
   }
 
   const deltaAll = async (call: Awaited<ReturnType<typeof graph>>['call']) => {
-    const items: any[] = [];
+    const items: Item[] = [];
     let link = '/me/drive/root/delta';
     for (;;) {
       const r = await call(link);
       items.push(...r.body.value);
       if (r.body['@odata.nextLink']) link = r.body['@odata.nextLink'];
-      else return { items, deltaLink: r.body['@odata.deltaLink'] as string };
+      else return { items, deltaLink: r.body['@odata.deltaLink']! };
     }
   };
 
@@ -45,10 +61,10 @@ describe('emulator: graph switches', () => {
       const { drive, call } = await graph({ idCaseDrift });
       drive.write('a.txt', 'a');
       const root = (await call('/me/drive/root')).body;
-      const a = (await deltaAll(call)).items.find((i) => i.name === 'a.txt');
+      const a = (await deltaAll(call)).items.find((i) => i.name === 'a.txt')!;
       expect(a.parentReference.id === root.id, String(idCaseDrift)).toBe(!idCaseDrift);
-      expect(a.parentReference.id.toLowerCase()).toBe(root.id.toLowerCase());
-      const d = (await call('/me/drive')).body.id as string;
+      expect(a.parentReference.id.toLowerCase()).toBe(root.id!.toLowerCase());
+      const d = (await call('/me/drive')).body.id!;
       expect((await call(`/drives/${d.toUpperCase()}/items/${a.id.toLowerCase()}`)).status).toBe(200);
     }
   });
@@ -57,9 +73,9 @@ describe('emulator: graph switches', () => {
     const hashes = async (opts: GraphEmulatorOptions) => {
       const { drive, call } = await graph(opts);
       const v = drive.write('f.txt', 'f');
-      const listed = (await deltaAll(call)).items.find((i) => i.name === 'f.txt');
+      const listed = (await deltaAll(call)).items.find((i) => i.name === 'f.txt')!;
       const got = (await call(`/me/drive/items/${v.id}`)).body;
-      return { listed: listed.file.hashes, got: got.file.hashes };
+      return { listed: listed.file!.hashes, got: got.file!.hashes };
     };
     expect(Object.keys((await hashes({})).listed)).toEqual(['quickXorHash']);
     expect(Object.keys((await hashes({ sha256OnPersonal: true })).listed).sort()).toEqual([
@@ -93,7 +109,7 @@ describe('emulator: graph switches', () => {
       expect(deltaLink, form).toMatch(re);
       drive.write('b.txt', 'b');
       const r = await call(deltaLink);
-      expect(r.body.value.map((i: any) => i.name)).toContain('b.txt');
+      expect(r.body.value.map((i) => i.name)).toContain('b.txt');
     }
   });
 
@@ -122,7 +138,7 @@ describe('emulator: graph switches', () => {
     emu.repeatDelta(2);
     const again = await call(deltaLink);
     expect(again.body.value).toEqual([]);
-    expect(new URL(again.body['@odata.nextLink']).pathname).toBe(new URL(deltaLink).pathname);
+    expect(new URL(again.body['@odata.nextLink']!).pathname).toBe(new URL(deltaLink).pathname);
   });
 
   it('flagVirus: 403 with X-Virus-Infected on download', async () => {

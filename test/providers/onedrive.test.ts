@@ -1038,7 +1038,14 @@ describe('provider: onedrive', () => {
       const tb = await bed({ driveType: 'business', pageSize: 2 });
       for (let i = 0; i < 5; i++) tb.emu.drive.write(`f${i}.txt`, `${i}`);
       const waits: number[] = [];
-      const pacer = new Pacer({ baseDelayMs: 1, maxDelayMs: 5, sleep: async (ms) => void waits.push(ms) });
+      const pacer = new Pacer({
+        baseDelayMs: 1,
+        maxDelayMs: 5,
+        sleep: (ms) => {
+          waits.push(ms);
+          return Promise.resolve();
+        },
+      });
       const p = await createOnedriveProvider(tb.account, { configDir: tb.dir, log: tb.log }, { pacer });
       await collect(p);
       expect(waits).toEqual([]);
@@ -1054,7 +1061,14 @@ describe('provider: onedrive', () => {
         const tb = await bed();
         tb.emu.drive.write('a.txt', 'a');
         const waits: number[] = [];
-        const pacer = new Pacer({ baseDelayMs: 1, maxDelayMs: 5, sleep: async (ms) => void waits.push(ms) });
+        const pacer = new Pacer({
+          baseDelayMs: 1,
+          maxDelayMs: 5,
+          sleep: (ms) => {
+            waits.push(ms);
+            return Promise.resolve();
+          },
+        });
         const p = await createOnedriveProvider(tb.account, { configDir: tb.dir, log: tb.log }, { pacer });
         tb.emu.failNext(3, { status, retryAfter: 315, route: 'delta' });
         expect(files(applyChanges(new Map(), await collect(p), true))).toEqual(['a.txt']);
