@@ -435,7 +435,10 @@ describe.skipIf(!s3)('e2e: CLI with a realistic OneDrive for Business, night aft
   it('snapshots three nights and a --full listing, and restores each night as OneDrive served it', async () => {
     const drive = emu.drive;
     const t = (i: number) => new Date(Date.UTC(2025, 2, 3, 8, 0, 0, 250) + i * 61_001);
-    fill(drive);
+    for (let k = 0; k < 30; k++)
+      drive.write(`Bulk/b-${k}.csv`, bytesOf(`bulk ${k}`, 600 + k * 29), { modified: t(10 + k) });
+    drive.write('Archive/2019/a.csv', bytesOf('archive', 640), { modified: t(9) });
+    drive.write('Documents/Budget 2026.xlsx', bytesOf('budget', 1536 * KiB), { modified: t(30) });
     drive.write('Photos/IMG_0001.jpg', bytesOf('jpeg 1', 7000), { modified: t(1) });
     drive.write('Photos/IMG_0002.jpg', bytesOf('jpeg 2', 9000), { modified: t(2) });
     drive.write('Archive/old-ledger.csv', bytesOf('an old file without hashes', 3000), { modified: t(3) });
@@ -484,5 +487,5 @@ describe.skipIf(!s3)('e2e: CLI with a realistic OneDrive for Business, night aft
       await expectCli(['restore', ACCOUNT, '--at', run.id, '--to', to], cli, 0);
       expect(await readTree(to), `night ${k + 1}`).toEqual(want);
     }
-  });
+  }, 240_000);
 });
