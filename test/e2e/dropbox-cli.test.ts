@@ -316,15 +316,17 @@ describe.skipIf(!s3)('e2e: CLI with Dropbox (emulated) and the S3 store', () => 
     expect(answered(mark, 'files/download').filter((s) => s === 200)).toHaveLength(files.length);
   });
 
-  it('a night of changes under throttling (add, edit, delete a folder, rename a folder): only the changes are listed, only changed files are read', async () => {
+  it('a night of changes under throttling and casing drift (add, edit, delete a folder, rename a folder): only the changes are listed, only changed files are read', async () => {
     const t = new Date('2026-11-26T21:30:00Z');
     const added = [
       emu.home.put('/Documents/new/added.txt', bytesOf('added', 4321), { clientModified: t }),
-      emu.home.put('/Photos/2024/IMG_9999.jpg', bytesOf('new photo', 5432), { clientModified: t }),
+      // Written by clients that spell the folder otherwise: path_display says "/photos/2024/…" and
+      // "/PHOTOS/2024/…" (casing drift, on in the emulator as on Dropbox); the folder is still "Photos".
+      emu.home.put('/photos/2024/IMG_9999.jpg', bytesOf('new photo', 5432), { clientModified: t }),
     ];
     const edited = [
       emu.home.put('/Documents/report-03.txt', bytesOf('edited report', 777), { clientModified: t }),
-      emu.home.put('/Photos/2024/IMG_0005.jpg', bytesOf('edited photo', 3333), { clientModified: t }),
+      emu.home.put('/PHOTOS/2024/IMG_0005.jpg', bytesOf('edited photo', 3333), { clientModified: t }),
     ];
     emu.home.remove('/Old');
     emu.home.move('/Photos/2023', '/Photos/2023 Holiday');
