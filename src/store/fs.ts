@@ -30,14 +30,18 @@ const TMP = '.tmp-';
 /**
  * The store layout on a local disk or NAS: one file per key below `root/prefix`.
  *
- * put writes a temp file (`.tmp-…`) in the target folder, fsyncs it, makes it read-only (0444) and
- * hard-links it into place: link() fails when the name exists, so a concurrent writer is never
+ * put writes a temp file (`.tmp-…`) in the target folder, fsyncs it, makes it read-only for its owner
+ * only (0400) and hard-links it into place: link() fails when the name exists, so a concurrent writer is never
  * clobbered, and the file appears whole or not at all. The folder is fsynced after the link.
  *
  * A file system cannot enforce Object Lock (whoever can write the folder can delete its files), so
  * features.objectLock is false and retention is not recorded: a sidecar would promise a protection
  * that does not exist. Protection here comes from the read-only mode and from keeping the disk
  * offline or on a NAS with its own snapshots.
+ *
+ * Backups are as private as their source: objects are 0400 and the folders syncguard makes 0700
+ * (a 0600 key must not sit world-readable in the store). A store folder made by an older version
+ * (0755, objects 0444) is not changed behind the user's back: `init` says how to tighten it.
  */
 export class FsStore implements Store {
   readonly features: StoreFeatures = { objectLock: false, versioned: false };
@@ -69,7 +73,7 @@ export class FsStore implements Store {
           'NOT_FOUND',
           `the store folder ${this.base} does not exist: run \`syncguard init\` to create it`,
         );
-      await fsp.mkdir(this.base, { recursive: true }).catch((e) => {
+      await fsp.mkdir(this.base, { recursive: true, mode: 0o700 }).catch((e) => {
         throw this.fsError(e, 'create', this.base);
       });
       created = true;
@@ -84,6 +88,10 @@ export class FsStore implements Store {
       );
     });
     notes.push('it is writable');
+    if (st && (st.mode & 0o077) !== 0)
+      notes.push(
+        `the folder can be read by others (mode ${(st.mode & 0o777).toString(8)}): \`chmod -R go-rwx ${this.base}\` keeps the backups as private as their sources`,
+      );
     notes.push(
       'a folder has no Object Lock: files are written once and made read-only, but anyone who can write the folder can delete them',
     );
@@ -113,7 +121,7 @@ export class FsStore implements Store {
     const tmp = join(dir, `${TMP}${randomBytes(8).toString('hex')}`);
     let fh: fsp.FileHandle | undefined;
     try {
-      await fsp.mkdir(dir, { recursive: true }).catch((e) => {
+      await fsp.mkdir(dir, { recursive: true, mode: 0o700 }).catch((e) => {
         throw this.fsError(e, 'create', dir);
       });
       fh = await fsp.open(tmp, 'wx', 0o600).catch((e) => {
@@ -134,7 +142,7 @@ export class FsStore implements Store {
       });
       await fh.close();
       fh = undefined;
-      await fsp.chmod(tmp, 0o444);
+      await fsp.chmod(tmp, 0o400);
       await this.linkNoClobber(tmp, file, key);
       await this.syncDir(dir);
     } finally {

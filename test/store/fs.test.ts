@@ -47,8 +47,29 @@ describe('store: fs', () => {
       'backups/main/blobs/sha256/ab/abcd',
       'backups/main/snapshots/acc/2026-11-20T02:00:00.000Z.ndjson.gz',
     ]);
-    expect((await stat(join(root, 'backups/main/blobs/sha256/ab/abcd'))).mode & 0o777).toBe(0o444);
+    expect((await stat(join(root, 'backups/main/blobs/sha256/ab/abcd'))).mode & 0o777).toBe(0o400);
     expect(store.description).toBe(`folder ${join(root, 'backups/main')}`);
+  });
+
+  it('keeps objects readable by their owner only: 0400 files in 0700 folders (regression: 0444 in 0755 folders left a 0600 key world-readable)', async () => {
+    const root = await tempRoot();
+    const store = new FsStore(join(root, 'store'));
+    await store.prepare({ create: true });
+    await store.put('blobs/sha256/ab/abcd', Buffer.from('private key'));
+    await store.put('snapshots/acc/20261120T020000.000Z.ndjson.gz', Buffer.from('m'));
+    const mode = async (p: string) => (await stat(join(root, 'store', p))).mode & 0o777;
+    expect(await mode('')).toBe(0o700);
+    for (const d of ['blobs', 'blobs/sha256', 'blobs/sha256/ab', 'snapshots', 'snapshots/acc'])
+      expect(await mode(d), d).toBe(0o700);
+    expect(await mode('blobs/sha256/ab/abcd')).toBe(0o400);
+    expect(await mode('snapshots/acc/20261120T020000.000Z.ndjson.gz')).toBe(0o400);
+
+    // A store folder an older version made readable by others is not changed, but init says how.
+    const old = join(root, 'old');
+    await mkdir(old, { mode: 0o755 });
+    await chmod(old, 0o755);
+    const report = await new FsStore(old).prepare({ create: true });
+    expect(report.notes.join('\n')).toContain(`can be read by others (mode 755): \`chmod -R go-rwx ${old}\``);
   });
 
   it('leaves no temp file behind when a put is refused for its sha256 or fails mid-stream', async () => {
