@@ -154,7 +154,10 @@ export class LocalProvider implements Provider {
             };
             continue;
           }
-          yield { kind: 'upsert', entry: { path: rel, type: 'dir', size: 0, modified: st!.mtime } };
+          yield {
+            kind: 'upsert',
+            entry: { path: rel, type: 'dir', size: 0, modified: st!.mtime, mode: st!.mode & 0o777 },
+          };
           subdirs.push({ path: rel, dev: st!.dev, ino: st!.ino, up: folder });
         } else if (st!.isFile()) {
           yield {
@@ -167,6 +170,7 @@ export class LocalProvider implements Provider {
               dev: st!.dev,
               ino: st!.ino,
               ctime: st!.ctime,
+              mode: st!.mode & 0o777,
             },
           };
         } else if (st!.isSymbolicLink()) {

@@ -19,6 +19,8 @@ export interface RemoteEntry {
   dev?: number;
   ino?: number;
   ctime?: Date;
+  /** Permission bits (`mode & 0o777`) of a file or folder on a local disk; cloud providers have none. */
+  mode?: number;
 }
 
 export interface ProviderHash {

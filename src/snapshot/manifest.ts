@@ -49,6 +49,9 @@ export interface ManifestEntry {
   /** Set when this run could not read the file: the content is the last one read (absent: read or
    *  reused this run). Old manifests have none. */
   stale?: StaleMark;
+  /** Permission bits (0o600, 0o755, …) of a file or folder read from a local disk; restore gives them
+   *  back (never more permissive). Absent for cloud files and in older manifests: the umask decides. */
+  mode?: number;
 }
 
 export interface StaleMark {
@@ -396,6 +399,8 @@ function parseEntry(line: string, what: string, n: number): ManifestEntry {
     )
       throw bad(`${showPath(e.path)} has no valid stale mark`);
   }
+  if (e.mode !== undefined && (!Number.isInteger(e.mode) || e.mode < 0 || e.mode > 0o777))
+    throw bad(`${showPath(e.path)} has no valid mode`);
   if (e.type === 'file') {
     if (!Number.isSafeInteger(e.size) || e.size < 0) throw bad(`${showPath(e.path)} has no valid size`);
     if (typeof e.sha256 !== 'string' || !SHA.test(e.sha256))

@@ -567,6 +567,7 @@ function toRemote(e: ManifestEntry): RemoteEntry {
     size: e.size,
     modified: new Date(e.mtime),
     id: e.id,
+    mode: e.mode,
     hash: algo ? { algo: algo as never, value: value! } : undefined,
   };
 }
@@ -644,7 +645,14 @@ function findReuse(
 }
 
 function dirEntry(entry: RemoteEntry): ManifestEntry {
-  return { path: entry.path, type: 'dir', size: 0, mtime: entry.modified.toISOString(), id: entry.id };
+  return {
+    path: entry.path,
+    type: 'dir',
+    size: 0,
+    mtime: entry.modified.toISOString(),
+    id: entry.id,
+    mode: entry.mode,
+  };
 }
 
 function fileEntry(
@@ -671,6 +679,7 @@ function fileEntry(
     object: loc.object,
     offset: loc.offset,
     length: loc.offset === undefined ? undefined : size,
+    mode: entry.mode,
   };
 }
 

@@ -7,6 +7,7 @@ import type { ManifestEntry } from '../../src/snapshot/manifest.js';
 import { Repository } from '../../src/snapshot/repository.js';
 import { restore, type RestoreOptions } from '../../src/snapshot/restore.js';
 import { FsStore } from '../../src/store/fs.js';
+import type { Store } from '../../src/store/types.js';
 import { KiB, ODD_NAMES, bytesOf, readTree, snapshotOfFolder, writeFile } from '../helpers/tree.js';
 import { DAY, engine, gzipLines, local, manifestOf, sha256, snap, sourceDir } from './_fixtures.js';
 
@@ -33,6 +34,29 @@ async function rejection(p: Promise<unknown>, code: ErrorCode): Promise<Error> {
 
 const toDir = (repo: Repository, dir: string, extra: Partial<RestoreOptions> = {}) =>
   restore({ repo, account: 'laptop', to: { kind: 'dir', dir }, ...extra });
+
+/** The store, with `hook` run once, before the first content (a pack or a blob) is read: by then the
+ *  restore has made and checked every folder, and writes nothing until the content arrives. */
+function beforeFirstContent(store: Store, hook: () => Promise<void>): Store {
+  let fired = false;
+  return new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'get')
+        return async (key: string, opts?: object) => {
+          if (!fired && /^(packs|blobs)\//.test(key)) {
+            fired = true;
+            await hook();
+          }
+          return target.get(key, opts);
+        };
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+const modeOf = async (p: string) => (await fsp.stat(p)).mode & 0o777;
+const UMASK = process.umask();
 
 /** A source folder with a few files in folders, snapshot into a memory store. */
 async function snapshotted(
@@ -252,11 +276,185 @@ describe('snapshot: restore', () => {
       'docs/sub',
       'docs/sub/b.txt',
     ]);
-    for (const f of res.failed) expect(f.error).toMatch(/UNSAFE_PATH: .*leads outside/);
+    for (const f of res.failed) expect(f.error).toMatch(/UNSAFE_PATH: .*symbolic link.*could lead outside/);
     expect(await fsp.readdir(outside)).toEqual([]);
     // Not even the far end's times were touched.
     expect((await fsp.stat(outside)).mtime).toEqual(outsideTime);
     expect(readFileSync(join(target, 'top.txt'), 'utf8')).toBe('top');
+  });
+
+  for (const pinFolders of [true, false]) {
+    it(`never writes outside the target when a checked folder is swapped for a symbolic link during the restore (regression: ensureDir's cache; ${pinFolders ? 'folders pinned through /proc/self/fd' : 'each folder lstat-checked before each write'})`, async () => {
+      const { repo: plain, store } = await snapshotted();
+      const sandbox = await temp('sandbox');
+      const outside = join(sandbox, 'outside');
+      const target = join(sandbox, 'target');
+      await fsp.mkdir(outside);
+      const swap = async () => {
+        await fsp.rm(join(target, 'docs'), { recursive: true });
+        await fsp.symlink(outside, join(target, 'docs'));
+      };
+      const repo = new Repository({
+        store: beforeFirstContent(store, swap),
+        packThreshold: plain.packThreshold,
+        lockDays: 30,
+      });
+      const res = await toDir(repo, target, { testing: { pinFolders } });
+      expect(await fsp.readdir(outside)).toEqual([]);
+      // The files below the swapped folder fail (and, lstat-checked, the folders' times and modes too).
+      const failed = res.failed.map((f) => f.path).sort();
+      expect(failed.filter((p) => p.endsWith('.txt'))).toEqual(['docs/a.txt', 'docs/sub/b.txt']);
+      expect(failed.filter((p) => !p.endsWith('.txt'))).toEqual(pinFolders ? [] : ['docs', 'docs/sub']);
+      for (const f of res.failed) expect(f.error).toMatch(/^UNSAFE_PATH: /);
+      expect(readFileSync(join(target, 'top.txt'), 'utf8')).toBe('top');
+    });
+
+    it(`refuses a write whose folder is swapped for a link right before it (a seam between the folder's check and the write; ${pinFolders ? 'pinned' : 'checked'})`, async () => {
+      const { repo } = await snapshotted();
+      const sandbox = await temp('sandbox');
+      const outside = join(sandbox, 'outside');
+      const target = join(sandbox, 'target');
+      await fsp.mkdir(outside);
+      const res = await toDir(repo, target, {
+        concurrency: 1,
+        testing: {
+          pinFolders,
+          beforeWrite: async (path) => {
+            if (path !== 'docs/sub/b.txt') return;
+            await fsp.rm(join(target, 'docs/sub'), { recursive: true });
+            await fsp.symlink(outside, join(target, 'docs/sub'));
+          },
+        },
+      });
+      expect(await fsp.readdir(outside)).toEqual([]);
+      const why = pinFolders
+        ? /^UNSAFE_PATH: docs\/sub in \S+ was removed or replaced while the restore ran/
+        : /^UNSAFE_PATH: docs\/sub in \S+ is a symbolic link/;
+      // Checked through paths, the folder's own time and mode are refused too; pinned, they go to the
+      // removed folder, which is no longer anywhere.
+      expect(res.failed).toEqual(
+        (pinFolders ? ['docs/sub/b.txt'] : ['docs/sub/b.txt', 'docs/sub']).map((path) => ({
+          path,
+          error: expect.stringMatching(why),
+        })),
+      );
+      expect(readFileSync(join(target, 'docs/a.txt'), 'utf8')).toBe('alpha');
+    });
+  }
+
+  it('gives each file and folder back its recorded mode (a 0600 key comes back 0600), keeps a new target 0700 until the end, and gives entries without a mode the umask default', async () => {
+    const root = await temp('src');
+    const modes: Record<string, number> = {
+      ssh: 0o700,
+      'ssh/id_ed25519': 0o600,
+      'ssh/id_ed25519.pub': 0o644,
+      bin: 0o750,
+      'bin/run.sh': 0o755,
+      'bin/readonly.txt': 0o444,
+    };
+    for (const p of Object.keys(modes)) if (p.includes('/')) await writeFile(root, p, p);
+    for (const [p, m] of Object.entries(modes)) await fsp.chmod(join(root, p), m);
+    const e = engine();
+    const r = await snap(e.repo, local(root));
+    const { header, entries } = await manifestOf(e.repo, r.key);
+    expect(Object.fromEntries(entries.map((x) => [x.path, x.mode]))).toEqual(modes);
+
+    const target = join(await temp('out'), 'restored');
+    const during: number[] = [];
+    const repo = new Repository({
+      store: beforeFirstContent(e.store, async () => {
+        for (const p of ['', 'ssh', 'bin']) during.push(await modeOf(join(target, p)));
+      }),
+      lockDays: 30,
+    });
+    expect((await toDir(repo, target)).failed).toEqual([]);
+    expect(during).toEqual([0o700, 0o700, 0o700]);
+    expect(await modeOf(target)).toBe(0o777 & ~UMASK);
+    for (const [p, m] of Object.entries(modes)) expect(await modeOf(join(target, p)), p).toBe(m & ~UMASK);
+
+    // A manifest written before modes were recorded (or a cloud account's): the umask decides.
+    e.clock.advance(DAY);
+    const id = snapshotId(e.clock.now());
+    await e.store.put(
+      manifestKey('laptop', id),
+      await gzipLines([{ ...header, id }, ...entries.map((x) => ({ ...x, mode: undefined }))]),
+    );
+    const old = join(await temp('out'), 'old');
+    expect((await toDir(e.repo, old, { at: id })).failed).toEqual([]);
+    for (const p of Object.keys(modes)) {
+      expect(await modeOf(join(old, p)), p).toBe((p.includes('/') ? 0o666 : 0o777) & ~UMASK);
+    }
+  });
+
+  it('restores onto a disk without hard links (link fails with EPERM, as on FAT and exFAT): each file is created exclusively, and one that appears meanwhile is never overwritten', async () => {
+    const { repo, root } = await snapshotted();
+    const target = join(await temp('out'), 'target');
+    let links = 0;
+    const res = await toDir(repo, target, {
+      testing: {
+        link: async () => {
+          links++;
+          throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+        },
+        beforeWrite: async (path) => {
+          if (path === 'top.txt') await fsp.writeFile(join(target, 'top.txt'), 'mine');
+        },
+      },
+    });
+    expect(links).toBeGreaterThan(0);
+    expect(res.failed).toEqual([
+      {
+        path: 'top.txt',
+        error: expect.stringMatching(/^EXISTS: top\.txt appeared in the target while the restore ran/),
+      },
+    ]);
+    expect(readFileSync(join(target, 'top.txt'), 'utf8')).toBe('mine');
+    const want = (await readTree(root)).filter((x) => x.name !== 'top.txt');
+    expect((await readTree(target)).filter((x) => x.name !== 'top.txt')).toEqual(want);
+  });
+
+  it('finishes an interrupted restore when run again: files already there with the right content are skipped and counted, temp files left by a crash removed, a file that differs refused', async () => {
+    const files: Record<string, string | Buffer> = { 'big.bin': bytesOf('big', 300 * KiB) };
+    for (let i = 0; i < 12; i++) files[`f/${String(i).padStart(2, '0')}.txt`] = `file ${i}`;
+    const { repo, root } = await snapshotted(files);
+    const target = join(await temp('out'), 'target');
+    const ac = new AbortController();
+    const err = await rejection(
+      toDir(repo, target, {
+        concurrency: 1,
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.filesDone === 5) ac.abort(new Error('stopped by Ctrl-C (SIGINT)'));
+        },
+      }),
+      'ABORTED',
+    );
+    expect(err.message).toMatch(
+      /^the restore of snapshot \S+ of "laptop" to \S+target was interrupted after 5 of 13 files; every file restored so far is complete\. To finish it, run the same restore again .*: syncguard restore laptop --at \S+Z --to \S+target$/,
+    );
+    expect((await fsp.readdir(join(target, 'f'))).length).toBe(5);
+    // A crash (kill -9, power cut) leaves a temp file behind.
+    const leftover = join(target, 'f', '.syncguard-restore-0123456789ab');
+    await fsp.writeFile(leftover, 'half a fi');
+
+    // A file that differs from the snapshot is refused, and nothing is written.
+    const name = (await fsp.readdir(join(target, 'f'))).sort()[2];
+    const one = join(target, 'f', name);
+    const kept = readFileSync(one, 'utf8');
+    const { mtime } = await fsp.stat(one);
+    await fsp.writeFile(one, kept.replace('file', 'FILE'));
+    const refused = await rejection(toDir(repo, target), 'EXISTS');
+    expect(refused.message).toContain(
+      `1 file(s) already exist in ${target} with other content (f/${name}); nothing was written`,
+    );
+    await fsp.writeFile(one, kept);
+    await fsp.utimes(one, mtime, mtime);
+
+    const res = await toDir(repo, target);
+    expect(res).toMatchObject({ files: 13, skipped: 5, overwritten: 0, failed: [] });
+    expect(await readTree(target)).toEqual(await readTree(root));
+    // And once more: everything is there.
+    expect(await toDir(repo, target)).toMatchObject({ skipped: 13, failed: [] });
   });
 
   it('restores only the folder (or file) --path names', async () => {
