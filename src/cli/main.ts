@@ -71,18 +71,26 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
   // Every file read and every request listens to this one signal for a Ctrl-C.
   setMaxListeners(0, cli.abort.signal);
   const program = buildProgram(cli);
-  const onSignal = () => {
-    cli.out.note(
-      'stopping: the current snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once',
-    );
-    if (cli.abort.signal.aborted) process.exit(130);
-    cli.abort.abort(new Error('stopped by a signal'));
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    cli.out.clearLive();
+    cli.out.note(cli.stopNote);
+    if (cli.abort.signal.aborted) process.exit(EXIT.interrupted);
+    stoppedBy = signal;
+    cli.abort.abort(new Error(`stopped by ${signal === 'SIGINT' ? 'Ctrl-C (SIGINT)' : signal}`));
   };
+  // A command stopped by a signal exits 128 + the signal's number, whatever it did with the stop.
+  const stopped = (code: number) =>
+    stoppedBy === 'SIGINT'
+      ? EXIT.interrupted
+      : stoppedBy === 'SIGTERM' && !cli.sigtermIsNormal
+        ? EXIT.terminated
+        : code;
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return cli.exitCode;
+    return stopped(cli.exitCode);
   } catch (e) {
     cli.out.clearLive();
     if (e instanceof CommanderError) {
@@ -99,7 +107,7 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
     cli.io.stderr.write(`syncguard: ${err.message}\n`);
     if (err.code === 'INTERNAL' && cli.globals.verbose && e instanceof Error && e.stack)
       cli.io.stderr.write(e.stack + '\n');
-    return err.code === 'CONFIG' || err.code === 'USAGE' ? EXIT.usage : EXIT.failed;
+    return stopped(err.code === 'CONFIG' || err.code === 'USAGE' ? EXIT.usage : EXIT.failed);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -22,6 +22,9 @@ export function registerDaemon(program: Command, cli: Cli): void {
       const grace = Number(o.grace);
       if (!Number.isFinite(grace) || grace < 0)
         throw new SyncguardError('USAGE', `--grace "${o.grace}" is not a number of seconds`);
+      cli.sigtermIsNormal = true;
+      cli.stopNote =
+        'stopping: a running snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once';
       const ctx = cli.context();
       await daemon(ctx, {
         signal: cli.abort.signal,

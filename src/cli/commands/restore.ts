@@ -33,6 +33,8 @@ export function registerRestore(program: Command, cli: Cli): void {
         account: string,
         o: { at: string; to: string; path?: string; into?: string; overwrite?: boolean; dryRun?: boolean },
       ) => {
+        cli.stopNote =
+          'stopping the restore: every file restored so far is complete, and running the same restore again finishes it; press Ctrl-C again to quit at once';
         const r = await restoreAccount(cli.context(), account, {
           ...o,
           signal: cli.abort.signal,
@@ -52,13 +54,14 @@ export function registerRestore(program: Command, cli: Cli): void {
             dirs: r.dirs,
             bytes: r.bytes,
             overwritten: r.overwritten,
+            skipped: r.skipped,
             failed: r.failed,
             dryRun: r.dryRun,
           });
         }
         const where = r.target === '' ? 'the account, where the files were' : showPath(r.target);
         cli.out.line(
-          `${r.dryRun ? 'would restore' : 'restored'} ${count(r.files)} files and ${count(r.dirs)} folders (${bytes(r.bytes)}) from snapshot ${r.snapshot.id} to ${where}${r.overwritten ? `, replacing ${count(r.overwritten)} existing files` : ''}`,
+          `${r.dryRun ? 'would restore' : 'restored'} ${count(r.files)} files and ${count(r.dirs)} folders (${bytes(r.bytes)}) from snapshot ${r.snapshot.id} to ${where}${r.overwritten ? `, replacing ${count(r.overwritten)} existing files` : ''}${r.skipped ? `; ${count(r.skipped)} files were there already with the right content and were skipped` : ''}`,
         );
         for (const f of r.failed.slice(0, 20)) cli.out.line(`  failed: ${showPath(f.path)}: ${f.error}`);
         if (r.failed.length > 20) cli.out.line(`  … and ${r.failed.length - 20} more failed`);

@@ -16,6 +16,8 @@ export function registerSnapshot(program: Command, cli: Cli): void {
       'list everything instead of the changes since the last snapshot (content already stored is not read again)',
     )
     .action(async (accounts: string[], o: { full?: boolean }) => {
+      cli.stopNote =
+        'stopping: the current snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once';
       const ctx = cli.context();
       const started = Date.now();
       const runs = await snapshot(ctx, accounts, {
