@@ -102,7 +102,7 @@ export class TargetFolders {
     if (this.pinned) {
       const f = await this.acquire(rel);
       try {
-        await f.handle!.chmod(mode);
+        await f.handle!.chmod(mode).catch(noModes);
         if (mtime) await f.handle!.utimes(mtime, mtime);
       } finally {
         this.release(f);
@@ -115,7 +115,7 @@ export class TargetFolders {
     });
     try {
       this.expectSame(rel, this.folders.get(rel)!, await handle.stat());
-      await handle.chmod(mode);
+      await handle.chmod(mode).catch(noModes);
       if (mtime) await handle.utimes(mtime, mtime);
     } finally {
       await handle.close();
@@ -280,6 +280,11 @@ export class TargetFolders {
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return this.gone(rel);
     return e;
   }
+}
+
+/** FAT, exFAT and many SMB and FUSE file systems keep no permissions: a mode is then not an error. */
+function noModes(e: NodeJS.ErrnoException): void {
+  if (!['ENOSYS', 'ENOTSUP', 'EOPNOTSUPP', 'EPERM'].includes(e.code ?? '')) throw e;
 }
 
 export function parentOf(rel: string): string {

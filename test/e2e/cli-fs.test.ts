@@ -14,7 +14,7 @@ describe('e2e: CLI with the fs store', () => {
     dir = await tempDir('e2e-fs');
   });
   afterAll(async () => {
-    // The store's files are read-only (0444); root removes them anyway.
+    // The store's files are read-only (0400); root removes them anyway.
     if (dir) await fsp.rm(dir, { recursive: true, force: true });
   });
 
@@ -39,7 +39,7 @@ describe('e2e: CLI with the fs store', () => {
     expect(leases.filter((d) => !d.isDirectory())).toEqual([]);
     const manifests = await fsp.readdir(join(storeDir(), 'snapshots/laptop'));
     expect(manifests.sort()).toEqual([`${flow.first.id}.ndjson.gz`, `${flow.second.id}.ndjson.gz`]);
-    expect((await fsp.stat(join(storeDir(), 'snapshots/laptop', manifests[0]))).mode & 0o777).toBe(0o444);
+    expect((await fsp.stat(join(storeDir(), 'snapshots/laptop', manifests[0]))).mode & 0o777).toBe(0o400);
   }, 180_000);
 
   it("lists the exit codes in every command's --help", async () => {

@@ -6,7 +6,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
+import {
+  createServer,
+  request,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -201,10 +207,16 @@ export async function receiver(
 }
 
 /**
- * A proxy in front of the S3 server that holds every PUT of a pack or blob while `held` is true,
- * telling `onHold` when the first one arrives: a test can stop a run in the middle, for certain.
+ * A proxy in front of the S3 server that holds every request `holds` picks (by default every PUT of a
+ * pack or blob) until release(); `heldOnce` resolves when the first one arrives: a test can stop a run
+ * in the middle, for certain.
  */
-export async function holdingProxy(target: string) {
+export async function holdingProxy(
+  target: string,
+  /** Which requests are held until release() (default: uploads of packs and blobs). */
+  holds: (req: IncomingMessage) => boolean = (req) =>
+    req.method === 'PUT' && /\/(packs|blobs)\//.test(req.url ?? '') && !/[?&]retention/.test(req.url ?? ''),
+) {
   const t = new URL(target);
   let held = true;
   const waiting: Array<() => void> = [];
@@ -224,9 +236,7 @@ export async function holdingProxy(target: string) {
       up.on('error', () => res.destroy());
       req.pipe(up);
     };
-    const isContent =
-      req.method === 'PUT' && /\/(packs|blobs)\//.test(req.url ?? '') && !/[?&]retention/.test(req.url ?? '');
-    if (held && isContent) {
+    if (held && holds(req)) {
       firstHeld();
       waiting.push(forward);
       req.on('close', () => {

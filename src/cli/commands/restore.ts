@@ -61,7 +61,7 @@ export function registerRestore(program: Command, cli: Cli): void {
         }
         const where = r.target === '' ? 'the account, where the files were' : showPath(r.target);
         cli.out.line(
-          `${r.dryRun ? 'would restore' : 'restored'} ${count(r.files)} files and ${count(r.dirs)} folders (${bytes(r.bytes)}) from snapshot ${r.snapshot.id} to ${where}${r.overwritten ? `, replacing ${count(r.overwritten)} existing files` : ''}${r.skipped ? `; ${count(r.skipped)} files were there already with the right content and were skipped` : ''}`,
+          `${r.dryRun ? 'would restore' : 'restored'} ${count(r.files)} files and ${count(r.dirs)} folders (${bytes(r.bytes)}) from snapshot ${r.snapshot.id} to ${where}${r.overwritten ? `, replacing ${count(r.overwritten)} existing files` : ''}${r.skipped ? `; ${count(r.skipped)} of the files were already there with the right content, and were left as they were` : ''}`,
         );
         for (const f of r.failed.slice(0, 20)) cli.out.line(`  failed: ${showPath(f.path)}: ${f.error}`);
         if (r.failed.length > 20) cli.out.line(`  … and ${r.failed.length - 20} more failed`);
