@@ -85,9 +85,12 @@ export class TargetFolders {
     else await this.checkedEnsure(rel);
   }
 
-  /** Runs `fn` with a way to name files in the folder `rel`, which must have been ensured. */
+  /** Runs `fn` with a way to name files in the folder `rel` (made, 0700, when it does not exist). */
   async within<T>(rel: string, fn: (at: At) => Promise<T>): Promise<T> {
-    if (!this.pinned) return fn(async (name) => join(await this.verifiedPath(rel), name));
+    if (!this.pinned) {
+      if (!this.folders.has(rel)) await this.checkedEnsure(rel);
+      return fn(async (name) => join(await this.verifiedPath(rel), name));
+    }
     const f = await this.acquire(rel);
     try {
       const fd = f.handle!.fd;

@@ -247,14 +247,7 @@ async function toDisk(
         if (!hardLinks && !opts.overwrite) {
           // No hard links on this disk: the final name is created exclusively (never over a file) and
           // written in place; a failure removes it. Only a crash can leave it short: a rerun then refuses it.
-          await writeFileExclusive(
-            await at(name),
-            e,
-            mode,
-            mtime,
-            async (fh) => writeBody(fh, body, signal),
-            at,
-          );
+          await writeFileExclusive(await at(name), e, mode, mtime, (fh) => writeBody(fh, body, signal), at);
           return;
         }
         const tmp = `${TEMP_PREFIX}${randomBytes(6).toString('hex')}`;
@@ -284,7 +277,9 @@ async function toDisk(
           }
           await fsp.unlink(await at(tmp));
         } catch (err) {
-          await fsp.unlink(await at(tmp)).catch(() => {});
+          await at(tmp)
+            .then((p) => fsp.unlink(p))
+            .catch(() => {});
           throw err;
         }
       });
@@ -392,7 +387,9 @@ async function writeFileExclusive(
     await fh.close();
   } catch (err) {
     await fh.close().catch(() => {});
-    await fsp.unlink(await at(nameOf(e.path))).catch(() => {});
+    await at(nameOf(e.path))
+      .then((p) => fsp.unlink(p))
+      .catch(() => {});
     throw err;
   }
 }

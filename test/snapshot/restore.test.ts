@@ -335,7 +335,7 @@ describe('snapshot: restore', () => {
       expect(res.failed).toEqual(
         (pinFolders ? ['docs/sub/b.txt'] : ['docs/sub/b.txt', 'docs/sub']).map((path) => ({
           path,
-          error: expect.stringMatching(why),
+          error: expect.stringMatching(why) as string,
         })),
       );
       expect(readFileSync(join(target, 'docs/a.txt'), 'utf8')).toBe('alpha');
@@ -392,9 +392,11 @@ describe('snapshot: restore', () => {
     let links = 0;
     const res = await toDir(repo, target, {
       testing: {
-        link: async () => {
+        link: () => {
           links++;
-          throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
+          return Promise.reject(
+            Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' }),
+          );
         },
         beforeWrite: async (path) => {
           if (path === 'top.txt') await fsp.writeFile(join(target, 'top.txt'), 'mine');
@@ -405,7 +407,9 @@ describe('snapshot: restore', () => {
     expect(res.failed).toEqual([
       {
         path: 'top.txt',
-        error: expect.stringMatching(/^EXISTS: top\.txt appeared in the target while the restore ran/),
+        error: expect.stringMatching(
+          /^EXISTS: top\.txt appeared in the target while the restore ran/,
+        ) as string,
       },
     ]);
     expect(readFileSync(join(target, 'top.txt'), 'utf8')).toBe('mine');
@@ -467,13 +471,17 @@ describe('snapshot: restore', () => {
       all.filter((x) => x.name === 'docs' || x.name.startsWith('docs/')),
     );
 
-    const one = join(await temp('out'), 'one');
-    await toDir(repo, one, { path: 'docs/sub/b.txt' });
-    expect((await readTree(one, { dirTimes: false })).map((x) => x.name)).toEqual([
-      'docs',
-      'docs/sub',
-      'docs/sub/b.txt',
-    ]);
+    for (const pinFolders of [true, false]) {
+      const one = join(await temp('out'), 'one');
+      await toDir(repo, one, { path: 'docs/sub/b.txt', testing: { pinFolders } });
+      expect((await readTree(one, { dirTimes: false })).map((x) => x.name)).toEqual([
+        'docs',
+        'docs/sub',
+        'docs/sub/b.txt',
+      ]);
+      // Folders the snapshot does not name here were 0700 while the restore ran, then the umask's default.
+      expect((await fsp.stat(join(one, 'docs/sub'))).mode & 0o777).toBe(0o777 & ~UMASK);
+    }
 
     const err = await rejection(toDir(repo, join(await temp('out'), 'x'), { path: 'nope' }), 'NOT_FOUND');
     expect(err.message).toMatch(/holds nothing at nope.*syncguard ls laptop/);
