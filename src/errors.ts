@@ -54,7 +54,7 @@ export function isSyncguardError(err: unknown, code?: ErrorCode): err is Syncgua
 
 /** The error an aborted operation rejects with. */
 export function abortError(signal?: AbortSignal): SyncguardError {
-  const reason = signal?.reason;
+  const reason: unknown = signal?.reason;
   return new SyncguardError(
     'ABORTED',
     reason instanceof Error ? reason.message : 'the operation was aborted',

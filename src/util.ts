@@ -19,16 +19,17 @@ export async function forEachLimit<T>(
   fn: (item: T) => Promise<void>,
 ): Promise<void> {
   const it = items[Symbol.iterator]();
-  let failed: unknown;
+  // Boxed, so that an error that is falsy or undefined still counts as a failure.
+  let failed: { error: unknown } | undefined;
   const worker = async () => {
     for (let r = it.next(); !r.done && failed === undefined; r = it.next()) {
       try {
         await fn(r.value);
       } catch (e) {
-        failed ??= e;
+        failed ??= { error: e };
       }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, limit) }, worker));
-  if (failed !== undefined) throw failed;
+  if (failed) throw failed.error;
 }

@@ -138,7 +138,7 @@ describe('the run lock', () => {
           stdio: ['pipe', 'pipe', 'inherit'],
         });
         const c = { child, out: '' };
-        child.stdout!.setEncoding('utf8').on('data', (s: string) => (c.out += s));
+        child.stdout.setEncoding('utf8').on('data', (s: string) => (c.out += s));
         children.push(c);
       }
       const until = async (cond: () => boolean) => {
@@ -150,7 +150,9 @@ describe('the run lock', () => {
       const outcomes = children.map((c) => c.out.split('\n')[1]);
       for (const c of children) c.child.stdin!.end();
       await Promise.all(
-        children.map((c) => (c.child.exitCode === null ? new Promise((r) => c.child.on('close', r)) : null)),
+        children.map((c) =>
+          c.child.exitCode === null ? new Promise((r) => c.child.on('close', r)) : Promise.resolve(),
+        ),
       );
       expect(
         outcomes.filter((o) => o === 'won'),

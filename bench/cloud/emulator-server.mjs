@@ -182,7 +182,10 @@ const commands = {
   },
 };
 
-process.on('message', async (/** @type {any} */ m) => {
+process.on('message', (/** @type {any} */ m) => void handle(m));
+
+/** @param {any} m */
+async function handle(m) {
   try {
     const fn = commands[m.cmd];
     if (!fn) throw new Error(`unknown command ${m.cmd}`);
@@ -190,7 +193,7 @@ process.on('message', async (/** @type {any} */ m) => {
   } catch (e) {
     process.send({ id: m.id, ok: false, error: e instanceof Error ? e.message : String(e) });
   }
-});
+}
 process.on('disconnect', () => {
   void emu.close().finally(() => process.exit(0));
 });

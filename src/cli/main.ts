@@ -41,7 +41,7 @@ export function buildProgram(cli: Cli): Command {
     })
     .hook('preAction', (_this, action) => {
       Object.assign(cli.globals, program.opts());
-      cli.setJson(program.opts().json || action.opts().json);
+      cli.setJson(Boolean(program.opts<{ json?: boolean }>().json || action.opts<{ json?: boolean }>().json));
     });
   registerInit(program, cli);
   registerAuth(program, cli);

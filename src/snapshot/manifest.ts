@@ -141,7 +141,8 @@ export class ManifestWriter {
       this.size += c.length;
     });
     this.done = pipeline(this.gzip, out);
-    this.line(boundedHeader(header));
+    // A constructor cannot wait for gzip to drain; the stream buffers the header, and add() waits.
+    void this.line(boundedHeader(header));
   }
 
   private line(v: unknown): Promise<void> | void {

@@ -275,7 +275,7 @@ export class Packer {
   private offset = 0;
   private keys: { pack: string; idx: string };
   private readonly inFlight = new Set<Promise<void>>();
-  private failure: unknown;
+  private failure: { error: unknown } | undefined;
   /** Bytes written to the store, packs and their indexes. */
   bytesWritten = 0;
   packsWritten = 0;
@@ -294,7 +294,7 @@ export class Packer {
 
   /** Adds a content; returns where it will be. Waits while two packs are uploading. */
   async add(sha256: string, content: Buffer): Promise<Location> {
-    if (this.failure) throw this.failure;
+    if (this.failure) throw this.failure.error;
     const held = this.pending.get(sha256);
     if (held) return held;
     const loc: Location = {
@@ -314,7 +314,7 @@ export class Packer {
   private async seal(): Promise<void> {
     if (this.entries.length === 0) return;
     while (this.inFlight.size >= 2) await Promise.race(this.inFlight);
-    if (this.failure) throw this.failure;
+    if (this.failure) throw this.failure.error;
     const parts = this.parts,
       entries = this.entries,
       keys = this.keys,
@@ -326,7 +326,7 @@ export class Packer {
     this.keys = newPackKeys(this.repo.now());
     const p = this.write(keys, parts, entries, pending)
       .catch((e) => {
-        this.failure ??= e;
+        this.failure ??= { error: e };
       })
       .finally(() => this.inFlight.delete(p));
     this.inFlight.add(p);
@@ -377,7 +377,7 @@ export class Packer {
   async flush(): Promise<void> {
     await this.seal();
     while (this.inFlight.size > 0) await Promise.race(this.inFlight);
-    if (this.failure) throw this.failure;
+    if (this.failure) throw this.failure.error;
   }
 }
 

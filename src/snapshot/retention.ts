@@ -40,7 +40,7 @@ export async function readSnapshotLocks(
   opts: { skipDamaged?: boolean } = {},
 ): Promise<SnapshotLock[]> {
   const infos = await repo.listSnapshots(account, signal);
-  const out: Array<SnapshotLock | undefined> = new Array(infos.length);
+  const out = new Array<SnapshotLock | undefined>(infos.length);
   await forEachLimit(
     infos.map((s, i) => [s, i] as const),
     8,

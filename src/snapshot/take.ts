@@ -568,7 +568,7 @@ function toRemote(e: ManifestEntry): RemoteEntry {
     modified: new Date(e.mtime),
     id: e.id,
     mode: e.mode,
-    hash: algo ? { algo: algo as never, value: value! } : undefined,
+    hash: algo ? { algo: algo as never, value: value } : undefined,
   };
 }
 

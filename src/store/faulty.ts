@@ -108,23 +108,26 @@ export function faulty(store: Store, plan: Fault | Fault[]): FaultyStore {
       return new Readable({
         // Nothing read ahead: read() runs only once what was pushed has been taken.
         highWaterMark: 0,
-        async read() {
-          if (failNext) return void this.destroy(errorOf(f, 'get', key));
-          try {
-            const r = await source.next();
-            if (r.done) return void this.push(null);
-            let out = Buffer.from(r.value as Buffer);
-            if (f.corrupt && seen === 0 && out.length > 0) out[0] ^= 0xff;
-            if (f.failAfterBytes !== undefined && seen + out.length > f.failAfterBytes) {
-              out = out.subarray(0, Math.max(0, f.failAfterBytes - seen));
-              failNext = true;
-              if (out.length === 0) return void this.destroy(errorOf(f, 'get', key));
+        read() {
+          // Readable ignores what read() returns: every failure of this pull goes to destroy().
+          void (async () => {
+            if (failNext) return void this.destroy(errorOf(f, 'get', key));
+            try {
+              const r = await source.next();
+              if (r.done) return void this.push(null);
+              let out = Buffer.from(r.value as Buffer);
+              if (f.corrupt && seen === 0 && out.length > 0) out[0] ^= 0xff;
+              if (f.failAfterBytes !== undefined && seen + out.length > f.failAfterBytes) {
+                out = out.subarray(0, Math.max(0, f.failAfterBytes - seen));
+                failNext = true;
+                if (out.length === 0) return void this.destroy(errorOf(f, 'get', key));
+              }
+              seen += out.length;
+              this.push(out);
+            } catch (e) {
+              this.destroy(e as Error);
             }
-            seen += out.length;
-            this.push(out);
-          } catch (e) {
-            this.destroy(e as Error);
-          }
+          })();
         },
         destroy(err, cb) {
           source.return?.().catch(() => {});

@@ -233,7 +233,7 @@ export class S3Store implements Store {
       // One part, or less, is sent with a single PutObject; more go up as a multipart upload.
       const first = await parts.next();
       if (first.done || first.value.length < pool.size)
-        return await this.putSingle(key, first.value ?? Buffer.alloc(0), opts);
+        return await this.putSingle(key, first.done ? Buffer.alloc(0) : first.value, opts);
       await this.putMultipart(key, first.value, parts, pool, opts);
     } finally {
       await parts.return(undefined);
@@ -465,7 +465,7 @@ export class S3Store implements Store {
       const hash = createHash('sha256');
       const done: CompletedPart[] = [];
       const inflight = new Set<Promise<void>>();
-      let failure: unknown;
+      let failure: { error: unknown } | undefined;
       let size = 0;
       let n = 0;
       const feed = async function* () {
@@ -474,10 +474,12 @@ export class S3Store implements Store {
       };
       for await (const part of feed()) {
         if (++n > MAX_PARTS) {
-          failure = new SyncguardError(
-            'STORE_ERROR',
-            `put ${this.where(key)}: the body is larger than ${MAX_PARTS} parts of ${pool.size} bytes; pass its size so the part size can grow`,
-          );
+          failure = {
+            error: new SyncguardError(
+              'STORE_ERROR',
+              `put ${this.where(key)}: the body is larger than ${MAX_PARTS} parts of ${pool.size} bytes; pass its size so the part size can grow`,
+            ),
+          };
           break;
         }
         hash.update(part);
@@ -491,7 +493,7 @@ export class S3Store implements Store {
               pool.release(part);
             },
             (e) => {
-              failure ??= e;
+              failure ??= { error: e };
             },
           )
           .finally(() => inflight.delete(p));
@@ -500,7 +502,7 @@ export class S3Store implements Store {
         if (failure !== undefined) break;
       }
       await Promise.all(inflight);
-      if (failure !== undefined) throw failure;
+      if (failure) throw failure.error;
       checkDigest(key, hash.digest('hex'), size, opts, this.description);
       versionId = await this.complete(key, uploadId, done, size, signal);
     } catch (e) {

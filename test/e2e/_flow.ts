@@ -7,7 +7,6 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import {
-  cliJson,
   expectCli,
   expectNoSecret,
   localConfigYaml,
@@ -48,8 +47,8 @@ export interface FlowResult {
   expected1: TreeItem[];
   expected2: TreeItem[];
   /** Every CLI call's output went through the secret check; more calls can use this. */
-  run(args: string[], code: number): ReturnType<typeof expectCli>;
-  json<T>(args: string[], code?: number): Promise<T>;
+  run: (args: string[], code: number) => ReturnType<typeof expectCli>;
+  json: <T>(args: string[], code?: number) => Promise<T>;
 }
 
 interface SnapshotRun {

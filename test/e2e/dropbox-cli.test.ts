@@ -131,10 +131,10 @@ function startInteractive(
   });
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
     stdout += s;
   });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+  child.stderr.setEncoding('utf8').on('data', (s: string) => {
     stderr += s;
   });
   const timeout = setTimeout(() => child.kill('SIGKILL'), 60_000);
@@ -145,7 +145,7 @@ function startInteractive(
       resolve({ code, signal, stdout, stderr });
     });
   });
-  return { stdin: child.stdin!, stderrSoFar: () => stderr, finished };
+  return { stdin: child.stdin, stderrSoFar: () => stderr, finished };
 }
 
 async function until<T>(what: string, probe: () => T | undefined, finished: Promise<unknown>): Promise<T> {

@@ -55,10 +55,10 @@ export function startCli(
   });
   let stdout = '';
   let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
     stdout += s;
   });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+  child.stderr.setEncoding('utf8').on('data', (s: string) => {
     stderr += s;
   });
   const timeout = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
@@ -94,6 +94,7 @@ export async function cliJson<T = unknown>(args: string[], opts: CliOptions, cod
   } catch (e) {
     throw new Error(
       `syncguard ${args.join(' ')} --json printed something other than one JSON document:\n${r.stdout}\n(${(e as Error).message})`,
+      { cause: e },
     );
   }
 }

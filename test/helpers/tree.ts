@@ -120,7 +120,7 @@ export interface ReadTreeOptions {
 export async function readTree(root: string, opts: ReadTreeOptions = {}): Promise<TreeItem[]> {
   const out: TreeItem[] = [];
   const walk = async (dir: Buffer, rel: Buffer | undefined) => {
-    const names = (await fsp.readdir(dir, { encoding: 'buffer' })).sort(Buffer.compare);
+    const names = (await fsp.readdir(dir, { encoding: 'buffer' })).sort((a, b) => Buffer.compare(a, b));
     for (const name of names) {
       const full = Buffer.concat([dir, Buffer.from('/'), name]);
       const path = rel ? Buffer.concat([rel, Buffer.from('/'), name]) : name;

@@ -831,7 +831,7 @@ describe('provider: dropbox', () => {
 
       const token = async (params: Record<string, string>) => {
         const res = await emu.fetch(
-          `https://api.dropboxapi.com/oauth2/token?${new URLSearchParams(params)}`,
+          `https://api.dropboxapi.com/oauth2/token?${new URLSearchParams(params).toString()}`,
           { method: 'POST' },
         );
         return { status: res.status, body: (await res.json()) as { error?: string; refresh_token?: string } };

@@ -16,12 +16,7 @@ import { HttpError, classify } from '../../src/providers/onedrive/classify.js';
 import { GraphError } from '@microsoft/microsoft-graph-client';
 import { InteractionRequiredAuthError, ServerError } from '@azure/msal-node';
 import type { Change, Provider, RemoteEntry } from '../../src/providers/types.js';
-import {
-  onedriveAccount,
-  onedriveTestbed,
-  signIn,
-  type OnedriveTestbed,
-} from '../emulators/graph-fixture.js';
+import { onedriveAccount, onedriveTestbed, type OnedriveTestbed } from '../emulators/graph-fixture.js';
 import {
   realistic,
   referenceQuickXor,

@@ -285,10 +285,10 @@ export function startCli(args: string[], cwd: string, env: Record<string, string
   let out = '',
     err = '';
   const waiters: Array<{ re: RegExp; resolve: () => void }> = [];
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+  child.stdout.setEncoding('utf8').on('data', (s: string) => {
     out += s;
   });
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+  child.stderr.setEncoding('utf8').on('data', (s: string) => {
     err += s;
     for (const w of [...waiters])
       if (w.re.test(err)) {

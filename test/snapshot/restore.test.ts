@@ -1,7 +1,7 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isSyncguardError, type ErrorCode } from '../../src/errors.js';
+import { describeError, isSyncguardError, type ErrorCode } from '../../src/errors.js';
 import { manifestKey, snapshotId } from '../../src/snapshot/layout.js';
 import type { ManifestEntry } from '../../src/snapshot/manifest.js';
 import { Repository } from '../../src/snapshot/repository.js';
@@ -27,7 +27,9 @@ async function rejection(p: Promise<unknown>, code: ErrorCode): Promise<Error> {
     (e: unknown) => e,
   );
   if (!isSyncguardError(err))
-    throw new Error(`expected a SyncguardError ${code}, got ${err === undefined ? 'success' : String(err)}`);
+    throw new Error(
+      `expected a SyncguardError ${code}, got ${err === undefined ? 'success' : describeError(err)}`,
+    );
   expect(err.code, err.message).toBe(code);
   return err;
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { isSyncguardError, type ErrorCode } from '../../src/errors.js';
+import { describeError, isSyncguardError, type ErrorCode } from '../../src/errors.js';
 import { readAll, type ObjectInfo, type Store } from '../../src/store/types.js';
 
 /**
@@ -36,7 +36,9 @@ export async function expectCode(p: Promise<unknown>, code: ErrorCode, message?:
     (e: unknown) => e,
   );
   if (!isSyncguardError(err))
-    throw new Error(`expected a SyncguardError ${code}, got ${err === undefined ? 'success' : String(err)}`);
+    throw new Error(
+      `expected a SyncguardError ${code}, got ${err === undefined ? 'success' : describeError(err)}`,
+    );
   expect(err.code, err.message).toBe(code);
   if (message) expect(err.message).toMatch(message);
   return err;

@@ -37,7 +37,7 @@ export function dropboxFetch(base: typeof fetch, endpoint?: string): typeof fetc
     if (!prefix) return base(input, withCallSignal);
     const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
     if (!DROPBOX_HOST.test(url.hostname)) return base(input, withCallSignal);
-    const headers = new Headers(withCallSignal.headers as ConstructorParameters<typeof Headers>[0]);
+    const headers = new Headers(withCallSignal.headers);
     headers.set('X-Forwarded-Host', url.host);
     const target = new URL(prefix.href);
     target.pathname = prefix.pathname.replace(/\/+$/, '') + url.pathname;

@@ -51,8 +51,7 @@ export async function runDropboxAuth(opts: DropboxAuthOptions): Promise<{ creden
   }
   let result: { access_token?: string; refresh_token?: string; account_id?: string; scope?: string };
   try {
-    result = (await auth.getAccessTokenFromCode(undefined as unknown as string, code))
-      .result as typeof result;
+    result = (await auth.getAccessTokenFromCode(undefined as unknown as string, code)).result;
   } catch (e) {
     if (
       isDropboxResponseError(e) &&

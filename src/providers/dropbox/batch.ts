@@ -113,7 +113,7 @@ export class CommitBatcher {
       entry.resolve(result);
       return;
     }
-    const failure = result?.failure ?? ({ '.tag': 'other' });
+    const failure = result?.failure ?? { '.tag': 'other' };
     const summary = tagsOf(failure);
     if (/too_many_write_operations/.test(summary) && entry.requeued < MAX_REQUEUES) {
       entry.requeued++;

@@ -127,9 +127,8 @@ export function classify(err: unknown, ctx: ClassifyContext): SyncguardError {
         );
       }
       if (tag === 'missing_scope') {
-        const scope = String(
-          (body as { error?: { required_scope?: unknown } }).error?.required_scope ?? 'unknown',
-        );
+        const required = (body as { error?: { required_scope?: unknown } }).error?.required_scope;
+        const scope = typeof required === 'string' ? required : 'unknown';
         return new SyncguardError(
           'PROVIDER_AUTH',
           `the Dropbox app lacks the permission "${scope}"${doing}: enable it on the app's Permissions tab in the Dropbox App Console, then ${reauth}`,

@@ -171,7 +171,8 @@ export class GraphApi {
    */
   call<T>(
     what: string,
-    fn: (api: Api) => Promise<T>,
+    // The Graph client types every answer as `any`: the caller names what it expects, as T.
+    fn: (api: Api) => Promise<unknown>,
     opts: { signal?: AbortSignal; write?: boolean } = {},
   ): Promise<T> {
     const ctx = { what, account: this.o.account };
@@ -185,12 +186,12 @@ export class GraphApi {
         return opts.signal ? r.option('signal', opts.signal) : r;
       };
       try {
-        return await fn(api);
+        return (await fn(api)) as T;
       } catch (e) {
         if (statusOf(e) !== 401) throw classify(e, ctx);
         token = await tokens.refresh(token);
         try {
-          return await fn(api);
+          return (await fn(api)) as T;
         } catch (e2) {
           throw classify(e2, ctx);
         }

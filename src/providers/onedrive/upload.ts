@@ -55,7 +55,7 @@ class ChunkReader {
 }
 
 function firstExpected(ranges: unknown): number | undefined {
-  const r = Array.isArray(ranges) ? ranges[0] : undefined;
+  const r: unknown = Array.isArray(ranges) ? ranges[0] : undefined;
   const m = typeof r === 'string' ? /^(\d+)-/.exec(r) : null;
   return m ? Number(m[1]) : undefined;
 }
