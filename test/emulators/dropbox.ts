@@ -448,7 +448,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     body: Buffer;
     fault?: Fault;
     drop: boolean;
-  }) => Promise<unknown> | unknown;
+  }) => unknown;
 
   const rpc: Record<string, Handler> = {
     'users/get_current_account': ({ route, req }) => {

@@ -105,12 +105,14 @@ describe('store: fs', () => {
     await mkdir(join(root, 'snapshots'), { recursive: true });
     let reads = 0;
     const body = new Readable({
-      async read() {
+      read() {
         // Another writer creates the key after this put has checked for it and started writing.
-        if (reads++ === 0) {
-          await writeFile(join(root, 'snapshots', 'm'), 'the other writer');
-          this.push(Buffer.from('mine'));
-        } else this.push(null);
+        if (reads++ === 0)
+          void writeFile(join(root, 'snapshots', 'm'), 'the other writer').then(
+            () => this.push(Buffer.from('mine')),
+            (e: Error) => this.destroy(e),
+          );
+        else this.push(null);
       },
     });
     await expectCode(store.put('snapshots/m', body), 'STORE_CONFLICT');

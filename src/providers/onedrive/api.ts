@@ -309,11 +309,11 @@ export class GraphApi {
     return this.call(
       what,
       async (api) => {
-        const res: Response = await api(
+        const res = (await api(
           `/drives/${encodeURIComponent(driveId)}/items/${encodeURIComponent(itemId)}/content`,
         )
           .responseType(ResponseType.RAW)
-          .get();
+          .get()) as Response;
         const location = res.headers.get('location');
         if (res.status >= 300 && res.status < 400 && location) {
           await res.body?.cancel();
