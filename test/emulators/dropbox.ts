@@ -41,6 +41,18 @@ export interface DropboxEmulatorOptions {
   retryAfterS?: number;
   /** A Dropbox Business team: a team space root namespace and members (dbmid:…) a team token can act as. */
   team?: { members?: string[] };
+  /**
+   * The team-space layout ("Namespace Guide", "DBX Team Files Guide"; needs `team`): the team space
+   * root holds each member's own folder at root_info.home_path (the member's home namespace, mounted
+   * there, visible to that member only) and the team folders, each a namespace of its own mounted at
+   * `/<name>`. A recursive list_folder of the root walks into the mounted namespaces, a path below a
+   * mount lives in that namespace, and Dropbox-API-Path-Root `namespace_id` reaches a team folder
+   * directly. `rootInfoTag` is the tag users/get_current_account gives root_info: `team` (the team
+   * space as first introduced) or `user` (the updated team space of 2023–2024, where root_info says
+   * `user` though root_namespace_id differs from home_namespace_id: dropbox-sdk-python #486).
+   * Off (the default): the team root is a namespace of its own that holds neither.
+   */
+  teamSpace?: { folders?: string[]; rootInfoTag?: 'team' | 'user' };
   /** Bytes per write of a download body (default 64 KiB). */
   downloadChunk?: number;
   /** path_display keeps stale ancestor casing, as on the real service (default on); see NamespaceOptions. */
@@ -84,6 +96,8 @@ export interface DropboxEmulator {
   home: DropboxNamespace;
   /** The team space, when `team` was given. */
   teamRoot?: DropboxNamespace;
+  /** With `teamSpace`: each team folder's namespace, by its name. */
+  teamFolders: Map<string, DropboxNamespace>;
   /** The team gets a new team space (as when a team adopts the team-space layout): root_namespace_id
    *  changes, and a Path-Root header naming the old one meets 422 invalid_root. Returns the new space. */
   replaceTeamRoot(): DropboxNamespace;
@@ -131,6 +145,14 @@ interface CodeRecord {
   used: boolean;
   expiresAt: number;
 }
+/** A namespace mounted at a folder of another (a member folder, a team folder in a team space). */
+interface Mount {
+  /** The mount folder's path in the parent namespace, as displayed: "/Finance". */
+  at: string;
+  ns: DropboxNamespace;
+  /** A member folder is seen by its member only. */
+  owner?: EmulatedAccount;
+}
 interface Session {
   ns: DropboxNamespace;
   chunks: Buffer[];
@@ -144,6 +166,10 @@ interface Cursor {
   rec: boolean;
   pos: number;
   after?: number;
+  /** Listed through a mount of the namespace the call is made in: the mount folder's path. */
+  via?: string;
+  /** Mounted namespaces the listing walked into, and where their change logs stood. */
+  mounts?: Array<{ at: string; id: string; gen: number; pos: number }>;
 }
 
 class HttpError extends Error {
@@ -188,9 +214,21 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     home: newNamespace(),
   };
   const members = new Map<string, EmulatedAccount>();
+  const mounts = new Map<DropboxNamespace, Mount[]>();
+  const teamFolders = new Map<string, DropboxNamespace>();
+  /** The team space's layout in a (new) team root: member folders and team folders mounted. */
+  const layOutTeamSpace = (root: DropboxNamespace) => {
+    if (!opts.teamSpace) return;
+    const list: Mount[] = [];
+    for (const m of members.values()) list.push({ at: '/' + m.displayName, ns: m.home, owner: m });
+    for (const [name, ns] of teamFolders) list.push({ at: '/' + name, ns });
+    for (const m of list) root.mkdir(m.at);
+    mounts.set(root, list);
+  };
   let teamRoot: DropboxNamespace | undefined;
   if (opts.team) {
     teamRoot = newNamespace();
+    for (const name of opts.teamSpace?.folders ?? []) teamFolders.set(name, newNamespace());
     user.memberId = 'dbmid:AADemuMember0';
     members.set(user.memberId, user);
     (opts.team.members ?? []).forEach((memberId, i) => {
@@ -202,6 +240,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
         home: newNamespace(),
       });
     });
+    layOutTeamSpace(teamRoot);
   }
 
   const refreshTokens = new Map<string, RefreshRecord>();
@@ -267,7 +306,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
   const rootInfo = (a: EmulatedAccount) =>
     teamRoot
       ? {
-          '.tag': 'team',
+          '.tag': opts.teamSpace?.rootInfoTag ?? 'team',
           root_namespace_id: teamRoot.id,
           home_namespace_id: a.home.id,
           home_path: '/' + a.displayName,
@@ -334,10 +373,11 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       return { account, ns: namespaces.get(info.root_namespace_id)! };
     }
     if (root['.tag'] === 'namespace_id') {
-      const ns =
-        root.namespace_id === account.home.id || root.namespace_id === teamRoot?.id
-          ? namespaces.get(root.namespace_id!)
-          : undefined;
+      const reachable =
+        root.namespace_id === account.home.id ||
+        root.namespace_id === teamRoot?.id ||
+        [...teamFolders.values()].some((f) => f.id === root.namespace_id);
+      const ns = reachable ? namespaces.get(root.namespace_id!) : undefined;
       if (!ns) throw json(422, { error_summary: 'no_permission/', error: { '.tag': 'no_permission' } });
       return { account, ns };
     }
@@ -362,15 +402,80 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     return p;
   };
 
+  const mountsOf = (ns: DropboxNamespace, account: EmulatedAccount) =>
+    (mounts.get(ns) ?? []).filter((m) => !m.owner || m.owner === account);
+  /** Another member's folder in the team space: not listed, not reachable. */
+  const hiddenFrom = (ns: DropboxNamespace, account: EmulatedAccount) => {
+    const hidden = (mounts.get(ns) ?? []).filter((m) => m.owner && m.owner !== account);
+    return (lower: string) =>
+      hidden.some((m) => lower === m.at.toLowerCase() || lower.startsWith(m.at.toLowerCase() + '/'));
+  };
+  /** Where a path argument lives: what is below a mount folder lives in the mounted namespace. */
+  function locate(
+    ns: DropboxNamespace,
+    account: EmulatedAccount,
+    arg: string,
+  ): { ns: DropboxNamespace; arg: string; prefix: string } {
+    for (const m of mountsOf(ns, account)) {
+      if (arg.startsWith('id:') ? m.ns.byId.has(arg) : arg.toLowerCase().startsWith(m.at.toLowerCase() + '/'))
+        return { ns: m.ns, arg: arg.startsWith('id:') ? arg : arg.slice(m.at.length), prefix: m.at };
+    }
+    if (!arg.startsWith('id:') && hiddenFrom(ns, account)(arg.toLowerCase())) throw notFound();
+    return { ns, arg, prefix: '' };
+  }
+  /** Metadata of a mounted namespace's entry as seen from the namespace it is mounted in; a mount
+   *  folder carries its sharing_info (FolderMetadata.sharing_info.shared_folder_id). */
+  function seenFrom(
+    parent: DropboxNamespace,
+    account: EmulatedAccount,
+    prefix: string,
+    meta: Metadata,
+  ): Metadata {
+    const out: Metadata = prefix
+      ? {
+          ...meta,
+          path_lower: prefix.toLowerCase() + meta.path_lower,
+          path_display: prefix + String(meta.path_display),
+        }
+      : meta;
+    const m =
+      out['.tag'] === 'folder'
+        ? mountsOf(parent, account).find((x) => x.at.toLowerCase() === out.path_lower)
+        : undefined;
+    if (m) {
+      out.shared_folder_id = m.ns.id;
+      out.sharing_info = {
+        read_only: false,
+        shared_folder_id: m.ns.id,
+        traverse_only: false,
+        no_access: false,
+      };
+    }
+    return out;
+  }
+
+  /** Everything in the namespaces a listing walks into, as seen from where they are mounted. */
+  const mountedEntries = (c: Cursor): Metadata[] =>
+    (c.mounts ?? []).flatMap((m) => {
+      const mounted = namespaces.get(m.id)!;
+      return mounted.listPage('', true, 0, Infinity).entries.map((e) => ({
+        ...e,
+        path_lower: m.at.toLowerCase() + e.path_lower,
+        path_display: m.at + String(e.path_display),
+      }));
+    });
+
   /** CommitInfo applied to new content: files/upload and upload_session/finish. */
   function commit(
     route: string,
-    ns: DropboxNamespace,
+    at: { ns: DropboxNamespace; account: EmulatedAccount },
     info: Record<string, unknown>,
     data: Buffer,
     wrap: (e: Record<string, unknown>, s: string) => HttpError,
   ): Metadata {
-    const path = pathArg(route, info, false);
+    const where = locate(at.ns, at.account, pathArg(route, info, false));
+    const { ns, arg: path } = where;
+    const seen = (m: Metadata) => seenFrom(at.ns, at.account, where.prefix, m);
     if (!path.startsWith('/') || path.endsWith('/') || path.includes('//'))
       throw wrap({ '.tag': 'malformed_path' }, 'malformed_path');
     const mode =
@@ -397,7 +502,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     if (existing) {
       const same = existing.contentHash === dropboxContentHash(data);
       if (mode === 'add') {
-        if (same && !info.strict_conflict) return ns.metadata(existing);
+        if (same && !info.strict_conflict) return seen(ns.metadata(existing));
         if (!info.autorename)
           throw wrap({ '.tag': 'conflict', conflict: { '.tag': 'file' } }, 'conflict/file');
         const dot = path.lastIndexOf('.') > path.lastIndexOf('/') ? path.lastIndexOf('.') : path.length;
@@ -410,8 +515,10 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
         throw badRequest(route, `mode: unknown tag '${mode}'`);
       }
     }
-    return ns.metadata(
-      ns.put(target, data, { clientModified: typeof cm === 'string' ? new Date(cm) : undefined }),
+    return seen(
+      ns.metadata(
+        ns.put(target, data, { clientModified: typeof cm === 'string' ? new Date(cm) : undefined }),
+      ),
     );
   }
 
@@ -478,14 +585,16 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       };
     },
     'files/get_metadata': ({ route, req, arg }) => {
-      const { ns } = context(route, req);
-      const node = ns.resolve(pathArg(route, arg, false));
+      const { ns: top, account } = context(route, req);
+      const { ns, arg: path, prefix } = locate(top, account, pathArg(route, arg, false));
+      const node = ns.resolve(path);
       if (!node || node === 'root') throw notFound();
-      return ns.metadata(node);
+      return seenFrom(top, account, prefix, ns.metadata(node));
     },
     'files/list_folder': ({ route, req, arg }) => {
-      const { ns } = context(route, req);
-      const path = pathArg(route, arg, true);
+      const { ns: top, account } = context(route, req);
+      const where = locate(top, account, pathArg(route, arg, true));
+      const { ns, arg: path, prefix } = where;
       const limit = arg.limit ?? 2000;
       if (!Number.isInteger(limit) || limit < 1 || limit > 2000)
         throw badRequest(route, `request body: limit: ${limit} is not within range [1, 2000]`);
@@ -497,10 +606,10 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       const recursive = arg.recursive === true;
       const pos = ns.log.length;
       const page = ns.listPage(scope, recursive, 0, limit);
-      const entries =
-        arg.include_non_downloadable_files === false
-          ? page.entries.filter((e) => e.is_downloadable !== false)
-          : page.entries;
+      // A recursive listing walks into the namespaces mounted below its folder (after its own entries).
+      const inner = recursive
+        ? mountsOf(ns, account).filter((m) => scope === '' || m.at.toLowerCase().startsWith(scope + '/'))
+        : [];
       const cursor: Cursor = {
         ns: ns.id,
         gen: ns.generation,
@@ -508,23 +617,63 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
         rec: recursive,
         pos,
         ...(page.more ? { after: page.lastSeq } : {}),
+        ...(prefix ? { via: prefix } : {}),
+        ...(inner.length > 0
+          ? {
+              mounts: inner.map((m) => ({
+                at: m.at,
+                id: m.ns.id,
+                gen: m.ns.generation,
+                pos: m.ns.log.length,
+              })),
+            }
+          : {}),
       };
-      return { entries, cursor: encodeCursor(cursor), has_more: page.more };
+      const all = page.more ? page.entries : [...page.entries, ...mountedEntries(cursor)];
+      const entries =
+        arg.include_non_downloadable_files === false ? all.filter((e) => e.is_downloadable !== false) : all;
+      return {
+        entries: entries
+          .map((e) => seenFrom(top, account, prefix, e))
+          .filter((e) => !hiddenFrom(top, account)(e.path_lower)),
+        cursor: encodeCursor(cursor),
+        has_more: page.more,
+      };
     },
     'files/list_folder/continue': ({ route, req, arg, fault }) => {
-      const { ns } = context(route, req);
+      const { ns: top, account } = context(route, req);
       const c = decodeCursor(route, arg?.cursor);
-      const stale = c.ns !== ns.id || c.gen !== ns.generation;
+      const ns = c.via
+        ? (mountsOf(top, account).find((m) => m.at.toLowerCase() === c.via!.toLowerCase())?.ns ?? top)
+        : top;
+      const hidden = hiddenFrom(top, account);
+      const seen = (entries: Metadata[]) =>
+        entries.map((e) => seenFrom(top, account, c.via ?? '', e)).filter((e) => !hidden(e.path_lower));
+      const stale =
+        c.ns !== ns.id ||
+        c.gen !== ns.generation ||
+        (c.mounts ?? []).some((m) => namespaces.get(m.id)?.generation !== m.gen);
       if (fault?.kind === 'bad-cursor' || (stale && c.ns === ns.id && ns.staleCursorAnswer === 'bad-request'))
         throw badRequest(route, 'Invalid "cursor" parameter: the cursor is not valid');
       if (fault?.kind === 'reset' || stale) throw endpointError({ '.tag': 'reset' }, 'reset');
       if (c.after !== undefined) {
         const page = ns.listPage(c.scope, c.rec, c.after, 2000);
         const next: Cursor = { ...c, after: page.more ? page.lastSeq : undefined };
-        return { entries: page.entries, cursor: encodeCursor(next), has_more: page.more };
+        const entries = page.more ? page.entries : [...page.entries, ...mountedEntries(c)];
+        return { entries: seen(entries), cursor: encodeCursor(next), has_more: page.more };
       }
       const page = ns.changesSince(c.pos, c.scope, c.rec, 2000);
-      return { entries: page.entries, cursor: encodeCursor({ ...c, pos: page.next }), has_more: page.more };
+      const entries = [...page.entries];
+      const mountsNext = (c.mounts ?? []).map((m) => {
+        const changes = namespaces.get(m.id)!.changesSince(m.pos, '', true, Infinity);
+        entries.push(...changes.entries.map((e) => seenFrom(ns, account, m.at, e)));
+        return { ...m, pos: changes.next };
+      });
+      return {
+        entries: seen(entries),
+        cursor: encodeCursor({ ...c, pos: page.next, mounts: c.mounts && mountsNext }),
+        has_more: page.more,
+      };
     },
     'files/list_folder/get_latest_cursor': ({ route, req, arg }) => {
       const { ns } = context(route, req);
@@ -543,7 +692,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     },
     /** Commits many closed sessions in one call, under one write lock; answers per entry, in order. */
     'files/upload_session/finish_batch_v2': ({ route, req, arg }) => {
-      const { ns } = context(route, req);
+      const { ns, account } = context(route, req);
       const entries = (arg?.entries ?? []) as Array<{
         cursor?: { session_id?: string; offset?: number };
         commit?: Record<string, unknown>;
@@ -563,7 +712,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
             });
           if (!s.closed) return failure({ '.tag': 'lookup_failed', lookup_failed: { '.tag': 'not_closed' } });
           try {
-            const meta = commit(route, ns, e.commit ?? {}, Buffer.concat(s.chunks), (err) =>
+            const meta = commit(route, { ns, account }, e.commit ?? {}, Buffer.concat(s.chunks), (err) =>
               json(409, { '.tag': 'path', path: err }),
             );
             sessions.delete(e.cursor!.session_id!);
@@ -577,8 +726,9 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       }));
     },
     'files/create_folder_v2': ({ route, req, arg }) => {
-      const { ns } = context(route, req);
-      const path = pathArg(route, arg, false);
+      const { ns: top, account } = context(route, req);
+      const where = locate(top, account, pathArg(route, arg, false));
+      const { ns, arg: path } = where;
       const existing = ns.resolve(path);
       if (existing && existing !== 'root') {
         throw endpointError(
@@ -594,13 +744,13 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
             'path/conflict/file_ancestor',
           );
       }
-      return { metadata: ns.metadata(ns.mkdir(path)!) };
+      return { metadata: seenFrom(top, account, where.prefix, ns.metadata(ns.mkdir(path)!)) };
     },
   };
 
   const upload: Record<string, Handler> = {
     'files/upload': ({ route, req, arg, body }) => {
-      const { ns } = context(route, req);
+      const { ns, account } = context(route, req);
       const wrap = (e: Record<string, unknown>, s: string) =>
         s === 'content_hash_mismatch'
           ? endpointError(e, s)
@@ -611,7 +761,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       if (body.length > 150 * 1024 * 1024)
         throw endpointError({ '.tag': 'payload_too_large' }, 'payload_too_large');
       checkHash(arg, body, wrap);
-      return withWriteLock(ns, () => commit(route, ns, arg, body, wrap));
+      return withWriteLock(ns, () => commit(route, { ns, account }, arg, body, wrap));
     },
     'files/upload_session/start': ({ route, req, arg, body }) => {
       const { ns } = context(route, req);
@@ -630,7 +780,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       return null;
     },
     'files/upload_session/finish': ({ route, req, arg, body }) => {
-      const { ns } = context(route, req);
+      const { ns, account } = context(route, req);
       const lookup = (e: Record<string, unknown>, s: string) =>
         endpointError({ '.tag': 'lookup_failed', lookup_failed: e }, `lookup_failed/${s}`);
       const s = sessions.get(arg?.cursor?.session_id);
@@ -646,7 +796,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
       s.chunks.push(body);
       s.size += body.length;
       return withWriteLock(ns, () => {
-        const meta = commit(route, ns, arg.commit ?? {}, Buffer.concat(s.chunks), (e, tag) =>
+        const meta = commit(route, { ns, account }, arg.commit ?? {}, Buffer.concat(s.chunks), (e, tag) =>
           endpointError({ '.tag': 'path', path: e }, `path/${tag}`),
         );
         sessions.delete(arg.cursor.session_id);
@@ -656,8 +806,10 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
   };
 
   async function download({ route, req, res, arg, fault }: Parameters<Handler>[0]): Promise<void> {
-    const { ns } = context(route, req);
-    const node = ns.resolve(pathArg(route, arg, false));
+    const { ns: top, account } = context(route, req);
+    const where = locate(top, account, pathArg(route, arg, false));
+    const ns = where.ns;
+    const node = ns.resolve(where.arg);
     if (!node || node === 'root') throw notFound();
     if (node.tag !== 'file')
       throw endpointError({ '.tag': 'path', path: { '.tag': 'not_file' } }, 'path/not_file');
@@ -673,7 +825,7 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     let status = 200;
     const headers: Record<string, string> = {
       'Content-Type': 'application/octet-stream',
-      'Dropbox-API-Result': headerSafe(ns.metadata(node)),
+      'Dropbox-API-Result': headerSafe(seenFrom(top, account, where.prefix, ns.metadata(node))),
       ETag: `W/"${node.rev}"`,
       'Accept-Ranges': 'bytes',
     };
@@ -936,10 +1088,12 @@ export async function startDropboxEmulator(opts: DropboxEmulatorOptions = {}): P
     replaceTeamRoot() {
       if (!teamRoot) throw new Error('the emulator was started without a team');
       teamRoot = newNamespace();
+      layOutTeamSpace(teamRoot);
       return teamRoot;
     },
     members,
     namespaces,
+    teamFolders,
     issueRefreshToken: (o = {}) => issueRefreshToken(o),
     revokeRefreshToken(token) {
       const rec = refreshTokens.get(token);

@@ -1143,6 +1143,162 @@ describe('provider: dropbox', () => {
     });
   });
 
+  describe("Dropbox team space (the emulator's teamSpace switch)", () => {
+    /** An access token the emulator accepts, for calls made without the connector. */
+    async function rawCall(emu: DropboxEmulator, route: string, body: unknown, pathRoot?: string) {
+      const form = new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: emu.issueRefreshToken(),
+        client_id: emu.appKey,
+      });
+      const token = (await (
+        await fetch(`${emu.url}/oauth2/token`, { method: 'POST', body: form })
+      ).json()) as {
+        access_token: string;
+      };
+      const res = await fetch(`${emu.url}/2/${route}`, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${token.access_token}`,
+          'Content-Type': 'application/json',
+          ...(pathRoot ? { 'Dropbox-API-Path-Root': pathRoot } : {}),
+        },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    }
+
+    async function teamSpaceAccount(rootInfoTag: 'team' | 'user') {
+      const emu = await startDropboxEmulator({
+        team: { members: ['dbmid:AADbob'] },
+        teamSpace: { folders: ['Finance', 'Marketing'], rootInfoTag },
+      });
+      emu.teamFolders.get('Finance')!.put('Reports/q1.xlsx', 'numbers');
+      emu.teamFolders.get('Marketing')!.put('plan.txt', 'plan');
+      emu.home.put('mine.txt', 'home only');
+      emu.members.get('dbmid:AADbob')!.home.put('bob.txt', 'private to Bob');
+      return emu;
+    }
+
+    it.each(['team', 'user'] as const)(
+      'root: team of a team-space account (root_info %s) takes the team folders and the member folder, night after night',
+      async (tag) => {
+        const emu = await teamSpaceAccount(tag);
+        try {
+          const p = await providerFor(emu, { root: 'team' });
+          const first = await collect(p);
+          const state = applyChanges(new Map(), first, true);
+          expect([...state.keys()].sort()).toEqual([
+            'Ada Lovelace',
+            'Ada Lovelace/mine.txt',
+            'Finance',
+            'Finance/Reports',
+            'Finance/Reports/q1.xlsx',
+            'Marketing',
+            'Marketing/plan.txt',
+          ]);
+          expect((await readStream(p, state.get('Finance/Reports/q1.xlsx')!)).bytes.toString()).toBe(
+            'numbers',
+          );
+          expect((await readStream(p, state.get('Ada Lovelace/mine.txt')!)).bytes.toString()).toBe(
+            'home only',
+          );
+
+          emu.teamFolders.get('Finance')!.put('Reports/q2.xlsx', 'more numbers');
+          emu.home.put('mine.txt', 'home, edited');
+          emu.teamFolders.get('Marketing')!.remove('plan.txt');
+          const second = await collect(p, first.cursor);
+          const next = applyChanges(state, second, true);
+          expect([...next.keys()].sort()).toEqual([
+            'Ada Lovelace',
+            'Ada Lovelace/mine.txt',
+            'Finance',
+            'Finance/Reports',
+            'Finance/Reports/q1.xlsx',
+            'Finance/Reports/q2.xlsx',
+            'Marketing',
+          ]);
+          expect((await readStream(p, next.get('Ada Lovelace/mine.txt')!)).bytes.toString()).toBe(
+            'home, edited',
+          );
+          expect(emu.count('files/list_folder')).toBe(1);
+        } finally {
+          await emu.close();
+        }
+      },
+    );
+
+    it("a team folder by namespace id lists that folder's tree only; a namespace out of reach is refused", async () => {
+      const emu = await teamSpaceAccount('user');
+      try {
+        const finance = emu.teamFolders.get('Finance')!;
+        const p = await providerFor(emu, { root: { namespaceId: finance.id } });
+        const state = applyChanges(new Map(), await collect(p), true);
+        expect([...state.keys()].sort()).toEqual(['Reports', 'Reports/q1.xlsx']);
+        expect((await readStream(p, state.get('Reports/q1.xlsx')!)).bytes.toString()).toBe('numbers');
+        expect(JSON.parse(emu.requests.at(-1)!.pathRoot!)).toEqual({
+          '.tag': 'namespace_id',
+          namespace_id: finance.id,
+        });
+
+        const bobs = emu.members.get('dbmid:AADbob')!.home.id;
+        const err = await errorOf(collect(await providerFor(emu, { root: { namespaceId: bobs } })));
+        expect(isSyncguardError(err, 'PROVIDER_ERROR'), String(err)).toBe(true);
+        expect(err.message).toMatch(/accounts\[\]\.root/);
+      } finally {
+        await emu.close();
+      }
+    });
+
+    it('on: root_info names a team space root that holds the member folder at home_path; off: a bare team root', async () => {
+      const on = await teamSpaceAccount('user');
+      const off = await startDropboxEmulator({ team: {} });
+      try {
+        const info = (await rawCall(on, 'users/get_current_account', null)).body.root_info;
+        expect(info).toEqual({
+          '.tag': 'user',
+          root_namespace_id: on.teamRoot!.id,
+          home_namespace_id: on.home.id,
+          home_path: '/Ada Lovelace',
+        });
+        const root = JSON.stringify({ '.tag': 'root', root: on.teamRoot!.id });
+        const top = await rawCall(on, 'files/list_folder', { path: '' }, root);
+        const folders = top.body.entries.map((e: any) => [e.path_display, e.sharing_info?.shared_folder_id]);
+        expect(folders.sort()).toEqual([
+          ['/Ada Lovelace', on.home.id],
+          ['/Finance', on.teamFolders.get('Finance')!.id],
+          ['/Marketing', on.teamFolders.get('Marketing')!.id],
+        ]);
+        const wrong = await rawCall(
+          on,
+          'files/list_folder',
+          { path: '' },
+          JSON.stringify({ '.tag': 'root', root: on.home.id }),
+        );
+        expect(wrong).toEqual({
+          status: 422,
+          body: { error_summary: 'invalid_root/..', error: { '.tag': 'invalid_root', invalid_root: info } },
+        });
+
+        off.home.put('mine.txt', 'home only');
+        const offInfo = (await rawCall(off, 'users/get_current_account', null)).body.root_info;
+        expect(offInfo['.tag']).toBe('team');
+        expect(offInfo.root_namespace_id).toBe(off.teamRoot!.id);
+        const bare = await rawCall(
+          off,
+          'files/list_folder',
+          { path: '' },
+          JSON.stringify({ '.tag': 'root', root: off.teamRoot!.id }),
+        );
+        expect(bare.body.entries).toEqual([]);
+        expect(off.teamFolders.size).toBe(0);
+      } finally {
+        await on.close();
+        await off.close();
+      }
+    });
+  });
+
   it('reaches every Dropbox host through the endpoint, telling them apart by X-Forwarded-Host', async () => {
     emu.home.put('a.txt', 'a');
     const p = await providerFor(emu);
