@@ -1033,6 +1033,42 @@ describe('provider: dropbox', () => {
       }
     });
 
+    it('an upload whose answers are lost at every step (append, closing piece, commit) is committed once, as ours', async () => {
+      const p = await providerFor(emu);
+      const big = pattern(17 * 1024 * 1024 + 3, 7);
+      // The emulator applies each call, then closes the connection: the client never hears of it.
+      emu.inject('files/upload_session/append_v2', { kind: 'drop-response' }, 2);
+      emu.inject('files/upload_session/finish', { kind: 'drop-response' });
+      emu.inject('files/upload_session/finish_batch_v2', { kind: 'drop-response' });
+      await p.upload!('Restored/lost-everywhere.bin', Readable.from([big]), big.length, { overwrite: false });
+      expect(emu.home.get('Restored/lost-everywhere.bin')!.content!.equals(big)).toBe(true);
+      expect(emu.home.get('Restored/lost-everywhere (1).bin')).toBeUndefined();
+      const offsets = emu.requests
+        .filter((r) => r.route === 'files/upload_session/append_v2' && r.status === 409)
+        .map((r) => (r.arg as { cursor: { offset: number } }).cursor.offset);
+      expect(offsets.length).toBeGreaterThan(0);
+      // A file of one session piece and a closing one: the closing append's answer is lost.
+      const two = pattern(9 * 1024 * 1024, 8);
+      emu.inject('files/upload_session/append_v2', { kind: 'drop-response' });
+      emu.inject('files/upload_session/finish', { kind: 'drop-response' });
+      emu.inject('files/upload_session/finish_batch_v2', { kind: 'drop-response' });
+      await p.upload!('Restored/closing.bin', Readable.from([two]), two.length, { overwrite: false });
+      expect(emu.home.get('Restored/closing.bin')!.content!.equals(two)).toBe(true);
+
+      // Restores upload several files at once; each commit takes the namespace's write lock, and a
+      // finish that carries data keeps it when its commit is refused: the retry resumes at correct_offset.
+      const files = [0, 1, 2, 3].map((i): [string, Buffer] => [
+        `Restored/par${i}.bin`,
+        pattern(9 * 1024 * 1024, 20 + i),
+      ]);
+      await Promise.all(
+        files.map(([path, data]) =>
+          p.upload!(path, Readable.from([data]), data.length, { overwrite: false }),
+        ),
+      );
+      for (const [path, data] of files) expect(emu.home.get(path)!.content!.equals(data)).toBe(true);
+    });
+
     it('refuses a body whose length is not the announced size', async () => {
       const p = await providerFor(emu);
       const err = await errorOf(
