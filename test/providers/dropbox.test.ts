@@ -1258,6 +1258,15 @@ describe('provider: dropbox', () => {
             'home, edited',
           );
           expect(emu.count('files/list_folder')).toBe(1);
+
+          // A restore back into the team space writes into the mounted namespaces.
+          await p.upload!('Finance/Reports/q3.xlsx', Readable.from([Buffer.from('q3')]), 2, {
+            overwrite: false,
+          });
+          await p.mkdir!('Ada Lovelace/Restored');
+          expect(emu.teamFolders.get('Finance')!.get('Reports/q3.xlsx')!.content!.toString()).toBe('q3');
+          expect(emu.home.get('Restored')?.tag).toBe('folder');
+          expect(await p.exists!('Finance/Reports/q3.xlsx')).toBe(true);
         } finally {
           await emu.close();
         }
