@@ -1180,7 +1180,11 @@ describe('provider: dropbox', () => {
   });
 
   describe("Dropbox team space (the emulator's teamSpace switch)", () => {
-    /** An access token the emulator accepts, for calls made without the connector. */
+    interface RawAnswer {
+      root_info?: Record<string, string>;
+      entries?: Array<{ path_display: string; sharing_info?: { shared_folder_id?: string } }>;
+    }
+    /** A call made without the connector, with an access token the emulator gave. */
     async function rawCall(emu: DropboxEmulator, route: string, body: unknown, pathRoot?: string) {
       const form = new URLSearchParams({
         grant_type: 'refresh_token',
@@ -1201,7 +1205,7 @@ describe('provider: dropbox', () => {
         },
         body: JSON.stringify(body),
       });
-      return { status: res.status, body: (await res.json()) as any };
+      return { status: res.status, body: (await res.json()) as RawAnswer };
     }
 
     async function teamSpaceAccount(rootInfoTag: 'team' | 'user') {
@@ -1308,7 +1312,7 @@ describe('provider: dropbox', () => {
         });
         const root = JSON.stringify({ '.tag': 'root', root: on.teamRoot!.id });
         const top = await rawCall(on, 'files/list_folder', { path: '' }, root);
-        const folders = top.body.entries.map((e: any) => [e.path_display, e.sharing_info?.shared_folder_id]);
+        const folders = top.body.entries!.map((e) => [e.path_display, e.sharing_info?.shared_folder_id]);
         expect(folders.sort()).toEqual([
           ['/Ada Lovelace', on.home.id],
           ['/Finance', on.teamFolders.get('Finance')!.id],
@@ -1326,7 +1330,7 @@ describe('provider: dropbox', () => {
         });
 
         off.home.put('mine.txt', 'home only');
-        const offInfo = (await rawCall(off, 'users/get_current_account', null)).body.root_info;
+        const offInfo = (await rawCall(off, 'users/get_current_account', null)).body.root_info!;
         expect(offInfo['.tag']).toBe('team');
         expect(offInfo.root_namespace_id).toBe(off.teamRoot!.id);
         const bare = await rawCall(
