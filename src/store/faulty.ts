@@ -146,6 +146,13 @@ export function faulty(store: Store, plan: Fault | Fault[]): FaultyStore {
       if (f) throw errorOf(f, 'list', prefix);
       yield* store.list(prefix, signal);
     },
+    ...(store.versions && {
+      versions: (prefix: string, signal?: AbortSignal) => {
+        const f = match('list', prefix);
+        if (f) return Promise.reject(errorOf(f, 'list', prefix));
+        return store.versions!(prefix, signal);
+      },
+    }),
     async extendRetention(key: string, until: Date): Promise<void> {
       const f = match('extendRetention', key);
       if (f) throw errorOf(f, 'extendRetention', key);

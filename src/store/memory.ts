@@ -21,6 +21,7 @@ import type {
   PutOptions,
   Store,
   StoreFeatures,
+  StoredVersion,
 } from './types.js';
 
 export interface MemoryStoreOptions {
@@ -33,6 +34,8 @@ export interface MemoryStoreOptions {
 interface Entry {
   data: Buffer;
   retainUntil?: Date;
+  versionId: string;
+  lastModified: Date;
 }
 
 /**
@@ -44,7 +47,10 @@ export class MemoryStore implements Store {
   readonly features: StoreFeatures;
   readonly description = 'memory';
   private readonly objects = new Map<string, Entry>();
+  /** Older versions of a key, oldest first (only plant() makes them, as a hostile writer would). */
+  private readonly older = new Map<string, Entry[]>();
   private readonly now: () => Date;
+  private nextVersion = 0;
 
   constructor(opts: MemoryStoreOptions) {
     this.features = { objectLock: opts.objectLock, versioned: opts.objectLock };
@@ -83,16 +89,45 @@ export class MemoryStore implements Store {
       if (this.objects.has(key)) throw this.conflict(key);
       const retainUntil =
         this.features.objectLock && opts.retainUntil ? new Date(opts.retainUntil) : undefined;
-      this.objects.set(key, { data: Buffer.from(data), retainUntil });
+      this.objects.set(key, this.newEntry(Buffer.from(data), retainUntil));
     } finally {
       discardBody(body);
     }
   }
 
+  /** Puts a newer version over `key`, as anyone with write access to a versioned bucket can (tests of
+   *  hostile writers). The object written before stays as an older version. */
+  plant(key: string, data: Buffer): void {
+    checkKey(key);
+    if (!this.features.versioned) throw new Error('plant() needs a versioned (objectLock) memory store');
+    const e = this.objects.get(key);
+    if (e) (this.older.get(key) ?? this.older.set(key, []).get(key)!).push(e);
+    this.objects.set(key, this.newEntry(Buffer.from(data), undefined));
+  }
+
+  async versions(prefix: string, signal?: AbortSignal): Promise<StoredVersion[]> {
+    checkListPrefix(prefix);
+    throwIfAborted(signal);
+    const out: StoredVersion[] = [];
+    const keys = [...this.objects.keys()]
+      .filter((k) => k.startsWith(prefix))
+      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const key of keys) {
+      for (const e of [...(this.older.get(key) ?? []), this.objects.get(key)!])
+        out.push({
+          key,
+          versionId: e.versionId,
+          size: e.data.length,
+          lastModified: new Date(e.lastModified),
+        });
+    }
+    return out;
+  }
+
   async get(key: string, opts: GetOptions = {}): Promise<Readable> {
     checkKey(key);
     throwIfAborted(opts.signal);
-    const e = this.entry(key);
+    const e = this.entry(key, opts.versionId);
     const { start, end } = rangeWithin(key, e.data.length, opts);
     return end === start ? emptyStream() : Readable.from([e.data.subarray(start, end)]);
   }
@@ -120,13 +155,16 @@ export class MemoryStore implements Store {
     checkKey(key);
     const e = this.entry(key);
     if (!this.features.objectLock || !isFuture(until, this.now())) return;
-    if (!e.retainUntil || e.retainUntil < until) e.retainUntil = new Date(until);
+    // Every version, as the S3 store does: the one written first may be an older version.
+    for (const v of [e, ...(this.older.get(key) ?? [])])
+      if (!v.retainUntil || v.retainUntil < until) v.retainUntil = new Date(until);
   }
 
   async delete(key: string): Promise<void> {
     checkKey(key);
-    const e = this.objects.get(key);
-    if (!e) return;
+    const cur = this.objects.get(key);
+    if (!cur) return;
+    const e = [cur, ...(this.older.get(key) ?? [])].find((v) => isFuture(v.retainUntil, this.now())) ?? cur;
     if (this.features.objectLock && isFuture(e.retainUntil, this.now())) {
       throw new SyncguardError(
         'STORE_LOCKED',
@@ -134,10 +172,19 @@ export class MemoryStore implements Store {
       );
     }
     this.objects.delete(key);
+    this.older.delete(key);
   }
 
-  private entry(key: string): Entry {
-    const e = this.objects.get(key);
+  private newEntry(data: Buffer, retainUntil: Date | undefined): Entry {
+    return { data, retainUntil, versionId: `v${++this.nextVersion}`, lastModified: this.now() };
+  }
+
+  private entry(key: string, versionId?: string): Entry {
+    const cur = this.objects.get(key);
+    const e =
+      versionId === undefined || cur?.versionId === versionId
+        ? cur
+        : this.older.get(key)?.find((v) => v.versionId === versionId);
     if (!e) throw new SyncguardError('NOT_FOUND', `${showPath(key)} does not exist in ${this.description}`);
     return e;
   }

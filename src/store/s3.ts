@@ -48,6 +48,7 @@ import type {
   PutOptions,
   Store,
   StoreFeatures,
+  StoredVersion,
 } from './types.js';
 
 // On Node 20 the AWS SDK warns, on every client it makes, that its releases after January 2027 need
@@ -257,7 +258,12 @@ export class S3Store implements Store {
       async () => {
         try {
           return await this.client.send(
-            new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key), Range: range }),
+            new GetObjectCommand({
+              Bucket: this.bucket,
+              Key: this.full(key),
+              Range: range,
+              VersionId: opts.versionId,
+            }),
             { abortSignal: opts.signal },
           );
         } catch (e) {
@@ -322,6 +328,51 @@ export class S3Store implements Store {
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+  }
+
+  async versions(prefix: string, signal?: AbortSignal): Promise<StoredVersion[]> {
+    checkListPrefix(prefix);
+    const out: StoredVersion[] = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    do {
+      throwIfAborted(signal);
+      const page = await this.call(
+        'list',
+        prefix,
+        () =>
+          this.client.send(
+            new ListObjectVersionsCommand({
+              Bucket: this.bucket,
+              Prefix: this.prefix + prefix,
+              KeyMarker: keyMarker,
+              VersionIdMarker: versionMarker,
+            }),
+            { abortSignal: signal },
+          ),
+        signal,
+      );
+      for (const v of page.Versions ?? []) {
+        if (!v.Key || v.Key.endsWith('/') || !v.VersionId) continue;
+        out.push({
+          key: v.Key.slice(this.prefix.length),
+          versionId: v.VersionId,
+          size: v.Size ?? 0,
+          lastModified: v.LastModified ?? new Date(0),
+        });
+      }
+      keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      versionMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
+    } while (keyMarker);
+    // S3 lists keys in order and the versions of a key newest first (times may tie within a second).
+    const sorted: StoredVersion[] = [];
+    for (let i = 0; i < out.length;) {
+      let j = i;
+      while (j < out.length && out[j].key === out[i].key) j++;
+      sorted.push(...out.slice(i, j).reverse());
+      i = j;
+    }
+    return sorted;
   }
 
   /** Extends every version of the key, not only the latest: anyone who can write the bucket can put a

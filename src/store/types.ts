@@ -19,9 +19,19 @@ export interface PutOptions {
 }
 
 export interface GetOptions {
+  /** Read this version of the key (from versions()) instead of the latest. */
+  versionId?: string;
   offset?: number;
   length?: number;
   signal?: AbortSignal;
+}
+
+/** One version of a key in a versioned store (delete markers are not versions). */
+export interface StoredVersion {
+  key: string;
+  versionId: string;
+  size: number;
+  lastModified: Date;
 }
 
 export interface StoreFeatures {
@@ -65,6 +75,10 @@ export interface Store {
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Every object whose key starts with `prefix`, in key order. */
   list(prefix: string, signal?: AbortSignal): AsyncIterable<ObjectInfo>;
+  /** Every version of every key that starts with `prefix`, in key order and oldest first within a
+   *  key; absent where the store keeps no versions. Anyone who can write a versioned bucket can put a
+   *  newer version over a key: readers use this to find the version that was written first. */
+  versions?(prefix: string, signal?: AbortSignal): Promise<StoredVersion[]>;
   /** Moves an object's retention to `until`; never shortens it (a later one is kept). Idempotent. */
   extendRetention(key: string, until: Date): Promise<void>;
   /** Removes an object for good (every version). STORE_LOCKED while it is retained; a missing key is

@@ -107,4 +107,17 @@ describe('store: faulty', () => {
     await expectCode(store.extendRetention('a', new Date(Date.now() + 1000)), 'STORE_UNAVAILABLE');
     expect(store.features.objectLock).toBe(true);
   });
+
+  it('plant() keeps the version written before, as a versioned bucket does: listed oldest first, readable, locked', async () => {
+    const now = Date.now();
+    const store = new MemoryStore({ objectLock: true, now: () => new Date(now) });
+    await store.put('blobs/x', Buffer.from('real'), { retainUntil: new Date(now + 1000) });
+    store.plant('blobs/x', Buffer.from('planted!'));
+    expect((await readAll(store, 'blobs/x')).toString()).toBe('planted!');
+    const vs = await store.versions('blobs/');
+    expect(vs.map((v) => v.size)).toEqual([4, 8]);
+    expect((await readAll(store, 'blobs/x', { versionId: vs[0].versionId })).toString()).toBe('real');
+    // The planted version holds no lock; the one under it does, so the key cannot be deleted.
+    await expectCode(store.delete('blobs/x'), 'STORE_LOCKED');
+  });
 });

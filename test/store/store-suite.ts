@@ -294,6 +294,26 @@ export function storeSuite(name: string, make: () => Promise<Store>, opts: Store
       expect(await store.head('aborted/b')).toBeUndefined();
     });
 
+    it('versions, where the store keeps them: one per key written, each readable by its id', async () => {
+      const store = await make();
+      if (!store.versions) return expect(store.features.versioned).toBe(false);
+      await store.put('packs/v/one.pack', Buffer.from('first'));
+      await store.put('packs/v/two.pack', Buffer.from('second!'));
+      await store.put('packs/w/other.pack', Buffer.from('x'));
+      const vs = await store.versions('packs/v/');
+      expect(vs.map((v) => [v.key, v.size])).toEqual([
+        ['packs/v/one.pack', 5],
+        ['packs/v/two.pack', 7],
+      ]);
+      expect(vs.every((v) => v.versionId.length > 0 && v.lastModified instanceof Date)).toBe(true);
+      const got = await readAll(store, 'packs/v/two.pack', {
+        versionId: vs[1].versionId,
+        offset: 1,
+        length: 3,
+      });
+      expect(got.toString()).toBe('eco');
+    });
+
     it('prepare checks an existing store and reports what it found', async () => {
       const store = await make();
       const report = await store.prepare({ create: false });
