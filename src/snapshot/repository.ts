@@ -8,7 +8,7 @@ import { SyncguardError, isSyncguardError } from '../errors.js';
 import type { Log } from '../log.js';
 import { silentLog } from '../log.js';
 import { showPath } from '../paths.js';
-import type { ObjectInfo, Store } from '../store/types.js';
+import type { ObjectInfo, Store, StoredVersion } from '../store/types.js';
 import {
   BLOBS,
   PACKS,
@@ -84,6 +84,10 @@ export class Repository {
   private readonly exactLock: boolean;
   private readonly damagedFile?: string;
   private damaged?: Promise<DamagedLocations>;
+  /** Manifest keys with more than one version (a versioned store), from the last listing: the
+   *  version written first, which is the one read. */
+  private readonly firstVersions = new Map<string, StoredVersion>();
+  private readonly warned = new Set<string>();
 
   constructor(opts: RepositoryOptions) {
     this.store = opts.store;
@@ -127,6 +131,7 @@ export class Repository {
       const p = parseManifestKey(o.key);
       if (p) out.push({ ...p, key: o.key });
     }
+    await this.findOverwritten(account ? manifestPrefix(account) : SNAPSHOTS, signal);
     return out.sort((a, b) => a.time.getTime() - b.time.getTime() || a.account.localeCompare(b.account));
   }
 
@@ -155,14 +160,47 @@ export class Repository {
     return hit;
   }
 
+  /**
+   * Manifests have no hash kept elsewhere, and anyone who can write a versioned bucket can put a newer
+   * version over one (Object Lock keeps the original): where a key has several versions, the oldest is
+   * read. One listing of versions per listing of snapshots; a store without versions costs nothing.
+   */
+  private async findOverwritten(prefix: string, signal?: AbortSignal): Promise<void> {
+    if (!this.store.versions || !this.store.features.versioned) return;
+    const seen = new Map<string, { first: StoredVersion; n: number }>();
+    for (const v of await this.store.versions(prefix, signal)) {
+      const s = seen.get(v.key);
+      if (s) s.n++;
+      else seen.set(v.key, { first: v, n: 1 });
+    }
+    for (const [key, s] of seen) {
+      if (s.n > 1) this.firstVersions.set(key, s.first);
+      else this.firstVersions.delete(key);
+    }
+  }
+
+  /** The version of a manifest to read (see findOverwritten); undefined: the latest. */
+  manifestVersion(key: string): string | undefined {
+    const v = this.firstVersions.get(key);
+    if (v && !this.warned.has(key)) {
+      this.warned.add(key);
+      this.log(
+        'warn',
+        `${key} has more than one version: a newer one was written over it; reading the oldest, version ${v.versionId} of ${v.lastModified.toISOString()}`,
+      );
+    }
+    return v?.versionId;
+  }
+
   async readManifest(key: string, signal?: AbortSignal) {
-    return readManifest(await this.store.get(key, { signal }), key);
+    return readManifest(await this.store.get(key, { signal, versionId: this.manifestVersion(key) }), key);
   }
 
   async readHeader(key: string, signal?: AbortSignal): Promise<ManifestHeader> {
     const ac = new AbortController();
     const body = await this.store.get(key, {
       signal: signal ? AbortSignal.any([signal, ac.signal]) : ac.signal,
+      versionId: this.manifestVersion(key),
     });
     try {
       return (await readManifest(body, key)).header;
@@ -196,6 +234,25 @@ export class Repository {
       if (isPackIndexKey(o.key)) idxs.push(o);
       else if (o.key.endsWith('.pack')) packs.set(o.key, o.size);
     }
+    // An index has no hash kept elsewhere: where someone wrote a newer version over one, the oldest is
+    // read (one listing of versions, only in a versioned store).
+    const firstIndex = new Map<string, StoredVersion>();
+    if (this.store.versions && this.store.features.versioned && idxs.length > 0) {
+      const count = new Map<string, number>();
+      for (const v of await this.store.versions(PACKS, signal)) {
+        if (!isPackIndexKey(v.key)) continue;
+        count.set(v.key, (count.get(v.key) ?? 0) + 1);
+        if (!firstIndex.has(v.key)) firstIndex.set(v.key, v);
+      }
+      for (const [key, n] of count) {
+        if (n < 2) firstIndex.delete(key);
+        else
+          this.log(
+            'warn',
+            `${key} has more than one version: a newer one was written over it; reading the oldest, version ${firstIndex.get(key)!.versionId} of ${firstIndex.get(key)!.lastModified.toISOString()}`,
+          );
+      }
+    }
     await forEachLimit(idxs, 8, async (o) => {
       let entries: Array<[string, number, number]>;
       let lockedUntil: number;
@@ -203,8 +260,10 @@ export class Repository {
       try {
         const size = packs.get(pack);
         if (size === undefined) throw new SyncguardError('INTEGRITY', `its pack ${pack} is not in the store`);
+        const first = firstIndex.get(o.key);
         const raw = await readJsonObject(this.store, o.key, {
-          size: o.size,
+          size: first?.size ?? o.size,
+          versionId: first?.versionId,
           maxBytes: maxIndexBytes(size),
           signal,
         });

@@ -10,7 +10,13 @@ import { Readable } from 'node:stream';
 import { SyncguardError, abortError, describeError, isSyncguardError, throwIfAborted } from '../errors.js';
 import { comparePaths, isUnder, joinUnder, normaliseFolder, showPath } from '../paths.js';
 import type { Provider } from '../providers/types.js';
-import { checkBuffer, openContent, readPackSpan } from './content.js';
+import {
+  blobVersionHolds,
+  checkBuffer,
+  olderVersionThatHolds,
+  openContent,
+  readPackSpanChecked,
+} from './content.js';
 import type { FailedFile, ManifestEntry } from './manifest.js';
 import { type Repository, type SnapshotInfo } from './repository.js';
 import { forEachLimit } from '../util.js';
@@ -421,7 +427,8 @@ async function restoreContents(
     throwIfAborted(signal);
     let span: { start: number; data: Buffer };
     try {
-      span = await readPackSpan(repo.store, object, group, signal);
+      // A newer version planted over the pack: the oldest version that holds every content is used.
+      span = await readPackSpanChecked(repo.store, object, group, repo.log, signal);
     } catch (err) {
       for (const e of group) fail(e, err);
       return;
@@ -441,7 +448,21 @@ async function restoreContents(
   await forEachLimit(blobs, concurrency, async (e) => {
     throwIfAborted(signal);
     try {
-      await write(e, await openContent(repo.store, e, signal));
+      try {
+        await write(e, await openContent(repo.store, e, signal));
+      } catch (err) {
+        if (!isSyncguardError(err, 'INTEGRITY')) throw err;
+        // A newer version planted over the blob: the oldest version with the right content is used.
+        const older = await olderVersionThatHolds(
+          repo.store,
+          e.object!,
+          (vid) => blobVersionHolds(repo.store, e.object!, e.sha256!, e.size, vid, signal),
+          repo.log,
+          signal,
+        );
+        if (!older) throw err;
+        await write(e, await openContent(repo.store, e, signal, older.versionId));
+      }
       done(e);
     } catch (err) {
       fail(e, err);

@@ -295,7 +295,7 @@ export async function namedObjects(
   signal?: AbortSignal,
 ): Promise<Set<string>> {
   const out = new Set<string>();
-  const body = await repo.store.get(key, { signal });
+  const body = await repo.store.get(key, { signal, versionId: repo.manifestVersion(key) });
   let n = 0;
   try {
     for await (const lines of gunzipLines(body, `the manifest ${key}`))

@@ -129,14 +129,19 @@ export function parseJson(text: string, what: string): unknown {
 export async function readJsonObject(
   store: Pick<Store, 'get'>,
   key: string,
-  opts: { size: number; maxBytes: number; signal?: AbortSignal },
+  opts: { size: number; maxBytes: number; signal?: AbortSignal; versionId?: string },
 ): Promise<Record<string, unknown>> {
   if (opts.size > opts.maxBytes)
     throw new SyncguardError(
       'INTEGRITY',
       `${key} is too large (${opts.size} bytes, at most ${opts.maxBytes}): it is not an object syncguard wrote`,
     );
-  const data = await readAll(store, key, { offset: 0, length: opts.size, signal: opts.signal });
+  const data = await readAll(store, key, {
+    offset: 0,
+    length: opts.size,
+    signal: opts.signal,
+    versionId: opts.versionId,
+  });
   const v = parseJson(data.toString('utf8'), key);
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new SyncguardError('INTEGRITY', `${key} is not a JSON object`);

@@ -3,7 +3,14 @@ import { createHash, randomInt } from 'node:crypto';
 import { describeError, isSyncguardError, throwIfAborted } from '../errors.js';
 import { showPath } from '../paths.js';
 import { blobSha } from './layout.js';
-import { checkBuffer, readPackSpan } from './content.js';
+import {
+  blobVersionHolds,
+  checkBuffer,
+  olderVersionThatHolds,
+  plantedVersion,
+  readPackSpanChecked,
+} from './content.js';
+import type { StoredVersion } from '../store/types.js';
 import type { ManifestEntry } from './manifest.js';
 import { datedAhead, type Repository } from './repository.js';
 import { forEachLimit } from '../util.js';
@@ -119,9 +126,17 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
           n += (c as Buffer).length;
         }
         result.bytesChecked += n;
-        if (hash.digest('hex') !== sha)
-          damage(object, undefined, first, 'content does not match its hash', allSnapshots(contents));
-        else if (n !== first.size)
+        if (hash.digest('hex') !== sha) {
+          const older = await olderVersionThatHolds(
+            repo.store,
+            object,
+            (vid) => blobVersionHolds(repo.store, object, sha, first.size, vid, signal),
+            repo.log,
+            signal,
+          );
+          if (older) problems.push(planted(object, older, first, contents));
+          else damage(object, undefined, first, 'content does not match its hash', allSnapshots(contents));
+        } else if (n !== first.size)
           problems.push({
             object,
             problem: `is ${n} bytes, the manifest says ${first.size}`,
@@ -130,7 +145,8 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
           });
         result.contentsChecked++;
       } else {
-        const span = await readPackSpan(repo.store, object, contents, signal);
+        const span = await readPackSpanChecked(repo.store, object, contents, repo.log, signal);
+        if (span.planted) problems.push(planted(object, span.planted, first, contents));
         result.bytesChecked += span.data.length;
         for (const e of contents) {
           try {
@@ -161,6 +177,23 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
   });
   await damaged.save();
   return result;
+}
+
+/** A problem for a person to see, not damage: the content is whole in an older version, which restore
+ *  uses, but someone wrote a newer version over the key. */
+function planted(
+  object: string,
+  v: StoredVersion,
+  e: ManifestEntry & { snapshot: string },
+  contents: Array<{ snapshots: string[] }>,
+) {
+  return {
+    object,
+    problem: `${plantedVersion(object, v)}; restore uses that version`,
+    path: e.path,
+    snapshot: e.snapshot,
+    snapshots: allSnapshots(contents),
+  };
 }
 
 function allSnapshots(contents: Array<{ snapshots: string[] }>): string[] {
