@@ -30,6 +30,7 @@ import { holderState, thisProcess, type Holder } from '../host.js';
 import type { Log } from '../log.js';
 import { sleep } from '../providers/_pacer.js';
 import { readAll, type Store } from '../store/types.js';
+import { readJsonObject } from './untrusted.js';
 import { LEASES, leaseKey, newLeaseId, parseLeaseKey, type LeaseKind } from './layout.js';
 
 /** A lease not renewed for this long is expired. */
@@ -197,12 +198,14 @@ export async function listLeases(repo: LeaseRepo, signal?: AbortSignal): Promise
     const k = parseLeaseKey(o.key);
     let why: string | undefined;
     if (!k) why = 'its name is not a lease key';
-    else if (o.size > MAX_LEASE_BYTES) why = `it has ${o.size} bytes`;
     let r: Partial<LeaseRecord> | undefined;
     if (!why) {
       try {
-        r = JSON.parse((await readAll(repo.store, o.key, { length: o.size, signal })).toString('utf8')) as
-          Partial<LeaseRecord> | undefined;
+        r = await readJsonObject(repo.store, o.key, {
+          size: o.size,
+          maxBytes: MAX_LEASE_BYTES,
+          signal,
+        });
       } catch (e) {
         if (isSyncguardError(e, 'NOT_FOUND')) continue; // released meanwhile
         if (isSyncguardError(e, 'ABORTED')) throw e;

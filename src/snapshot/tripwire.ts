@@ -13,6 +13,7 @@ import type { TripwireConfig } from '../config/schema.js';
 import { SyncguardError, isSyncguardError } from '../errors.js';
 import { showPath } from '../paths.js';
 import { readAll, type Store } from '../store/types.js';
+import { readJsonObject } from './untrusted.js';
 import { ackKey, ackPrefix, parseAckKey, snapshotId, timeOfSnapshotId } from './layout.js';
 import type { ManifestEntry, ManifestHeader } from './manifest.js';
 import { datedAhead, type Repository } from './repository.js';
@@ -353,17 +354,18 @@ async function ackProblem(
 ): Promise<string | { upTo: string }> {
   const ahead = datedAhead(time, now);
   if (ahead) return ahead;
-  if (size > MAX_ACK_BYTES) return `it is ${size} bytes, not an acknowledgement`;
-  const body = await readAll(repo.store, key, { signal });
-  if (body.length > MAX_ACK_BYTES) return `it is ${body.length} bytes, not an acknowledgement`;
   let r: Partial<AckRecord>;
   try {
-    r = JSON.parse(body.toString('utf8')) as Partial<AckRecord>;
-  } catch {
-    return 'it is not a JSON acknowledgement record';
+    r = await readJsonObject(repo.store, key, {
+      size,
+      maxBytes: MAX_ACK_BYTES,
+      signal,
+    });
+  } catch (e) {
+    if (!isSyncguardError(e, 'INTEGRITY')) throw e;
+    return e.message;
   }
-  if (typeof r !== 'object' || r === null || r.format !== 'syncguard-ack' || r.version !== 1)
-    return 'it is not a syncguard acknowledgement record';
+  if (r.format !== 'syncguard-ack' || r.version !== 1) return 'it is not a syncguard acknowledgement record';
   if (r.account !== account) return `it names the account ${JSON.stringify(r.account)}`;
   if (typeof r.time !== 'string' || Date.parse(r.time) !== time.getTime())
     return "its time is not its key's time";
