@@ -17,6 +17,7 @@ import { diff, ls, type DiffResult, type LsResult, type SnapshotSummary } from '
 import { Repository, datedAhead } from './snapshot/repository.js';
 import { restore, type RestoreResult } from './snapshot/restore.js';
 import {
+  startProgress,
   takeSnapshot,
   type SnapshotProgress,
   type SnapshotResult,
@@ -160,15 +161,7 @@ export async function snapshotAccount(
   let provider: Provider | undefined;
   // The progress line shows a throttling pause as it counts down (a report each second while it
   // lasts), since the engine has nothing to report meanwhile.
-  let last: SnapshotProgress = {
-    phase: 'listing',
-    listed: 0,
-    filesDone: 0,
-    filesToRead: 0,
-    bytesRead: 0,
-    bytesToRead: 0,
-    bytesAdded: 0,
-  };
+  let last = startProgress();
   let waiting: SnapshotProgress['waiting'];
   let ticker: NodeJS.Timeout | undefined;
   const report = (p: SnapshotProgress) => {
