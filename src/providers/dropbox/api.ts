@@ -1,7 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Dropbox, DropboxAuth, DropboxResponseError } from 'dropbox';
 
-/** Raw Dropbox calls and the SDK wiring; no domain logic (that lives in provider.ts). */
+/** Raw Dropbox calls and the SDK wiring; no domain logic (that lives in listing.ts, download.ts,
+ *  upload.ts and roots.ts). */
 
 export const CONTENT_DOWNLOAD_URL = 'https://content.dropboxapi.com/2/files/download';
 export const AUTHORIZE_URL = 'https://www.dropbox.com/oauth2/authorize';
