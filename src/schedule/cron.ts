@@ -1,8 +1,7 @@
-/** Schedules: node-cron expressions (with an optional seconds field) in a timezone. */
-import cron from 'node-cron';
+/** Schedules: cron expressions (with an optional seconds field) in a timezone, run through croner. */
+import { Cron, type CronOptions } from 'croner';
 import { cronProblem, timezoneProblem, type AccountConfig, type Config } from '../config/schema.js';
 import { SyncguardError } from '../errors.js';
-import { zonedParts } from '../snapshot/retention.js';
 
 export interface Schedule {
   cron: string;
@@ -30,54 +29,36 @@ export function checkSchedule(s: Schedule): void {
   if (cronWhy) throw new SyncguardError('CONFIG', `${s.where}.cron: "${s.cron}" ${cronWhy}`);
   const tzWhy = s.timezone ? timezoneProblem(s.timezone) : undefined;
   if (tzWhy) throw new SyncguardError('CONFIG', `${s.where}.timezone: "${s.timezone}" ${tzWhy}`);
+  cronOf(s).stop();
 }
-
-/** The next time the schedule fires after now. */
-export function nextRun(s: Schedule): Date | undefined {
-  const task = cron.createTask(s.cron, () => {}, { timezone: s.timezone });
-  try {
-    return task.getNextRuns(1)[0];
-  } finally {
-    void task.destroy();
-  }
-}
-
-const MAX_LOOKBACK = 400 * 86_400_000;
 
 /**
- * The last time the schedule fired at or before `now` and after `after` (at most 400 days back), or
- * undefined. Walks back an hour at a time where the hour (or month) cannot match, a minute at a time
- * where the minute cannot, and asks node-cron about each remaining candidate second.
+ * The schedule as croner reads it: the daemon fires with it and the catch-up asks it, so both agree on
+ * the nights the clocks change. A time that does not exist (02:30 on a spring-forward night) fires once,
+ * an hour later by the wall clock; a time that exists twice (01:30 on a fall-back night) fires once, the
+ * first time.
  */
-export function lastScheduled(s: Schedule, now: Date, after: Date): Date | undefined {
-  const fields = cron.parse(s.cron);
-  const seconds = [...fields.second].sort((a, b) => b - a);
-  const minutes = new Set(fields.minute),
-    hours = new Set(fields.hour),
-    months = new Set(fields.month);
-  const task = cron.createTask(s.cron, () => {}, { timezone: s.timezone });
+export function cronOf(s: Schedule, opts: Omit<CronOptions, 'timezone'> = {}, fn?: () => void): Cron {
   try {
-    const floor = Math.max(after.getTime(), now.getTime() - MAX_LOOKBACK);
-    let t = Math.floor(now.getTime() / 1000) * 1000;
-    while (t > floor) {
-      const p = zonedParts(new Date(t), s.timezone);
-      const toMinuteStart = p.second * 1000;
-      if (!hours.has(p.hour) || !months.has(p.month)) {
-        t -= (p.minute * 60 + p.second) * 1000 + 1000;
-        continue;
-      }
-      if (minutes.has(p.minute)) {
-        for (const sec of seconds) {
-          if (sec > p.second) continue;
-          const c = t - (p.second - sec) * 1000;
-          if (c <= floor) break;
-          if (task.match(new Date(c))) return new Date(c);
-        }
-      }
-      t -= toMinuteStart + 1000;
-    }
-    return undefined;
-  } finally {
-    void task.destroy();
+    return fn
+      ? new Cron(s.cron, { ...opts, timezone: s.timezone }, fn)
+      : new Cron(s.cron, { ...opts, paused: true, timezone: s.timezone });
+  } catch (e) {
+    throw new SyncguardError(
+      'CONFIG',
+      `${s.where}.cron: "${s.cron}" cannot be scheduled: ${(e as Error).message}`,
+    );
   }
+}
+
+/** The next time the schedule fires after `from` (default now). */
+export function nextRun(s: Schedule, from: Date = new Date()): Date | undefined {
+  return cronOf(s).nextRun(from) ?? undefined;
+}
+
+/** The last time the schedule fired at or before `now` and after `after`, or undefined. */
+export function lastScheduled(s: Schedule, now: Date, after: Date): Date | undefined {
+  // previousRuns counts from strictly before its reference: a second later includes `now` itself.
+  const [last] = cronOf(s).previousRuns(1, new Date(Math.floor(now.getTime() / 1000) * 1000 + 1000));
+  return last && last > after && last <= now ? last : undefined;
 }

@@ -1,5 +1,5 @@
 /**
- * The daemon: each account's schedule with node-cron until stopped. Never two runs of one account at
+ * The daemon: each account's schedule (croner, see cron.ts) until stopped. Never two runs of one account at
  * once: a time that comes while the account's run is still going is skipped (and counted), and a run
  * another process holds the account's lock for (a manual `syncguard snapshot`) is skipped by that lock.
  * A run missed while the machine was off or asleep is caught up: at start, and whenever the clock
@@ -8,14 +8,14 @@
  *
  * It only decides when; what a run does is `run`, the same code path as `syncguard snapshot`.
  */
-import cron, { type ScheduledTask } from 'node-cron';
+import type { Cron } from 'croner';
 import type { Config } from '../config/schema.js';
 import { describeError, isSyncguardError, throwIfAborted } from '../errors.js';
 import type { Log } from '../log.js';
 import { sleep } from '../providers/_pacer.js';
 import type { PruneResult } from '../snapshot/retention.js';
 import { summarize } from './alerts.js';
-import { lastScheduled, nextRun, scheduleOf, checkSchedule, type Schedule } from './cron.js';
+import { cronOf, lastScheduled, nextRun, scheduleOf, checkSchedule, type Schedule } from './cron.js';
 import { startStatusServer, type StatusServer } from './http.js';
 import { Metrics } from './metrics.js';
 import type { RunReport, RunTrigger } from './reports.js';
@@ -45,7 +45,7 @@ interface Running {
 
 export class Daemon {
   private readonly schedules = new Map<string, Schedule>();
-  private readonly tasks: ScheduledTask[] = [];
+  private readonly tasks: Cron[] = [];
   private readonly running = new Map<string, Running>();
   private readonly metrics: Metrics;
   private pruning?: Running;
@@ -67,12 +67,6 @@ export class Daemon {
   /** Starts the schedules, the status endpoint, and the catch-up of missed runs. */
   async start(): Promise<{ port?: number; next: Map<string, Date | undefined> }> {
     const { config, log } = this.deps;
-    const logger = {
-      info: (m: string) => log('debug', `node-cron: ${m}`),
-      warn: (m: string) => log('debug', `node-cron: ${m}`),
-      error: (m: string | Error) => log('warn', `node-cron: ${m instanceof Error ? m.message : m}`),
-      debug: (m: string | Error) => log('debug', `node-cron: ${m instanceof Error ? m.message : m}`),
-    };
     if (config.status) {
       this.server = await startStatusServer(config.status.host, config.status.port, {
         health: () => this.health(),
@@ -84,23 +78,16 @@ export class Daemon {
       const last = await this.deps.lastReport?.(account).catch(() => undefined);
       if (last) this.metrics.seed(last);
     }
+    const catchError = (e: unknown) => log('error', `the scheduler: ${describeError(e)}`);
     for (const [account, s] of this.schedules) {
-      const task = cron.schedule(s.cron, (ctx) => this.trigger(account, 'schedule', ctx.date), {
-        timezone: s.timezone,
-        name: `syncguard ${account}`,
-        logger,
-      });
-      task.on('execution:missed', (ctx) => this.trigger(account, 'catch-up', ctx.date));
-      this.tasks.push(task);
+      const job: Cron = cronOf(s, { name: `syncguard ${account}`, catch: catchError }, () =>
+        this.trigger(account, 'schedule', job.currentRun() ?? new Date()),
+      );
+      this.tasks.push(job);
     }
     if (config.prune.cron && this.deps.prune) {
-      this.tasks.push(
-        cron.schedule(config.prune.cron, () => this.prune(), {
-          timezone: config.schedule.timezone,
-          name: 'syncguard prune',
-          logger,
-        }),
-      );
+      const prune = { cron: config.prune.cron, timezone: config.schedule.timezone, where: 'prune' };
+      this.tasks.push(cronOf(prune, { name: 'syncguard prune', catch: catchError }, () => this.prune()));
     }
     const next = this.next();
     for (const [account, s] of this.schedules)
@@ -132,7 +119,7 @@ export class Daemon {
     this.stopping = true;
     const { log } = this.deps;
     clearInterval(this.watch);
-    for (const t of this.tasks) await t.destroy();
+    for (const t of this.tasks) t.stop();
     const all = [...this.running.values(), ...(this.pruning ? [this.pruning] : [])];
     if (all.length > 0) {
       if (graceMs > 0) {

@@ -81,3 +81,69 @@ describe('schedule: cron', () => {
     expect(next.toISOString()).toMatch(/T02:00:00\.000Z$/);
   });
 });
+
+/** The times the daemon fires between `from` and `to`: each next time after the one before. */
+function firings(s: { cron: string; timezone: string; where: string }, from: string, to: string): string[] {
+  const out: string[] = [];
+  let t: Date | undefined = new Date(from);
+  while ((t = nextRun(s, t)) && t < new Date(to)) out.push(t.toISOString());
+  return out;
+}
+
+// The nights the clocks change in 2026: Europe/Berlin 29 March (02:00 CET → 03:00 CEST) and 25 October
+// (03:00 CEST → 02:00 CET); America/New_York 8 March (02:00 EST → 03:00 EDT) and 1 November (02:00 EDT
+// → 01:00 EST). A job at 02:30 on the spring night names a time that does not exist; one at 01:30 (New
+// York) or 02:30 (Berlin) on the autumn night names a time that exists twice. Either runs once.
+describe('schedule: cron on the nights the clocks change', () => {
+  const cases = [
+    {
+      night: 'Europe/Berlin, spring forward, 02:30',
+      s: { cron: '30 2 * * *', timezone: 'Europe/Berlin', where: 'schedule' },
+      from: '2026-03-28T12:00:00Z',
+      to: '2026-03-29T12:00:00Z',
+      // 02:30 does not exist: it runs as the clock reaches the hour after, 03:30 CEST.
+      at: '2026-03-29T01:30:00.000Z',
+    },
+    {
+      night: 'Europe/Berlin, fall back, 02:30',
+      s: { cron: '30 2 * * *', timezone: 'Europe/Berlin', where: 'schedule' },
+      from: '2026-10-24T12:00:00Z',
+      to: '2026-10-25T12:00:00Z',
+      // The first 02:30 (CEST), not again an hour later.
+      at: '2026-10-25T00:30:00.000Z',
+    },
+    {
+      night: 'Europe/Berlin, fall back, 01:30',
+      s: { cron: '30 1 * * *', timezone: 'Europe/Berlin', where: 'schedule' },
+      from: '2026-10-24T12:00:00Z',
+      to: '2026-10-25T12:00:00Z',
+      at: '2026-10-24T23:30:00.000Z',
+    },
+    {
+      night: 'America/New_York, spring forward, 02:30',
+      s: { cron: '30 2 * * *', timezone: 'America/New_York', where: 'schedule' },
+      from: '2026-03-07T18:00:00Z',
+      to: '2026-03-08T18:00:00Z',
+      at: '2026-03-08T07:30:00.000Z',
+    },
+    {
+      night: 'America/New_York, fall back, 01:30',
+      s: { cron: '30 1 * * *', timezone: 'America/New_York', where: 'schedule' },
+      from: '2026-10-31T18:00:00Z',
+      to: '2026-11-01T18:00:00Z',
+      // The first 01:30 (EDT, 05:30 UTC), not the second (EST, 06:30 UTC).
+      at: '2026-11-01T05:30:00.000Z',
+    },
+  ];
+  for (const c of cases) {
+    it(`runs once, not zero times and not twice: ${c.night}`, () => {
+      expect(firings(c.s, c.from, c.to)).toEqual([c.at]);
+    });
+
+    it(`catches up that one run the morning after: ${c.night}`, () => {
+      expect(lastScheduled(c.s, new Date(c.to), new Date(c.from))?.toISOString()).toBe(c.at);
+      // Run at its time, nothing is missed afterwards (the hour that repeats does not call it again).
+      expect(lastScheduled(c.s, new Date(c.to), new Date(Date.parse(c.at) + 1000))).toBeUndefined();
+    });
+  }
+});
