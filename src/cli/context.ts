@@ -9,7 +9,8 @@ export class Cli {
   exitCode = 0;
   private ctx?: Context;
   readonly abort = new AbortController();
-  /** What a Ctrl-C or SIGTERM prints before the command stops: each command says what stopping means. */
+  /** What a Ctrl-C or SIGTERM prints before the command stops: each command says what stopping means
+   *  ('': the command writes it itself, as the daemon does in its log format). */
   stopNote = 'stopping; press Ctrl-C again to quit at once';
   /** The daemon's normal end is SIGTERM (systemd stops it so): it then exits with its own code. */
   sigtermIsNormal = false;

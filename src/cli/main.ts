@@ -74,7 +74,7 @@ export async function run(argv: string[], io: Io, env: NodeJS.ProcessEnv): Promi
   let stoppedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     cli.out.clearLive();
-    cli.out.note(cli.stopNote);
+    if (cli.stopNote) cli.out.note(cli.stopNote);
     if (cli.abort.signal.aborted) process.exit(EXIT.interrupted);
     stoppedBy = signal;
     cli.abort.abort(new Error(`stopped by ${signal === 'SIGINT' ? 'Ctrl-C (SIGINT)' : signal}`));

@@ -2,9 +2,11 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { snapshotId } from '../../src/snapshot/layout.js';
+import { startDropboxEmulator } from '../emulators/dropbox.js';
 import {
   holdingProxy,
   prose,
+  receiver,
   runCli,
   s3Bucket,
   startCli,
@@ -189,4 +191,59 @@ describe('e2e: the daemon', () => {
     },
     120_000,
   );
+});
+
+describe('e2e: the daemon log', () => {
+  it('writes JSON lines with time and level, and no secret, through a run that fails on a revoked token', async () => {
+    const emu = await startDropboxEmulator();
+    try {
+      const dir = await tempDir('daemon-log');
+      dirs.push(dir);
+      const token = emu.issueRefreshToken();
+      emu.revokeRefreshToken(token);
+      const hook = await receiver(() => ({ status: 500 }));
+      const hookUrl = `${hook.url}/hooks/T0001/B0002/secret-path-of-the-webhook`;
+      await fsp.writeFile(
+        join(dir, 'syncguard.yaml'),
+        [
+          'store: { type: fs, path: ./store }',
+          'stateDir: ./state',
+          'schedule: { cron: "*/2 * * * * *", timezone: UTC }',
+          `alerts: { webhook: { url: "${hookUrl}", headers: { Authorization: "Bearer \${ALERT_TOKEN}" }, retries: 0 } }`,
+          'accounts:',
+          '  - name: family',
+          '    provider: dropbox',
+          `    appKey: ${emu.appKey}`,
+          '    refreshToken: ${DROPBOX_REFRESH_TOKEN}',
+          `    endpoint: ${emu.url}`,
+          '',
+        ].join('\n'),
+      );
+      const alertToken = 'alert-token-0123456789abcdef';
+      const d = startCli(['daemon', '--log-format', 'json'], dir, {
+        DROPBOX_REFRESH_TOKEN: token,
+        ALERT_TOKEN: alertToken,
+      });
+      children.push(d);
+      await d.waitFor(/"level":"error"[^\n]*family: the schedule run failed/);
+      await d.waitFor(/the webhook alert could not be sent/);
+      d.child.kill('SIGTERM');
+      expect((await d.exited).code, d.stderr()).toBe(0);
+      const lines = d.stderr().trimEnd().split('\n');
+      const docs = lines.map((l) => JSON.parse(l) as { time: string; level: string; msg: string });
+      for (const doc of docs) {
+        expect(Date.parse(doc.time)).not.toBeNaN();
+        expect(['debug', 'info', 'warn', 'error']).toContain(doc.level);
+      }
+      expect(docs.find((x) => x.level === 'error')!.msg).toMatch(/revoked|invalid_grant/);
+      // The token was sent to the emulator (and refused), the alert went out with its header.
+      expect(emu.count('oauth2/token')).toBeGreaterThan(0);
+      for (const secret of [token, alertToken, hookUrl, '/hooks/T0001'])
+        expect(d.stderr()).not.toContain(secret);
+      expect(hook.got[0].headers.authorization).toBe(`Bearer ${alertToken}`);
+      await hook.close();
+    } finally {
+      await emu.close();
+    }
+  }, 120_000);
 });

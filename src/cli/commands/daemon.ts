@@ -1,7 +1,9 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { daemon } from '../../api.js';
 import { SyncguardError } from '../../errors.js';
+import { secretsOf } from '../../secrets.js';
 import type { Cli } from '../context.js';
+import { createLogger, LOG_FORMATS, type LogFormat } from '../logger.js';
 
 export function registerDaemon(program: Command, cli: Cli): void {
   program
@@ -14,23 +16,46 @@ export function registerDaemon(program: Command, cli: Cli): void {
       'on SIGTERM/SIGINT, let a running snapshot finish for up to this long before it is stopped cleanly',
       '0',
     )
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'log lines on stderr: "human" (time, level, message) or "json" (one object a line: time, level, pid, msg)',
+      )
+        .choices(LOG_FORMATS)
+        .default('human'),
+    )
     .addHelpText(
       'after',
-      '\nA stopped snapshot writes nothing (a snapshot exists only once its manifest does); the next run reuses what it stored.',
+      '\nA stopped snapshot writes nothing (a snapshot exists only once its manifest does); the next run reuses what it stored.\n' +
+        'Log lines never hold a secret: the values the config and the credentials files hold as secrets, and\n' +
+        'anything shaped like a token, are written as [redacted].',
     )
-    .action(async (o: { grace: string }) => {
+    .action(async (o: { grace: string; logFormat: LogFormat }) => {
       const grace = Number(o.grace);
       if (!Number.isFinite(grace) || grace < 0)
         throw new SyncguardError('USAGE', `--grace "${o.grace}" is not a number of seconds`);
       cli.sigtermIsNormal = true;
-      cli.stopNote =
-        'stopping: a running snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once';
-      const ctx = cli.context();
+      cli.stopNote = '';
+      const loaded = cli.context();
+      const logger = createLogger({
+        format: o.logFormat,
+        stream: cli.io.stderr,
+        verbose: cli.globals.verbose,
+        quiet: cli.globals.quiet,
+        secrets: secretsOf(loaded.config, loaded.dir),
+      });
+      const ctx = { ...loaded, log: logger.log };
+      cli.abort.signal.addEventListener('abort', () =>
+        logger.log(
+          'info',
+          'stopping: a running snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once',
+        ),
+      );
       await daemon(ctx, {
         signal: cli.abort.signal,
         graceMs: grace * 1000,
         onReady: () =>
-          cli.log('info', `syncguard daemon running (pid ${process.pid}); stop it with SIGTERM or Ctrl-C`),
+          logger.log('info', `syncguard daemon running (pid ${process.pid}); stop it with SIGTERM or Ctrl-C`),
       });
     });
 }
