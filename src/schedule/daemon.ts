@@ -70,7 +70,10 @@ export class Daemon {
     if (config.status) {
       this.server = await startStatusServer(config.status.host, config.status.port, {
         health: () => this.health(),
-        metrics: () => this.metrics.render({ running: new Set(this.running.keys()), next: this.next() }),
+        metrics: async () => ({
+          text: await this.metrics.render({ running: new Set(this.running.keys()), next: this.next() }),
+          contentType: this.metrics.contentType,
+        }),
       });
       log('info', `status: http://${config.status.host}:${this.server.port}/healthz and /metrics`);
     }

@@ -1,15 +1,9 @@
-/** The daemon's counters and gauges, made from run reports, in the Prometheus text format. */
+/** The daemon's counters, gauges and histogram, made from run reports, served through prom-client
+ *  (each daemon has a registry of its own), with the process's own metrics beside them. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RunReport } from './reports.js';
 
 interface AccountMetrics {
-  runs: Map<string, number>;
-  failures: number;
-  skipped: number;
-  durationSum: number;
-  durationCount: number;
-  bytesAdded: number;
-  filesRead: number;
-  throttledMs: number;
   lastRun?: number;
   lastDuration?: number;
   lastSuccess?: number;
@@ -29,26 +23,28 @@ export interface LiveState {
 
 export class Metrics {
   private readonly accounts = new Map<string, AccountMetrics>();
+  private readonly registry = new Registry();
+  private runs!: Counter<'account' | 'result'>;
+  private failures!: Counter<'account'>;
+  private skipped!: Counter<'account'>;
+  private duration!: Histogram<'account'>;
+  private bytesAdded!: Counter<'account'>;
+  private filesRead!: Counter<'account'>;
+  private throttled!: Counter<'account'>;
 
   constructor(accounts: string[]) {
+    this.register();
     for (const a of accounts) this.of(a);
   }
 
   private of(account: string): AccountMetrics {
     let m = this.accounts.get(account);
     if (!m) {
-      m = {
-        runs: new Map(),
-        failures: 0,
-        skipped: 0,
-        durationSum: 0,
-        durationCount: 0,
-        bytesAdded: 0,
-        filesRead: 0,
-        throttledMs: 0,
-        tripwire: 0,
-      };
+      m = { tripwire: 0 };
       this.accounts.set(account, m);
+      // Every account's counters are there from the start, at 0, so that rate() sees the first run.
+      for (const c of [this.failures, this.skipped, this.bytesAdded, this.filesRead, this.throttled])
+        c.inc({ account }, 0);
     }
     return m;
   }
@@ -62,23 +58,24 @@ export class Metrics {
   /** A run finished. */
   observe(r: RunReport): void {
     const m = this.of(r.account);
-    m.runs.set(r.result, (m.runs.get(r.result) ?? 0) + 1);
+    const account = r.account;
+    this.runs.inc({ account, result: r.result });
     if (r.result === 'skipped') {
-      m.skipped++;
+      this.skipped.inc({ account });
       return;
     }
-    if (r.result === 'failed') m.failures++;
-    m.durationSum += r.durationMs / 1000;
-    m.durationCount++;
-    m.bytesAdded += r.snapshot?.bytesAdded ?? 0;
-    m.filesRead += r.snapshot?.filesRead ?? 0;
-    m.throttledMs += r.throttledMs;
+    if (r.result === 'failed') this.failures.inc({ account });
+    this.duration.observe({ account }, r.durationMs / 1000);
+    this.bytesAdded.inc({ account }, r.snapshot?.bytesAdded ?? 0);
+    this.filesRead.inc({ account }, r.snapshot?.filesRead ?? 0);
+    this.throttled.inc({ account }, r.throttledMs / 1000);
     this.gauges(m, r);
   }
 
   /** A scheduled time passed while the account's previous run was still going. */
   overlap(account: string): void {
-    this.of(account).skipped++;
+    this.of(account);
+    this.skipped.inc({ account });
   }
 
   lastResult(account: string): RunReport['result'] | undefined {
@@ -100,135 +97,118 @@ export class Metrics {
     if (r.result === 'ok' || r.result === 'partial') m.lastSuccess = Date.parse(r.finished) / 1000;
   }
 
-  render(live: LiveState): string {
-    const out: string[] = [];
-    type Row = [string, Record<string, string>, number | undefined];
-    const r = (suffix: string, labels: Record<string, string>, v: number | undefined): Row => [
-      suffix,
-      labels,
-      v,
-    ];
-    const family = (name: string, type: 'counter' | 'gauge' | 'summary', help: string, rows: Row[]) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [suffix, labels, v] of rows)
-        if (v !== undefined && Number.isFinite(v)) out.push(`${name}${suffix}${fmtLabels(labels)} ${v}`);
-    };
-    const each = <T>(f: (m: AccountMetrics, account: string) => T) =>
-      [...this.accounts].map(([a, m]) => f(m, a));
-    family(
-      'syncguard_runs_total',
-      'counter',
-      'Snapshot runs since the daemon started, by result (ok, partial, tripwire, failed, skipped, stopped).',
-      each((m, account) => [...m.runs].map(([result, n]) => r('', { account, result }, n))).flat(),
-    );
-    family(
-      'syncguard_run_failures_total',
-      'counter',
-      'Snapshot runs that failed.',
-      each((m, account) => r('', { account }, m.failures)),
-    );
-    family(
-      'syncguard_runs_skipped_total',
-      'counter',
-      'Scheduled runs skipped because a run of the account was still going.',
-      each((m, account) => r('', { account }, m.skipped)),
-    );
-    family(
-      'syncguard_run_duration_seconds',
-      'summary',
-      'How long snapshot runs took.',
-      each((m, account) => [
-        r('_sum', { account }, m.durationSum),
-        r('_count', { account }, m.durationCount),
-      ]).flat(),
-    );
-    family(
-      'syncguard_last_run_duration_seconds',
-      'gauge',
-      'How long the last run took.',
-      each((m, account) => r('', { account }, m.lastDuration)),
-    );
-    family(
-      'syncguard_last_run_timestamp_seconds',
-      'gauge',
-      'When the last run finished.',
-      each((m, account) => r('', { account }, m.lastRun)),
-    );
-    family(
-      'syncguard_last_success_timestamp_seconds',
-      'gauge',
-      'When the last run that took a snapshot without the tripwire firing finished.',
-      each((m, account) => r('', { account }, m.lastSuccess)),
-    );
-    family(
-      'syncguard_snapshot_files',
-      'gauge',
-      'Files in the last snapshot.',
-      each((m, account) => r('', { account }, m.files)),
-    );
-    family(
-      'syncguard_snapshot_bytes',
-      'gauge',
-      'Bytes of the files in the last snapshot.',
-      each((m, account) => r('', { account }, m.bytes)),
-    );
-    family(
-      'syncguard_bytes_added_total',
-      'counter',
-      'Bytes written to the store (new content).',
-      each((m, account) => r('', { account }, m.bytesAdded)),
-    );
-    family(
-      'syncguard_files_read_total',
-      'counter',
-      'Files read from the provider.',
-      each((m, account) => r('', { account }, m.filesRead)),
-    );
-    family(
-      'syncguard_throttle_wait_seconds_total',
-      'counter',
-      'Time spent waiting because the provider throttled us.',
-      each((m, account) => r('', { account }, m.throttledMs / 1000)),
-    );
-    family(
-      'syncguard_stale_files',
-      'gauge',
-      'Files the last snapshot could not read (their last version read is kept; each run reads them again).',
-      each((m, account) => r('', { account }, m.staleFiles)),
-    );
-    family(
-      'syncguard_stale_max_runs',
-      'gauge',
-      'The most runs in a row a file of the last snapshot has gone unread (an alert goes out at 3).',
-      each((m, account) => r('', { account }, m.staleMaxRuns)),
-    );
-    family(
-      'syncguard_tripwire_fired',
-      'gauge',
-      "1 when the last snapshot's ransomware tripwire fired.",
-      each((m, account) => r('', { account }, m.tripwire)),
-    );
-    family(
-      'syncguard_run_in_progress',
-      'gauge',
-      '1 while a run of the account is going.',
-      each((_m, account) => r('', { account }, live.running.has(account) ? 1 : 0)),
-    );
-    family(
-      'syncguard_next_run_timestamp_seconds',
-      'gauge',
-      'When the next scheduled run starts.',
-      each((_m, account) =>
-        r('', { account }, live.next.get(account) ? live.next.get(account)!.getTime() / 1000 : undefined),
-      ),
-    );
-    return out.join('\n') + '\n';
+  /** The Prometheus text: the families below, from this daemon's runs, and the process's own. */
+  async render(live: LiveState): Promise<string> {
+    this.live = live;
+    return this.registry.metrics();
   }
-}
 
-function fmtLabels(labels: Record<string, string>): string {
-  const parts = Object.entries(labels).map(
-    ([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')}"`,
-  );
-  return parts.length ? `{${parts.join(',')}}` : '';
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private live: LiveState = { running: new Set(), next: new Map() };
+
+  private register(): void {
+    const registry = this.registry;
+    const labelNames = ['account'] as const;
+    const each = (g: Gauge<'account'>, f: (m: AccountMetrics, account: string) => number | undefined) => {
+      g.reset();
+      for (const [account, m] of this.accounts) {
+        const v = f(m, account);
+        if (v !== undefined && Number.isFinite(v)) g.set({ account }, v);
+      }
+    };
+    const gauge = (
+      name: string,
+      help: string,
+      f: (m: AccountMetrics, account: string) => number | undefined,
+    ) =>
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [registry],
+        collect() {
+          each(this, f);
+        },
+      });
+    this.runs = new Counter({
+      name: 'syncguard_runs_total',
+      help: 'Snapshot runs since the daemon started, by result (ok, partial, tripwire, failed, skipped, stopped).',
+      labelNames: ['account', 'result'],
+      registers: [registry],
+    });
+    this.failures = new Counter({
+      name: 'syncguard_run_failures_total',
+      help: 'Snapshot runs that failed.',
+      labelNames,
+      registers: [registry],
+    });
+    this.skipped = new Counter({
+      name: 'syncguard_runs_skipped_total',
+      help: 'Scheduled runs skipped because a run of the account was still going.',
+      labelNames,
+      registers: [registry],
+    });
+    this.duration = new Histogram({
+      name: 'syncguard_run_duration_seconds',
+      help: 'How long snapshot runs took (skipped runs are not counted).',
+      labelNames,
+      // From a quick incremental run to a first full copy of a large account.
+      buckets: [1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200],
+      registers: [registry],
+    });
+    this.bytesAdded = new Counter({
+      name: 'syncguard_bytes_added_total',
+      help: 'Bytes written to the store (new content).',
+      labelNames,
+      registers: [registry],
+    });
+    this.filesRead = new Counter({
+      name: 'syncguard_files_read_total',
+      help: 'Files read from the provider.',
+      labelNames,
+      registers: [registry],
+    });
+    this.throttled = new Counter({
+      name: 'syncguard_throttle_wait_seconds_total',
+      help: 'Time spent waiting because the provider throttled us.',
+      labelNames,
+      registers: [registry],
+    });
+    gauge('syncguard_last_run_duration_seconds', 'How long the last run took.', (m) => m.lastDuration);
+    gauge('syncguard_last_run_timestamp_seconds', 'When the last run finished.', (m) => m.lastRun);
+    gauge(
+      'syncguard_last_success_timestamp_seconds',
+      'When the last run that took a snapshot without the tripwire firing finished.',
+      (m) => m.lastSuccess,
+    );
+    gauge('syncguard_snapshot_files', 'Files in the last snapshot.', (m) => m.files);
+    gauge('syncguard_snapshot_bytes', 'Bytes of the files in the last snapshot.', (m) => m.bytes);
+    gauge(
+      'syncguard_stale_files',
+      'Files the last snapshot could not read (their last version read is kept; each run reads them again).',
+      (m) => m.staleFiles,
+    );
+    gauge(
+      'syncguard_stale_max_runs',
+      'The most runs in a row a file of the last snapshot has gone unread (an alert goes out at 3).',
+      (m) => m.staleMaxRuns,
+    );
+    gauge(
+      'syncguard_tripwire_fired',
+      "1 when the last snapshot's ransomware tripwire fired.",
+      (m) => m.tripwire,
+    );
+    gauge('syncguard_run_in_progress', '1 while a run of the account is going.', (_m, account) =>
+      this.live.running.has(account) ? 1 : 0,
+    );
+    gauge('syncguard_next_run_timestamp_seconds', 'When the next scheduled run starts.', (_m, account) => {
+      const next = this.live.next.get(account);
+      return next ? next.getTime() / 1000 : undefined;
+    });
+    // The process: resident memory, heap, event-loop lag, open handles and requests, file descriptors.
+    collectDefaultMetrics({ register: registry });
+  }
 }

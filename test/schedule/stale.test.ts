@@ -47,10 +47,10 @@ describe('schedule: files stale for runs in a row (issue 8, point 1)', () => {
     expect(sent).toEqual(['stale', 'stale']);
   });
 
-  it("the daemon's metrics say how many files are stale and for how many runs at most", () => {
+  it("the daemon's metrics say how many files are stale and for how many runs at most", async () => {
     const m = new Metrics(['docs']);
     m.observe(partial(4));
-    const text = m.render({ running: new Set(), next: new Map() });
+    const text = await m.render({ running: new Set(), next: new Map() });
     expect(text).toMatch(/^syncguard_stale_files\{account="docs"\} 1$/m);
     expect(text).toMatch(/^syncguard_stale_max_runs\{account="docs"\} 4$/m);
   });
