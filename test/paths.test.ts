@@ -42,4 +42,35 @@ describe('paths', () => {
     const sorted = ['a-b', 'a/z', 'a', 'a.txt'].sort(comparePaths);
     expect(sorted).toEqual(['a', 'a/z', 'a-b', 'a.txt']);
   });
+
+  it('compares as the UTF-8 bytes with / as NUL, astral characters and lone surrogates included', () => {
+    const bytes = (p: string) => Buffer.from(p.replaceAll('/', '\0'));
+    const alphabet = [
+      'a',
+      'b',
+      '/',
+      '-',
+      '.',
+      '\0',
+      '\u00e9',
+      '\u0800',
+      '\ud7ff',
+      '\ue000',
+      '\uffff',
+      '\u{1f600}',
+      '\u{10000}',
+      '\ud800',
+      '\udc00',
+    ];
+    let seed = 7;
+    const rnd = (n: number) => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n;
+    const word = () => Array.from({ length: rnd(5) }, () => alphabet[rnd(alphabet.length)]).join('');
+    for (let i = 0; i < 20_000; i++) {
+      const a = word();
+      const b = rnd(3) === 0 ? a + word() : word();
+      const want = Math.sign(Buffer.compare(bytes(a), bytes(b)));
+      expect(Math.sign(comparePaths(a, b)), JSON.stringify([a, b])).toBe(want);
+      expect(Math.sign(comparePaths(b, a)) + 0, JSON.stringify([b, a])).toBe(-want + 0);
+    }
+  });
 });
