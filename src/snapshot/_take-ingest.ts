@@ -72,12 +72,18 @@ export class Ingest {
     private readonly index: ContentIndex,
     private readonly packer: Packer,
     private readonly bad: DamagedLocations,
+    /** Keep the first bytes of each file read (for the tripwire's look at a new version). */
+    private readonly samples: boolean,
     private readonly signal?: AbortSignal,
   ) {}
 
   async file(entry: RemoteEntry): Promise<Ingested> {
     if (this.provider.features.local && entry.size >= this.repo.packThreshold) return this.localLarge(entry);
-    const spool = await Spool.from(await this.provider.open(entry, this.signal), this.repo.packThreshold);
+    const spool = await Spool.from(
+      await this.provider.open(entry, this.signal),
+      this.repo.packThreshold,
+      this.samples,
+    );
     try {
       const { sha256, size } = spool;
       const known = this.packer.get(sha256) ?? this.index.get(sha256);
@@ -104,7 +110,7 @@ export class Ingest {
     let sample: Buffer | undefined;
     for await (const chunk of await this.provider.open(entry, this.signal)) {
       hash.update(chunk as Buffer);
-      if (!sample) sample = Buffer.from((chunk as Buffer).subarray(0, SAMPLE_BYTES));
+      if (!sample && this.samples) sample = Buffer.from((chunk as Buffer).subarray(0, SAMPLE_BYTES));
       size += (chunk as Buffer).length;
     }
     const sha256 = hash.digest('hex');
@@ -196,7 +202,7 @@ class Spool {
   size = 0;
   sample?: Buffer;
 
-  static async from(stream: Readable, threshold: number): Promise<Spool> {
+  static async from(stream: Readable, threshold: number, sample: boolean): Promise<Spool> {
     const s = new Spool();
     const hash = createHash('sha256');
     const chunks: Buffer[] = [];
@@ -206,7 +212,7 @@ class Spool {
         const chunk = c as Buffer;
         hash.update(chunk);
         s.size += chunk.length;
-        if (!s.sample) s.sample = Buffer.from(chunk.subarray(0, SAMPLE_BYTES));
+        if (!s.sample && sample) s.sample = Buffer.from(chunk.subarray(0, SAMPLE_BYTES));
         if (out) {
           if (!out.write(chunk)) await new Promise<void>((r) => out!.once('drain', () => r()));
         } else {
@@ -223,7 +229,8 @@ class Spool {
         await new Promise<void>((resolve, reject) =>
           out!.end((e?: Error | null) => (e ? reject(e) : resolve())),
         );
-      else s.buffer = Buffer.concat(chunks);
+      // One chunk (a small file read in one go) is the content itself: no copy.
+      else s.buffer = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
     } catch (e) {
       out?.destroy();
       await s.remove();
