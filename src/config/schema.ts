@@ -1,4 +1,4 @@
-import cron from 'node-cron';
+import { nodeCron } from '../schedule/_node-cron.js';
 import { z } from 'zod';
 
 /** Sizes are written as bytes or with a unit: 1048576, "1MiB", "64 MiB", "512KiB". */
@@ -79,7 +79,7 @@ export const storeSchema = z.discriminatedUnion('type', [s3StoreSchema, fsStoreS
 
 /** Why `expr` is not a cron expression the daemon's scheduler (node-cron) runs; undefined when it is. */
 export function cronProblem(expr: string): string | undefined {
-  const v = cron.validateDetailed(expr);
+  const v = nodeCron().validateDetailed(expr);
   if (v.valid) return undefined;
   const why = v.errors.map((e) => `${e.field}: ${e.message}`).join('; ');
   return `is not a valid cron expression (${why}); write five fields (minute hour day month weekday, such as "0 2 * * *") or six with seconds first`;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -343,11 +343,21 @@ describe.skipIf(!s3)('store: s3', () => {
       expect(s.description).not.toContain(s3!.accessKeyId);
     });
 
-    it('createStore builds an S3 store from the config', () => {
+    it('createStore builds an S3 store from the config, which loads the AWS SDK on its first call', async () => {
       const s = createStore(config(suiteBucket, { prefix: '/syncguard/' }), { configDir: '/' });
-      expect(s).toBeInstanceOf(S3Store);
       expect(s.description).toBe(`s3://${suiteBucket}/syncguard/ at ${s3!.endpoint}`);
-      (s as S3Store).close();
+      expect(s.features).toEqual({ objectLock: true, versioned: true });
+      const key = `created/${randomUUID()}`;
+      await s.put(key, Buffer.from('via createStore'), { retainUntil: new Date(Date.now() + 86_400_000) });
+      expect((await readAll(s, key)).toString()).toBe('via createStore');
+      expect(await s.head(key)).toMatchObject({ key, size: 15 });
+      const listed: string[] = [];
+      for await (const o of s.list('created/')) listed.push(o.key);
+      expect(listed).toContain(key);
+      s.close?.();
+      expect(() =>
+        createStore(config(suiteBucket, { secretAccessKey: undefined }), { configDir: '/' }),
+      ).toThrow(/give both accessKeyId and secretAccessKey/);
     });
 
     describe('through a proxy that fails requests', () => {

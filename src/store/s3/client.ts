@@ -10,7 +10,7 @@ import type { Log } from '../../log.js';
 import { silentLog } from '../../log.js';
 import { showPath } from '../../paths.js';
 import { Pacer, type PacerOptions } from '../../providers/_pacer.js';
-import { normalisePrefix } from '../_util.js';
+import { s3Identity } from '../_s3-config.js';
 import type { StoreFeatures } from '../types.js';
 import { nameOf, status, translate } from './errors.js';
 
@@ -57,19 +57,14 @@ export class S3Context {
   private readonly secrets: string[];
 
   constructor(config: S3StoreConfig, opts: S3StoreOptions = {}) {
-    if (!!config.accessKeyId !== !!config.secretAccessKey) {
-      throw new SyncguardError(
-        'CONFIG',
-        'store: give both accessKeyId and secretAccessKey, or neither (to use the AWS credential chain)',
-      );
-    }
-    this.bucket = config.bucket;
-    this.prefix = normalisePrefix(config.prefix);
-    this.region = config.region ?? 'us-east-1';
+    const id = s3Identity(config);
+    this.bucket = id.bucket;
+    this.prefix = id.prefix;
+    this.region = id.region;
     this.customEndpoint = config.endpoint !== undefined;
     this.lockMode = config.objectLock === 'off' ? undefined : config.objectLock.mode;
     this.checksum = config.checksum ?? 'md5';
-    this.features = { objectLock: this.lockMode !== undefined, versioned: this.lockMode !== undefined };
+    this.features = id.features;
     this.partSize = Math.max(MIN_PART, opts.partSize ?? 16 * MiB);
     this.queueSize = Math.max(1, opts.queueSize ?? 3);
     this.log = opts.log ?? silentLog;
@@ -106,7 +101,7 @@ export class S3Context {
         httpsAgent: { keepAlive: true, maxSockets: 64 },
       },
     });
-    this.description = `s3://${this.bucket}/${this.prefix}${config.endpoint ? ` at ${withoutUserinfo(config.endpoint)}` : ` in ${this.region}`}`;
+    this.description = id.description;
   }
 
   /** Runs one request through the pacer (retries, concurrency), its failure translated. */
@@ -177,16 +172,5 @@ export class S3Context {
     let t = text;
     for (const s of this.secrets) t = t.split(s).join('***');
     return t;
-  }
-}
-
-function withoutUserinfo(endpoint: string): string {
-  try {
-    const u = new URL(endpoint);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(invalid endpoint)';
   }
 }
