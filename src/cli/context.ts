@@ -1,4 +1,3 @@
-import { configPath, loadConfig } from '../config/load.js';
 import type { Context } from '../api.js';
 import type { Log } from '../log.js';
 import { Output, type Io } from './output.js';
@@ -27,8 +26,10 @@ export class Cli {
     if (json && !this.out.json) this.out = new Output(this.io, true, this.out.quiet);
   }
 
-  context(): Context {
+  /** The config, loaded (with its schema and YAML parser) on the first call: `--help` needs neither. */
+  async context(): Promise<Context> {
     if (!this.ctx) {
+      const { configPath, loadConfig } = await import('../config/load.js');
       const loaded = loadConfig(configPath(this.globals.config, this.env), this.env);
       // Dates given on the command line ("--at 2026-11-20") mean days in the configured timezone.
       if (loaded.config.schedule.timezone) process.env.TZ = loaded.config.schedule.timezone;

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { ack } from '../../api.js';
 import type { Cli } from '../context.js';
 
 export function registerAck(program: Command, cli: Cli): void {
@@ -14,7 +13,8 @@ export function registerAck(program: Command, cli: Cli): void {
       '\nLook first: `syncguard diff <account> <before> <after>` shows what changed. The snapshots stay; only pruning resumes.',
     )
     .action(async (account: string, o: { note?: string }) => {
-      const r = await ack(cli.context(), account, { note: o.note, signal: cli.abort.signal });
+      const { ack } = await import('../../api.js');
+      const r = await ack(await cli.context(), account, { note: o.note, signal: cli.abort.signal });
       if (cli.out.json) return cli.out.document(r);
       if (r.acknowledged.length === 0)
         return cli.out.line(

@@ -1,6 +1,5 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import { findAccount } from '../../api.js';
 import { SyncguardError } from '../../errors.js';
 import type { Cli } from '../context.js';
 
@@ -15,7 +14,8 @@ export function registerAuth(program: Command, cli: Cli): void {
       'OneDrive: also ask for write access, needed to restore back into the drive (default: read only, so a stolen token file cannot wipe the drive); Dropbox grants what the app allows',
     )
     .action(async (provider: string, o: { account: string; write?: boolean }) => {
-      const ctx = cli.context();
+      const { findAccount } = await import('../../api.js');
+      const ctx = await cli.context();
       const account = findAccount(ctx.config, o.account);
       if (account.provider !== provider) {
         throw new SyncguardError(

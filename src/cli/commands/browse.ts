@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { compare, list, snapshots } from '../../api.js';
 import type { ManifestEntry } from '../../snapshot/manifest.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
@@ -20,7 +19,8 @@ export function registerBrowse(program: Command, cli: Cli): void {
     .argument('[account]', 'only this account')
     .option('--json', 'an array, newest last, of { id, account, time, files, bytes, failed, lockedUntil }')
     .action(async (account?: string) => {
-      const list = await snapshots(cli.context(), account, cli.abort.signal);
+      const { snapshots } = await import('../../api.js');
+      const list = await snapshots(await cli.context(), account, cli.abort.signal);
       if (cli.out.json) {
         return cli.out.document(
           list.map((s) => ({
@@ -70,7 +70,8 @@ export function registerBrowse(program: Command, cli: Cli): void {
     .option('-r, --recursive', 'everything below the folder, not just what is in it')
     .option('--json', 'print { snapshot, path, entries[] } as JSON')
     .action(async (account: string, path: string | undefined, o: { at?: string; recursive?: boolean }) => {
-      const r = await list(cli.context(), account, {
+      const { list } = await import('../../api.js');
+      const r = await list(await cli.context(), account, {
         at: o.at,
         path,
         recursive: o.recursive,
@@ -105,7 +106,8 @@ export function registerBrowse(program: Command, cli: Cli): void {
     .argument('<to>', 'a snapshot id, a date, a date-time or latest')
     .option('--json', 'print { from, to, added[], changed[], deleted[] } as JSON')
     .action(async (account: string, from: string, to: string) => {
-      const d = await compare(cli.context(), account, from, to, cli.abort.signal);
+      const { compare } = await import('../../api.js');
+      const d = await compare(await cli.context(), account, from, to, cli.abort.signal);
       if (cli.out.json) {
         return cli.out.document({
           from: d.from.id,

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { configJsonSchema } from '../../config/load.js';
 import type { Cli } from '../context.js';
 
 export function registerConfig(program: Command, cli: Cli): void {
@@ -7,12 +6,12 @@ export function registerConfig(program: Command, cli: Cli): void {
   config
     .command('schema')
     .description('print the JSON Schema of the config file, for editors')
-    .action(() => cli.out.document(configJsonSchema()));
+    .action(async () => cli.out.document((await import('../../config/load.js')).configJsonSchema()));
   config
     .command('check')
     .description('read the config and report the first mistakes, without touching the store')
-    .action(() => {
-      const ctx = cli.context();
+    .action(async () => {
+      const ctx = await cli.context();
       cli.out.line(
         `${ctx.file}: ok, ${ctx.config.accounts.length} account(s): ${ctx.config.accounts.map((a) => `${a.name} (${a.provider})`).join(', ')}`,
       );

@@ -1,9 +1,7 @@
 import { Option, type Command } from 'commander';
-import { daemon } from '../../api.js';
 import { SyncguardError } from '../../errors.js';
-import { secretsOf } from '../../secrets.js';
 import type { Cli } from '../context.js';
-import { createLogger, LOG_FORMATS, type LogFormat } from '../logger.js';
+import type { LogFormat } from '../logger.js';
 
 export function registerDaemon(program: Command, cli: Cli): void {
   program
@@ -21,7 +19,7 @@ export function registerDaemon(program: Command, cli: Cli): void {
         '--log-format <format>',
         'log lines on stderr: "human" (time, level, message) or "json" (one object a line: time, level, pid, msg)',
       )
-        .choices(LOG_FORMATS)
+        .choices(['human', 'json'] satisfies LogFormat[])
         .default('human'),
     )
     .addHelpText(
@@ -31,12 +29,17 @@ export function registerDaemon(program: Command, cli: Cli): void {
         'anything shaped like a token, are written as [redacted].',
     )
     .action(async (o: { grace: string; logFormat: LogFormat }) => {
+      // The library, the logger (pino) and the secrets (which read the providers' credentials) load
+      // only when the daemon runs: `--help` needs none of them.
+      const { daemon } = await import('../../api.js');
+      const { createLogger } = await import('../logger.js');
+      const { secretsOf } = await import('../../secrets.js');
       const grace = Number(o.grace);
       if (!Number.isFinite(grace) || grace < 0)
         throw new SyncguardError('USAGE', `--grace "${o.grace}" is not a number of seconds`);
       cli.sigtermIsNormal = true;
       cli.stopNote = '';
-      const loaded = cli.context();
+      const loaded = await cli.context();
       const logger = createLogger({
         format: o.logFormat,
         stream: cli.io.stderr,

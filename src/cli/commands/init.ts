@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { init } from '../../api.js';
 import type { Cli } from '../context.js';
 
 export function registerInit(program: Command, cli: Cli): void {
@@ -10,7 +9,8 @@ export function registerInit(program: Command, cli: Cli): void {
     )
     .option('--json', 'print the result as JSON')
     .action(async () => {
-      const r = await init(cli.context());
+      const { init } = await import('../../api.js');
+      const r = await init(await cli.context());
       if (cli.out.json) return cli.out.document(r);
       cli.out.line(`${r.created ? 'created' : 'checked'} ${r.store}`);
       cli.out.line(`  object lock: ${r.objectLock}`);

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { pruneStore } from '../../api.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../exit.js';
 import { bytes, count, day } from '../output.js';
@@ -17,7 +16,8 @@ export function registerPrune(program: Command, cli: Cli): void {
       '\nAn account whose ransomware tripwire fired is not pruned until `syncguard ack <account>`; prune then exits 4.',
     )
     .action(async (o: { dryRun?: boolean }) => {
-      const r = await pruneStore(cli.context(), { dryRun: o.dryRun, signal: cli.abort.signal });
+      const { pruneStore } = await import('../../api.js');
+      const r = await pruneStore(await cli.context(), { dryRun: o.dryRun, signal: cli.abort.signal });
       cli.exitCode = r.blocked.length > 0 ? EXIT.tripwire : EXIT.ok;
       if (cli.out.json) return cli.out.document(r);
       const verb = r.dryRun ? 'would remove' : 'removed';

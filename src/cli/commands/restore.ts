@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { restoreAccount } from '../../api.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../exit.js';
@@ -33,9 +32,10 @@ export function registerRestore(program: Command, cli: Cli): void {
         account: string,
         o: { at: string; to: string; path?: string; into?: string; overwrite?: boolean; dryRun?: boolean },
       ) => {
+        const { restoreAccount } = await import('../../api.js');
         cli.stopNote =
           'stopping the restore: every file restored so far is complete, and running the same restore again finishes it; press Ctrl-C again to quit at once';
-        const r = await restoreAccount(cli.context(), account, {
+        const r = await restoreAccount(await cli.context(), account, {
           ...o,
           signal: cli.abort.signal,
           onProgress: (p) =>

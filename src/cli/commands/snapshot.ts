@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { snapshot, staleSummary, staleText } from '../../api.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../exit.js';
@@ -16,9 +15,10 @@ export function registerSnapshot(program: Command, cli: Cli): void {
       'list everything instead of the changes since the last snapshot (content already stored is not read again)',
     )
     .action(async (accounts: string[], o: { full?: boolean }) => {
+      const { snapshot, staleSummary, staleText } = await import('../../api.js');
       cli.stopNote =
         'stopping: the current snapshot is abandoned (no half snapshot is ever listed); press Ctrl-C again to quit at once';
-      const ctx = cli.context();
+      const ctx = await cli.context();
       const started = Date.now();
       const runs = await snapshot(ctx, accounts, {
         signal: cli.abort.signal,

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { staleText, status } from '../../api.js';
 import type { Cli } from '../context.js';
 import { EXIT } from '../exit.js';
 import { bytes, count, duration } from '../output.js';
@@ -17,7 +16,8 @@ export function registerStatus(program: Command, cli: Cli): void {
       "\nExits 4 when an account's tripwire fired and nobody acknowledged it, 1 when an account's last run failed.",
     )
     .action(async (account?: string) => {
-      const r = await status(cli.context(), account, cli.abort.signal);
+      const { staleText, status } = await import('../../api.js');
+      const r = await status(await cli.context(), account, cli.abort.signal);
       const tripped = r.accounts.some((a) => a.tripwire.tripped);
       const failed = r.accounts.some((a) => a.lastRun?.result === 'failed' || a.error);
       cli.exitCode = tripped ? EXIT.tripwire : failed ? EXIT.failed : EXIT.ok;

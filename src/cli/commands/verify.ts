@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { verifyStore } from '../../api.js';
 import { SyncguardError } from '../../errors.js';
 import { showPath } from '../../paths.js';
 import type { Cli } from '../context.js';
@@ -14,13 +13,14 @@ export function registerVerify(program: Command, cli: Cli): void {
     .option('--sample <percent>', 'check only this share of the objects, chosen at random, such as 10%')
     .option('--json', 'print { snapshots, objects, objectsChecked, bytesChecked, problems[] } as JSON')
     .action(async (account: string | undefined, o: { sample?: string }) => {
+      const { verifyStore } = await import('../../api.js');
       let samplePercent: number | undefined;
       if (o.sample !== undefined) {
         samplePercent = Number(o.sample.replace(/%$/, ''));
         if (!(samplePercent > 0 && samplePercent <= 100))
           throw new SyncguardError('USAGE', `--sample "${o.sample}": expected a share from 0.1% to 100%`);
       }
-      const r = await verifyStore(cli.context(), {
+      const r = await verifyStore(await cli.context(), {
         account,
         samplePercent,
         signal: cli.abort.signal,
