@@ -29,7 +29,6 @@ import type { PrepareReport, Store } from './store/types.js';
 import { accountRetention, prune, readSnapshotLocks, type PruneResult } from './snapshot/retention.js';
 import { acknowledge, type TripwireState } from './snapshot/tripwire.js';
 import { checkPruneAlone, takePruneLease, takeSnapshotLease, type Lease } from './snapshot/lease.js';
-import { Daemon } from './schedule/daemon.js';
 import { lastReport, ran, reportsDir, type RunReport, type RunTrigger } from './schedule/reports.js';
 import { policyOf, runAccount, type RunEnv, type RunOutcome } from './schedule/run.js';
 import { accountStatus, type AccountStatus } from './schedule/status.js';
@@ -446,6 +445,8 @@ export async function daemon(ctx: Context, opts: DaemonOptions): Promise<void> {
   const dctx: Context = { ...ctx, store: ctx.store ?? createStore(ctx.config.store, { configDir: ctx.dir }) };
   const repo = openRepository(dctx);
   const reports = reportsDir(ctx.config, ctx.dir);
+  // The daemon's scheduler and metrics (croner, prom-client) load only for the daemon.
+  const { Daemon } = await import('./schedule/daemon.js');
   const d = new Daemon({
     config: ctx.config,
     log: ctx.log ?? silentLog,
