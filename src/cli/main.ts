@@ -19,6 +19,7 @@ import { registerPrune } from './commands/prune.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerStatus } from './commands/status.js';
 import { registerAck } from './commands/ack.js';
+import { registerService } from './commands/service.js';
 import type { Io } from './output.js';
 import { EXIT, EXIT_HELP } from './exit.js';
 
@@ -54,6 +55,7 @@ export function buildProgram(cli: Cli): Command {
   registerDaemon(program, cli);
   registerStatus(program, cli);
   registerAck(program, cli);
+  registerService(program, cli);
   const all = (cmds: readonly Command[]): Command[] => cmds.flatMap((c) => [c, ...all(c.commands)]);
   for (const c of all(program.commands)) {
     c.exitOverride()
