@@ -7,7 +7,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'vitest';
+import { expect, inject } from 'vitest';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -30,15 +30,22 @@ function assertBuilt(): void {
     throw new Error(`${CLI} does not exist: run \`npm run build\` before the end-to-end tests`);
 }
 
-function childEnv(opts: CliOptions): NodeJS.ProcessEnv {
+/**
+ * The environment of a CLI child process: a minimal one (PATH, HOME=cwd, TZ=UTC) plus `extra`; the
+ * parent's AWS_* are not passed on. While coverage runs, the child writes its V8 coverage where
+ * test/helpers/coverage.ts reads it.
+ */
+export function cliEnv(cwd: string, extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
-    HOME: opts.cwd,
+    HOME: cwd,
     TZ: 'UTC',
     LANG: 'C.UTF-8',
     NODE_NO_WARNINGS: '1',
   };
-  for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
+  const coverage = inject('childCoverage');
+  if (coverage) env.NODE_V8_COVERAGE = coverage;
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
   return env;
 }
 
@@ -50,7 +57,7 @@ export function startCli(
   assertBuilt();
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: opts.cwd,
-    env: childEnv(opts),
+    env: cliEnv(opts.cwd, opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -16,7 +16,6 @@ import {
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { S3StoreConfig } from '../../src/config/schema.js';
 import { LocalProvider } from '../../src/providers/local.js';
 import { Repository } from '../../src/snapshot/repository.js';
@@ -24,6 +23,7 @@ import { takeSnapshot, type SnapshotResult, type TakeOptions } from '../../src/s
 import { MemoryStore } from '../../src/store/memory.js';
 import { S3Store } from '../../src/store/s3.js';
 import type { Store } from '../../src/store/types.js';
+import { CLI, cliEnv } from '../helpers/cli.js';
 
 export const DAY = 86_400_000;
 export const HOUR = 3_600_000;
@@ -262,8 +262,6 @@ export async function holdingProxy(
   };
 }
 
-export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-
 export interface CliRun {
   child: ChildProcess;
   stdout: () => string;
@@ -280,7 +278,7 @@ export function startCli(args: string[], cwd: string, env: Record<string, string
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, HOME: cwd, TZ: 'UTC', LANG: 'C.UTF-8', NODE_NO_WARNINGS: '1', ...env },
+    env: cliEnv(cwd, env),
   });
   let out = '',
     err = '';
