@@ -5,21 +5,13 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { manifestKey, snapshotId } from '../../src/snapshot/layout.js';
-import { prose, receiver, runCli, startCli, tempDir, writeFiles, type CliRun } from '../schedule/_helpers.js';
+import { leftovers, prose, receiver, runCli, startCli, tempDir, writeFiles } from '../schedule/_helpers.js';
 import { longLineManifest } from './_hostile.js';
+import { FS_STORE_YAML, configYaml, writeConfig } from '../helpers/cli.js';
 
-const dirs: string[] = [];
-const children: CliRun[] = [];
-afterAll(async () => {
-  for (const c of children)
-    if (c.child.exitCode === null && c.child.signalCode === null) {
-      c.child.kill('SIGKILL');
-      await c.exited;
-    }
-  for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
-});
+const { dirs, children } = leftovers();
 
 describe('adversarial: the daemon and a planted object', () => {
   it('survives a planted 600 MB-line manifest: that account is alerted and still snapshotted, the other runs', async () => {
@@ -32,18 +24,16 @@ describe('adversarial: the daemon and a planted object', () => {
           join(dir, a),
           Object.fromEntries(Array.from({ length: 5 }, (_, i) => [`n${i}.txt`, prose(i, 500)])),
         );
-      await fsp.writeFile(
-        join(dir, 'syncguard.yaml'),
-        [
-          'store: { type: fs, path: ./store }',
-          'stateDir: ./state',
-          'schedule: { cron: "*/2 * * * * *", timezone: UTC }',
-          `alerts: { webhook: "${hook.url}/alert" }`,
-          'accounts:',
-          '  - { name: docs, provider: local, path: ./docs }',
-          '  - { name: photos, provider: local, path: ./photos }',
-          '',
-        ].join('\n'),
+      await writeConfig(
+        dir,
+        configYaml({
+          store: FS_STORE_YAML,
+          settings: [
+            'schedule: { cron: "*/2 * * * * *", timezone: UTC }',
+            `alerts: { webhook: "${hook.url}/alert" }`,
+          ],
+          accounts: ['docs', 'photos'].map((name) => ({ name, provider: 'local', path: `./${name}` })),
+        }),
       );
       const id = snapshotId(new Date(Date.now() - 3_600_000));
       const planted = manifestKey('photos', id);

@@ -14,6 +14,7 @@ import { verify } from '../../src/snapshot/verify.js';
 import { MemoryStore } from '../../src/store/memory.js';
 import { readAll, type Store } from '../../src/store/types.js';
 import { runCli, tempDir, writeFiles } from '../schedule/_helpers.js';
+import { FS_STORE_YAML, configYaml, writeConfig } from '../helpers/cli.js';
 import { ACCOUNT, Clock, keys, local, manifestOf, sha256, snap, sourceDir } from '../snapshot/_fixtures.js';
 
 const dirs: string[] = [];
@@ -127,15 +128,9 @@ describe('adversarial: damaged pack indexes and packs (point 3)', () => {
     const dir = await tempDir('hostile-index-cli');
     dirs.push(dir);
     await writeFiles(join(dir, 'docs'), { 'a.txt': 'alpha', 'b.txt': 'beta' });
-    await fsp.writeFile(
-      join(dir, 'syncguard.yaml'),
-      [
-        'store: { type: fs, path: ./store }',
-        'stateDir: ./state',
-        'accounts:',
-        '  - { name: docs, provider: local, path: ./docs }',
-        '',
-      ].join('\n'),
+    await writeConfig(
+      dir,
+      configYaml({ store: FS_STORE_YAML, accounts: [{ name: 'docs', provider: 'local', path: './docs' }] }),
     );
     expect((await runCli(['snapshot'], dir)).code).toBe(0);
     await new Promise((r) => setTimeout(r, 20));

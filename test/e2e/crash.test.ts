@@ -1,22 +1,17 @@
 import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   cliJson,
   expectCli,
   localConfigYaml,
-  s3Env,
   s3StoreYaml,
   startCli,
-  tempDir,
-  uniqueBucket,
-  writeConfig,
-  type CliOptions,
   type SnapshotJson,
 } from '../helpers/cli.js';
-import { listKeys, rawClient, removeBucket } from '../helpers/s3-client.js';
+import { listKeys } from '../helpers/s3-client.js';
 import { MiB, makeTree, readTree, treeBytes, type TreeItem } from '../helpers/tree.js';
+import { s3Workspace } from '../helpers/workspace.js';
 
 const s3 = inject('s3');
 if (!s3)
@@ -40,40 +35,28 @@ function alive(pid: number): boolean {
  * stored, part of the tree stored), never by a clock; the assertions are about outcomes only.
  */
 describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
-  let dir: string;
-  let raw: S3Client;
-  let bucket: string;
-  let cli: CliOptions;
   let expected: TreeItem[];
   let bytes: number;
+  const ws = s3Workspace(s3, 'crash', {
+    config: (bucket) =>
+      localConfigYaml(s3StoreYaml(bucket, s3!, '{ mode: GOVERNANCE, days: 1 }', PREFIX), './src'),
+    timeoutMs: 240_000,
+  });
 
   beforeAll(async () => {
-    dir = await tempDir('crash');
-    raw = rawClient(s3!);
-    bucket = uniqueBucket('crash');
-    await makeTree(join(dir, 'src'), {
+    await makeTree(join(ws.dir, 'src'), {
       small: 600,
       large: Array.from({ length: 10 }, (_, i) => Math.round(1.2 * MiB) + i * 4099),
       odd: false,
     });
-    expected = await readTree(join(dir, 'src'));
+    expected = await readTree(join(ws.dir, 'src'));
     bytes = treeBytes(expected);
-    await writeConfig(
-      dir,
-      localConfigYaml(s3StoreYaml(bucket, s3!, '{ mode: GOVERNANCE, days: 1 }', PREFIX), './src'),
-    );
-    cli = { cwd: dir, env: s3Env(s3!), timeoutMs: 240_000 };
-    await expectCli(['init'], cli, 0);
+    await expectCli(['init'], ws.cli, 0);
   }, 120_000);
-  afterAll(async () => {
-    if (raw && bucket) await removeBucket(raw, bucket);
-    raw?.destroy();
-    if (dir) await fsp.rm(dir, { recursive: true, force: true });
-  });
 
-  const lockFile = () => join(dir, 'state/locks/laptop.lock');
+  const lockFile = () => join(ws.dir, 'state/locks/laptop.lock');
   const stored = async () => {
-    const keys = await listKeys(raw, bucket, PREFIX);
+    const keys = await listKeys(ws.raw, ws.bucket, PREFIX);
     const content = keys.filter((k) => k.key.startsWith(`${PREFIX}blobs/`) || k.key.endsWith('.pack'));
     return { objects: content.length, bytes: content.reduce((n, k) => n + k.size, 0) };
   };
@@ -82,7 +65,7 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
     const restored = new Set<string>();
     /** Every snapshot listed restores completely, byte for byte (the tree never changes in this test). */
     const checkListed = async () => {
-      const list = await cliJson<SnapshotJson[]>(['snapshots'], cli);
+      const list = await cliJson<SnapshotJson[]>(['snapshots'], ws.cli);
       for (const s of list) {
         if (restored.has(s.id)) continue;
         expect(s).toMatchObject({
@@ -90,8 +73,8 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
           bytes,
           failed: 0,
         });
-        const to = join(dir, `restore-${s.id}`);
-        await expectCli(['restore', 'laptop', '--at', s.id, '--to', to], cli, 0);
+        const to = join(ws.dir, `restore-${s.id}`);
+        await expectCli(['restore', 'laptop', '--at', s.id, '--to', to], ws.cli, 0);
         expect(await readTree(to), `snapshot ${s.id}`).toEqual(expected);
         await fsp.rm(to, { recursive: true });
         restored.add(s.id);
@@ -116,7 +99,7 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
     let completed = 0;
     for (const point of points) {
       const base = await stored();
-      const { child, finished } = startCli(['snapshot', 'laptop'], cli);
+      const { child, finished } = startCli(['snapshot', 'laptop'], ws.cli);
       let exited = false;
       void finished.then(() => {
         exited = true;
@@ -142,7 +125,7 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
     // A run after the kills: not refused as BUSY, complete, and cheaper than the tree.
     const [run] = await cliJson<
       Array<{ ok: boolean; id: string; files: number; bytesAdded: number; failed: unknown[] }>
-    >(['snapshot', 'laptop'], cli);
+    >(['snapshot', 'laptop'], ws.cli);
     expect(run).toMatchObject({
       ok: true,
       files: expected.filter((x) => x.type === 'file').length,
@@ -153,7 +136,7 @@ describe.skipIf(!s3)('e2e: a snapshot killed at any point', () => {
     const list = await checkListed();
     expect(list.map((s) => s.id)).toContain(run.id);
     // What the killed runs left behind is unreferenced, not damage.
-    const v = await expectCli(['verify'], cli, 0);
+    const v = await expectCli(['verify'], ws.cli, 0);
     expect(v.stdout).toContain('no problems found');
   }, 400_000);
 });

@@ -1,10 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { snapshotId } from '../../src/snapshot/layout.js';
 import { startDropboxEmulator } from '../emulators/dropbox.js';
 import {
   holdingProxy,
+  leftovers,
   prose,
   receiver,
   runCli,
@@ -14,19 +15,11 @@ import {
   writeFiles,
   type CliRun,
 } from '../schedule/_helpers.js';
+import { configYaml, writeConfig } from '../helpers/cli.js';
 
 /** `syncguard daemon` as a process, as systemd runs it. */
 const s3 = inject('s3');
-const dirs: string[] = [];
-const children: CliRun[] = [];
-afterAll(async () => {
-  for (const c of children)
-    if (c.child.exitCode === null && c.child.signalCode === null) {
-      c.child.kill('SIGKILL');
-      await c.exited;
-    }
-  for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
-});
+const { dirs, children } = leftovers();
 
 async function folder(label: string, store: string, schedule: string, extra: string[] = []): Promise<string> {
   const dir = await tempDir(label);
@@ -35,19 +28,13 @@ async function folder(label: string, store: string, schedule: string, extra: str
     join(dir, 'tree'),
     Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`notes/n${i}.txt`, prose(i, 2000)])),
   );
-  await fsp.writeFile(
-    join(dir, 'syncguard.yaml'),
-    [
+  await writeConfig(
+    dir,
+    configYaml({
       store,
-      'stateDir: ./state',
-      `schedule: { cron: "${schedule}", timezone: UTC }`,
-      ...extra,
-      'accounts:',
-      '  - name: docs',
-      '    provider: local',
-      '    path: ./tree',
-      '',
-    ].join('\n'),
+      settings: [`schedule: { cron: "${schedule}", timezone: UTC }`, ...extra],
+      accounts: [{ name: 'docs', provider: 'local', path: './tree' }],
+    }),
   );
   return dir;
 }

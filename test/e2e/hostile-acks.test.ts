@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prose, runCli, tempDir, writeFiles } from '../schedule/_helpers.js';
+import { lettersFolder, runCli, writeFiles } from '../schedule/_helpers.js';
 
 /**
  * Whoever can write the store cannot blind the tripwire (issue 8, point 10): an empty ack named far
@@ -15,26 +15,7 @@ describe('e2e: a hostile writer of the store and the tripwire', () => {
   const cli = (args: string[]) => runCli(args, dir);
 
   beforeAll(async () => {
-    dir = await tempDir('e2e-hostile-acks');
-    await writeFiles(
-      join(dir, 'tree'),
-      Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`docs/d${i % 3}/letter-${i}.txt`, prose(i)])),
-    );
-    await fsp.writeFile(
-      join(dir, 'syncguard.yaml'),
-      [
-        'store: { type: fs, path: ./store }',
-        'stateDir: ./state',
-        'schedule: { cron: "0 2 * * *", timezone: UTC }',
-        'keep: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }',
-        'prune: { graceHours: 0 }',
-        'accounts:',
-        '  - name: docs',
-        '    provider: local',
-        '    path: ./tree',
-        '',
-      ].join('\n'),
-    );
+    dir = await lettersFolder('e2e-hostile-acks');
   });
   afterAll(async () => {
     await fsp.rm(dir, { recursive: true, force: true });

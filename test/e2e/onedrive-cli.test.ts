@@ -1,60 +1,23 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import {
-  expectCli,
-  s3Env,
-  s3StoreYaml,
-  startCli,
-  tempDir,
-  uniqueBucket,
-  writeConfig,
-  type CliOptions,
-  type CliResult,
-} from '../helpers/cli.js';
-import { listKeys, rawClient, removeBucket } from '../helpers/s3-client.js';
+import { expectCli, startCli, type CliOptions, type CliResult } from '../helpers/cli.js';
 import { KiB, bytesOf, readTree, sha256, type TreeItem } from '../helpers/tree.js';
+import { s3Workspace } from '../helpers/workspace.js';
 import { realistic, startGraphEmulator, type EmuDrive, type GraphEmulator } from '../emulators/graph.js';
-
-const s3 = inject('s3');
-if (!s3)
-  console.warn(
-    '\n!!! e2e: CLI with OneDrive SKIPPED: no S3 server (S3_ENDPOINT unset and SYNCGUARD_NO_S3=1) !!!\n',
-  );
+import {
+  cloudCliSuite,
+  cloudConfig,
+  sortByName,
+  treeItem,
+  type CloudSession,
+  type SnapshotRun,
+} from './cloud-cli-suite.js';
 
 const ACCOUNT = 'work-onedrive';
 /** Items per delta page: small, so that a full listing takes several pages and an incremental one takes one. */
 const PAGE = 25;
-
-interface SnapshotRun {
-  account: string;
-  ok: boolean;
-  id: string;
-  files: number;
-  dirs: number;
-  bytes: number;
-  bytesAdded: number;
-  filesRead: number;
-  failed: Array<{ path: string; error: string }>;
-}
-
-interface RestoreJson {
-  snapshot: string;
-  target: string;
-  files: number;
-  overwritten: number;
-  failed: unknown[];
-  dryRun: boolean;
-}
-
-const byBytes = (a: TreeItem, b: TreeItem) =>
-  Buffer.compare(Buffer.from(a.hex, 'hex'), Buffer.from(b.hex, 'hex'));
-const item = (name: string, rest: Omit<TreeItem, 'name' | 'hex'>): TreeItem => ({
-  name,
-  hex: Buffer.from(name).toString('hex'),
-  ...rest,
-});
+const s3 = inject('s3');
 
 /** What the emulated drive holds below `base` ('' for all of it), as `readTree` pictures a folder on
  *  disk: names, bytes, and the times OneDrive keeps (fileSystemInfo.lastModifiedDateTime). */
@@ -68,28 +31,45 @@ function picture(drive: EmuDrive, base = ''): TreeItem[] {
     const name = path.slice(prefix.length);
     out.push(
       v.kind === 'file'
-        ? item(name, { type: 'file', size: v.content!.length, sha256: sha256(v.content!), mtimeMs })
-        : item(name, { type: 'dir', size: 0, mtimeMs }),
+        ? treeItem(name, { type: 'file', size: v.content!.length, sha256: sha256(v.content!), mtimeMs })
+        : treeItem(name, { type: 'dir', size: 0, mtimeMs }),
     );
   }
-  return out.sort(byBytes);
+  return sortByName(out);
 }
 
 /** Folders made by a restore back into the drive are dated when they were made: compare files' times only. */
 const fileTimes = (pic: TreeItem[]) => pic.map((i) => (i.type === 'dir' ? { ...i, mtimeMs: 0 } : i));
 
-/** The part of a picture below `base`, with names relative to it. */
-function below(pic: TreeItem[], base: string): TreeItem[] {
-  return pic
-    .filter((i) => i.name.startsWith(base + '/'))
-    .map((i) =>
-      item(i.name.slice(base.length + 1), {
-        type: i.type,
-        size: i.size,
-        sha256: i.sha256,
-        mtimeMs: i.mtimeMs,
-      }),
-    );
+/** The account in the config: a work account signed in by device code, its token cache beside the config. */
+const onedriveAccount = (emu: GraphEmulator) => ({
+  name: ACCOUNT,
+  provider: 'onedrive',
+  clientId: '11111111-2222-3333-4444-555555555555',
+  tenant: 'organizations',
+  credentials: './work-onedrive.json',
+  endpoint: emu.url,
+  authority: emu.url,
+});
+
+/** `syncguard auth onedrive`: the user reads the code the CLI prints and enters it on the sign-in page. */
+function signIn(
+  emu: GraphEmulator,
+  args: string[],
+  cli: CliOptions,
+): { approved: () => boolean; finished: Promise<CliResult> } {
+  const { child, finished } = startCli(['auth', 'onedrive', '--account', ACCOUNT, ...args], cli);
+  let stderr = '';
+  let approved = false;
+  child.stderr!.on('data', (s: string) => {
+    stderr += s;
+    const code = /enter the code (\S+)/.exec(stderr)?.[1];
+    if (code && !approved) {
+      approved = true;
+      emu.approve(code);
+    }
+  });
+  return { approved: () => approved, finished };
 }
 
 /** A work drive: projects (one of 35 files to be renamed), an archive by year, documents (one above
@@ -112,259 +92,129 @@ function fill(drive: EmuDrive): void {
 }
 
 /**
- * The whole command line against the Graph emulator (in this process, over HTTP, through the real
- * Graph client and MSAL) and the real S3 server: `auth onedrive` through the device code flow, init,
- * snapshots, a night of changes under throttling, restores to disk and back into the drive, and a
- * revoked sign-in.
+ * The whole command line against the Graph emulator (through the real Graph client and MSAL) and the
+ * real S3 server (cloud-cli-suite.ts): `auth onedrive` through the device code flow, delta listings
+ * page by page, an access token that runs out overnight, and a revoked sign-in.
  */
-describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () => {
-  let emu: GraphEmulator;
-  let dir: string;
-  let raw: S3Client;
-  let bucket: string;
-  let cli: CliOptions;
-  let state1: TreeItem[];
-  let state2: TreeItem[];
-  let first: SnapshotRun;
-  let second: SnapshotRun;
+let emu: GraphEmulator;
+const drive = () => emu.drive;
+const cacheFile = (s: CloudSession) => join(s.ws.dir, 'work-onedrive.json');
 
-  const cacheFile = () => join(dir, 'work-onedrive.json');
-  const drive = () => emu.drive;
+/** `syncguard auth onedrive --write`, approved on the sign-in page; the token cache is never printed. */
+async function authOnedrive(s: CloudSession): Promise<CliResult> {
+  const { approved, finished } = signIn(emu, ['--write'], s.ws.cli);
+  const r = await finished;
+  expect(r.code, `auth onedrive exited ${r.code}\n${r.stderr}`).toBe(0);
+  expect(approved()).toBe(true);
+  await s.expectNoToken(r);
+  return r;
+}
 
-  /** None of the tokens the emulator ever issued, nor the S3 secret, in what the CLI printed. */
-  function expectNoToken(r: CliResult): void {
-    const secrets = [...emu.refreshTokensIssued, ...emu.accessTokensIssued, s3!.secretAccessKey];
-    for (const text of [r.stdout, r.stderr])
-      for (const s of secrets) expect(text.includes(s), 'a secret was printed').toBe(false);
-  }
-  const run = async (args: string[], code: number) => {
-    const r = await expectCli(args, cli, code);
-    expectNoToken(r);
-    return r;
-  };
-  const json = async <T>(args: string[], code = 0): Promise<T> =>
-    JSON.parse((await run([...args, '--json'], code)).stdout) as T;
-
-  /** `syncguard auth onedrive --write`: the user reads the code the CLI prints and enters it on the sign-in page. */
-  async function authOnedrive(): Promise<CliResult> {
-    const { child, finished } = startCli(['auth', 'onedrive', '--account', ACCOUNT, '--write'], cli);
-    let stderr = '';
-    let approved = false;
-    child.stderr!.on('data', (s: string) => {
-      stderr += s;
-      const code = /enter the code (\S+)/.exec(stderr)?.[1];
-      if (code && !approved) {
-        approved = true;
-        emu.approve(code);
-      }
-    });
-    const r = await finished;
-    expect(r.code, `auth onedrive exited ${r.code}\n${r.stderr}`).toBe(0);
-    expect(approved).toBe(true);
-    expectNoToken(r);
-    return r;
-  }
-
-  beforeAll(async () => {
+cloudCliSuite({
+  name: 'OneDrive',
+  target: 'onedrive',
+  account: ACCOUNT,
+  label: 'e2e-od',
+  async start() {
     emu = await startGraphEmulator({
       driveType: 'business',
       pageSize: PAGE,
       user: { name: 'Ada Example', username: 'ada@contoso.com' },
     });
-    dir = await tempDir('e2e-onedrive');
-    raw = rawClient(s3!);
-    bucket = uniqueBucket('e2e-od');
-    await writeConfig(
-      dir,
-      [
-        s3StoreYaml(bucket, s3!),
-        'stateDir: ./state',
-        'accounts:',
-        `  - name: ${ACCOUNT}`,
-        '    provider: onedrive',
-        '    clientId: 11111111-2222-3333-4444-555555555555',
-        '    tenant: organizations',
-        '    credentials: ./work-onedrive.json',
-        `    endpoint: ${emu.url}`,
-        `    authority: ${emu.url}`,
-        '',
-      ].join('\n'),
-    );
-    cli = { cwd: dir, env: s3Env(s3!), timeoutMs: 60_000 };
-  });
-  afterAll(async () => {
-    await emu?.close();
-    if (raw) {
-      await removeBucket(raw, bucket);
-      raw.destroy();
-    }
-    if (dir) await fsp.rm(dir, { recursive: true, force: true });
-  });
+  },
+  close: async () => emu?.close(),
+  accounts: () => [onedriveAccount(emu)],
+  // None of the tokens the emulator ever issued.
+  secrets: async () => [...emu.refreshTokensIssued, ...emu.accessTokensIssued],
+  tokenShapes: [],
+  picture: (base) => picture(drive(), base),
+  comparable: fileTimes,
+  writes: () => drive().log.length,
+  resetCounts: () => emu.resetCounters(),
+  signIn: authOnedrive,
 
-  it('auth onedrive: device code sign-in, the token cache saved to a 0600 file and never printed', async () => {
-    const r = await authOnedrive();
-    expect(r.stderr).toMatch(
-      /^To sign in to OneDrive for account "work-onedrive", open https:\/\/microsoft\.com\/devicelogin and enter the code [0-9A-F]+$/m,
-    );
-    expect(r.stdout).toBe(
-      `signed in as ada@contoso.com; saved the token cache for "${ACCOUNT}" to ${cacheFile()}\n`,
-    );
-    expect((await fsp.stat(cacheFile())).mode & 0o777).toBe(0o600);
-    const cache = await fsp.readFile(cacheFile(), 'utf8');
-    expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the cache holds the refresh token').toBe(true);
-    expect(emu.count('devicecode')).toBe(1);
-  });
+  signInTest: {
+    title: 'init; auth onedrive: device code sign-in, the token cache saved to a 0600 file and never printed',
+    async run(s) {
+      const r = await authOnedrive(s);
+      expect(r.stderr).toMatch(
+        /^To sign in to OneDrive for account "work-onedrive", open https:\/\/microsoft\.com\/devicelogin and enter the code [0-9A-F]+$/m,
+      );
+      expect(r.stdout).toBe(
+        `signed in as ada@contoso.com; saved the token cache for "${ACCOUNT}" to ${cacheFile(s)}\n`,
+      );
+      expect((await fsp.stat(cacheFile(s))).mode & 0o777).toBe(0o600);
+      const cache = await fsp.readFile(cacheFile(s), 'utf8');
+      expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the cache holds the refresh token').toBe(true);
+      expect(emu.count('devicecode')).toBe(1);
+    },
+  },
 
-  it('init, then a first snapshot that enumerates the drive once and reads every file once', async () => {
-    expect((await run(['init'], 0)).stdout).toMatch(/^created s3:\/\//);
-    fill(drive());
-    state1 = picture(drive());
-    const files = state1.filter((i) => i.type === 'file');
-    emu.resetCounters();
-    [first] = await json<SnapshotRun[]>(['snapshot', ACCOUNT]);
-    expect(first).toMatchObject({
-      account: ACCOUNT,
-      ok: true,
-      files: files.length,
-      dirs: state1.length - files.length,
-      failed: [],
-      filesRead: files.length,
-    });
-    expect(first.bytes).toBe(files.reduce((n, f) => n + f.size, 0));
+  fill: () => fill(drive()),
+  firstSnapshotChecks(s, files) {
     // The root and every item, PAGE items a page.
-    expect(emu.count('delta')).toBe(Math.ceil((state1.length + 1) / PAGE));
+    expect(emu.count('delta')).toBe(Math.ceil((s.state1.length + 1) / PAGE));
     expect(emu.count('download')).toBe(files.length);
-    expect(emu.bytesDownloaded).toBe(first.bytes);
-  });
+    expect(emu.bytesDownloaded).toBe(s.first.bytes);
+  },
 
-  it('a night of changes under throttling (rename a folder, delete a subtree, edit files): one delta page, only the edited files read', async () => {
-    drive().rename('Projects/Alpha', 'Alpha (2026)');
-    drive().remove('Archive/2019');
-    const t = new Date('2026-11-26T22:15:30.456Z');
-    const edited = [
-      drive().write('Documents/notes-02.txt', bytesOf('edited notes', 4444), { modified: t }),
-      drive().write('Projects/Beta/b-05.txt', bytesOf('edited beta', 3210), { modified: t }),
-      drive().write('Archive/2020/a-01.csv', bytesOf('edited archive', 999), { modified: t }),
-    ];
-    state2 = picture(drive());
+  night: {
+    title:
+      'a night of changes under throttling (rename a folder, delete a subtree, edit files): one delta page, only the edited files read',
+    filesRead: 3,
+    prepare(s) {
+      drive().rename('Projects/Alpha', 'Alpha (2026)');
+      drive().remove('Archive/2019');
+      const t = new Date('2026-11-26T22:15:30.456Z');
+      const edited = [
+        drive().write('Documents/notes-02.txt', bytesOf('edited notes', 4444), { modified: t }),
+        drive().write('Projects/Beta/b-05.txt', bytesOf('edited beta', 3210), { modified: t }),
+        drive().write('Archive/2020/a-01.csv', bytesOf('edited archive', 999), { modified: t }),
+      ];
 
-    // The access token ran out overnight, and Graph throttles: 429 on the listing, 503 and 429 on reads.
-    emu.expireAccessTokens();
-    const spent = emu.refreshTokensIssued.at(-1)!;
-    emu.failNext(1, { status: 429, retryAfter: 1, route: 'delta' });
-    emu.failNext(2, { status: 503, retryAfter: 0, route: 'content' });
-    emu.failNext(1, { status: 429, retryAfter: 0, route: 'download' });
-    emu.resetCounters();
-    [second] = await json<SnapshotRun[]>(['snapshot', ACCOUNT]);
-    const files = state2.filter((i) => i.type === 'file');
-    expect(second).toMatchObject({
-      ok: true,
-      files: files.length,
-      bytes: files.reduce((n, f) => n + f.size, 0),
-      failed: [],
-      filesRead: 3,
-    });
+      // The access token ran out overnight, and Graph throttles: 429 on the listing, 503 and 429 on reads.
+      emu.expireAccessTokens();
+      const spent = emu.refreshTokensIssued.at(-1)!;
+      emu.failNext(1, { status: 429, retryAfter: 1, route: 'delta' });
+      emu.failNext(2, { status: 503, retryAfter: 0, route: 'content' });
+      emu.failNext(1, { status: 429, retryAfter: 0, route: 'download' });
+      return async () => {
+        // One page of changes since the stored delta link (plus the throttled try), nothing listed folder by folder.
+        expect(emu.count('delta')).toBe(1 + 1);
+        expect(emu.count('children')).toBe(0);
+        // Only the edited files were read (plus the refused tries): the renamed folder's 35 files cost nothing.
+        expect(emu.count('content')).toBe(2 + 3);
+        expect(emu.count('download')).toBe(1 + 3);
+        expect(emu.bytesDownloaded).toBe(edited.reduce((n, e) => n + e.size, 0));
+        // The expired access token was renewed with the saved refresh token, and the rotated one saved back.
+        const cache = await fsp.readFile(cacheFile(s), 'utf8');
+        expect(cache.includes(spent), 'the spent refresh token is still saved').toBe(false);
+        expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the new refresh token is saved').toBe(true);
+      };
+    },
+  },
 
-    // One page of changes since the stored delta link (plus the throttled try), nothing listed folder by folder.
-    expect(emu.count('delta')).toBe(1 + 1);
-    expect(emu.count('children')).toBe(0);
-    // Only the edited files were read (plus the refused tries): the renamed folder's 35 files cost nothing.
-    expect(emu.count('content')).toBe(2 + 3);
-    expect(emu.count('download')).toBe(1 + 3);
-    expect(emu.bytesDownloaded).toBe(edited.reduce((n, e) => n + e.size, 0));
-    // The expired access token was renewed with the saved refresh token, and the rotated one saved back.
-    const cache = await fsp.readFile(cacheFile(), 'utf8');
-    expect(cache.includes(spent), 'the spent refresh token is still saved').toBe(false);
-    expect(cache.includes(emu.refreshTokensIssued.at(-1)!), 'the new refresh token is saved').toBe(true);
-  });
+  deleted: { path: 'Archive/2019', files: 14 },
 
-  it('restores the earlier date to disk byte for byte (names, contents, times), and the later one too', async () => {
-    const r1 = await json<RestoreJson>(['restore', ACCOUNT, '--at', first.id, '--to', 'restored-1']);
-    expect(r1).toMatchObject({ snapshot: first.id, files: first.files, failed: [] });
-    expect(await readTree(join(dir, 'restored-1'))).toEqual(state1);
-    await run(['restore', ACCOUNT, '--at', second.id, '--to', join(dir, 'restored-2')], 0);
-    expect(await readTree(join(dir, 'restored-2'))).toEqual(state2);
-  });
-
-  it('restores the earlier date back into the drive, under "Restored <date>/", with the right bytes and times', async () => {
-    const r = await json<RestoreJson>(['restore', ACCOUNT, '--at', first.id, '--to', 'onedrive']);
-    expect(r.target).toBe(`Restored ${first.id.slice(0, 4)}-${first.id.slice(4, 6)}-${first.id.slice(6, 8)}`);
-    expect(r).toMatchObject({ snapshot: first.id, files: first.files, overwritten: 0, failed: [] });
-    expect(fileTimes(picture(drive(), r.target))).toEqual(fileTimes(state1));
-    expect(picture(drive()).filter((i) => !i.name.startsWith(r.target))).toEqual(state2);
-  });
-
-  it('in place (--into ""), refuses to overwrite and writes nothing; a deleted subtree goes back; --overwrite puts the earlier state back', async () => {
-    const logBefore = drive().log.length;
-    const refused = await run(['restore', ACCOUNT, '--at', first.id, '--to', 'onedrive', '--into', ''], 1);
-    expect(refused.stderr).toMatch(
-      /^syncguard: \d+ file\(s\) already exist in the account \(.*\); nothing was written\. .*add --overwrite to replace them\n$/,
-    );
-    expect(drive().log.length).toBe(logBefore);
-
-    const archive = await json<RestoreJson>([
-      'restore',
-      ACCOUNT,
-      '--at',
-      first.id,
-      '--path',
-      'Archive/2019',
-      '--to',
-      'onedrive',
-      '--into',
-      '',
-    ]);
-    expect(archive).toMatchObject({ target: '', failed: [], overwritten: 0, files: 14 });
-    expect(fileTimes(picture(drive(), 'Archive/2019'))).toEqual(fileTimes(below(state1, 'Archive/2019')));
-
-    const back = await json<RestoreJson>([
-      'restore',
-      ACCOUNT,
-      '--at',
-      first.id,
-      '--to',
-      'onedrive',
-      '--into',
-      '',
-      '--overwrite',
-    ]);
-    expect(back).toMatchObject({ target: '', files: first.files, failed: [] });
-    // Regression: with --overwrite the replaced files were not counted (overwritten: 0).
-    expect(back.overwritten).toBeGreaterThan(0);
-    expect(back.overwritten).toBeLessThanOrEqual(first.files);
-    const names = new Set(state1.map((i) => i.name));
-    expect(fileTimes(picture(drive()).filter((i) => names.has(i.name)))).toEqual(fileTimes(state1));
-  });
-
-  it('a revoked sign-in ends `snapshot` with exit 1 and says to run `syncguard auth onedrive`, printing no token', async () => {
-    emu.revokeSignIn();
-    const r = await run(['snapshot', ACCOUNT], 1);
-    expect(r.stderr).toMatch(
-      new RegExp(`^syncguard: ${ACCOUNT}: .*run \`syncguard auth onedrive --account ${ACCOUNT}\` again`, 'm'),
-    );
-    expect(r.stderr).toMatch(/expired or was revoked|refused the sign-in/);
-    expect((await listKeys(raw, bucket, `snapshots/${ACCOUNT}/`)).map((k) => k.key)).toEqual(
-      [first.id, second.id].map((id) => `snapshots/${ACCOUNT}/${id}.ndjson.gz`),
-    );
-
-    // Signing in again is all it takes: the next run goes on from the stored delta link. It reads only
-    // the contents the last snapshot does not hold (what the restores brought back), and stores nothing new.
-    await authOnedrive();
-    const known = new Set(state2.map((i) => i.sha256));
-    const now = picture(drive()).filter((i) => i.type === 'file');
-    emu.resetCounters();
-    const out = await run(['snapshot', ACCOUNT, '--json'], 0);
-    const [after] = JSON.parse(out.stdout) as SnapshotRun[];
-    expect(after).toMatchObject({
-      ok: true,
-      failed: [],
-      files: now.length,
-      filesRead: now.filter((i) => !known.has(i.sha256)).length,
-      bytesAdded: 0,
-    });
-    expect(emu.count('download')).toBe(after.filesRead);
-    expect(out.stderr).not.toMatch(/listing everything/);
-  });
+  revoked: {
+    title:
+      'a revoked sign-in ends `snapshot` with exit 1 and says to run `syncguard auth onedrive`, printing no token',
+    async run(s) {
+      emu.revokeSignIn();
+      const r = await s.run(['snapshot', ACCOUNT], 1);
+      expect(r.stderr).toMatch(
+        new RegExp(
+          `^syncguard: ${ACCOUNT}: .*run \`syncguard auth onedrive --account ${ACCOUNT}\` again`,
+          'm',
+        ),
+      );
+      expect(r.stderr).toMatch(/expired or was revoked|refused the sign-in/);
+    },
+    afterSignIn(_s, after, r) {
+      expect(emu.count('download')).toBe(after.filesRead);
+      expect(r.stderr).not.toMatch(/listing everything/);
+    },
+  },
 });
 
 /**
@@ -374,10 +224,6 @@ describe.skipIf(!s3)('e2e: CLI with OneDrive (emulated) and the S3 store', () =>
  */
 describe.skipIf(!s3)('e2e: CLI with a realistic OneDrive for Business, night after night', () => {
   let emu: GraphEmulator;
-  let dir: string;
-  let raw: S3Client;
-  let bucket: string;
-  let cli: CliOptions;
 
   /** What a restore must give: each file as OneDrive serves it. */
   function served(drive: EmuDrive): TreeItem[] {
@@ -390,46 +236,14 @@ describe.skipIf(!s3)('e2e: CLI with a realistic OneDrive for Business, night aft
 
   beforeAll(async () => {
     emu = await startGraphEmulator({ ...realistic('business'), pageSize: PAGE });
-    dir = await tempDir('e2e-onedrive-real');
-    raw = rawClient(s3!);
-    bucket = uniqueBucket('e2e-odr');
-    await writeConfig(
-      dir,
-      [
-        s3StoreYaml(bucket, s3!),
-        'stateDir: ./state',
-        'accounts:',
-        `  - name: ${ACCOUNT}`,
-        '    provider: onedrive',
-        '    clientId: 11111111-2222-3333-4444-555555555555',
-        '    tenant: organizations',
-        '    credentials: ./work-onedrive.json',
-        `    endpoint: ${emu.url}`,
-        `    authority: ${emu.url}`,
-        '',
-      ].join('\n'),
-    );
-    cli = { cwd: dir, env: s3Env(s3!), timeoutMs: 60_000 };
-    const { child, finished } = startCli(['auth', 'onedrive', '--account', ACCOUNT], cli);
-    let stderr = '';
-    child.stderr!.on('data', (s: string) => {
-      stderr += s;
-      const code = /enter the code (\S+)/.exec(stderr)?.[1];
-      if (code && !emu.userCodes.includes(code + '!')) {
-        emu.userCodes.push(code + '!');
-        emu.approve(code);
-      }
-    });
-    expect((await finished).code).toBe(0);
-    await expectCli(['init'], cli, 0);
   });
   afterAll(async () => {
     await emu?.close();
-    if (raw) {
-      await removeBucket(raw, bucket);
-      raw.destroy();
-    }
-    if (dir) await fsp.rm(dir, { recursive: true, force: true });
+  });
+  const ws = s3Workspace(s3, 'e2e-odr', { config: (bucket) => cloudConfig(bucket, [onedriveAccount(emu)]) });
+  beforeAll(async () => {
+    expect((await signIn(emu, [], ws.cli).finished).code).toBe(0);
+    await expectCli(['init'], ws.cli, 0);
   });
 
   it('snapshots three nights and a --full listing, and restores each night as OneDrive served it', async () => {
@@ -448,7 +262,7 @@ describe.skipIf(!s3)('e2e: CLI with a realistic OneDrive for Business, night aft
     const nights: Array<{ run: SnapshotRun; want: TreeItem[] }> = [];
     const night = async (args: string[] = []) => {
       const want = served(drive);
-      const out = await expectCli(['snapshot', ACCOUNT, '--json', ...args], cli, 0);
+      const out = await expectCli(['snapshot', ACCOUNT, '--json', ...args], ws.cli, 0);
       const [run] = JSON.parse(out.stdout) as SnapshotRun[];
       expect(run).toMatchObject({
         ok: true,
@@ -483,8 +297,8 @@ describe.skipIf(!s3)('e2e: CLI with a realistic OneDrive for Business, night aft
     expect(emu.count('download')).toBe(0);
 
     for (const [k, { run, want }] of nights.entries()) {
-      const to = join(dir, `restored-${k}`);
-      await expectCli(['restore', ACCOUNT, '--at', run.id, '--to', to], cli, 0);
+      const to = join(ws.dir, `restored-${k}`);
+      await expectCli(['restore', ACCOUNT, '--at', run.id, '--to', to], ws.cli, 0);
       expect(await readTree(to), `night ${k + 1}`).toEqual(want);
     }
   }, 240_000);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prose, receiver, runCli, tempDir, writeFiles } from '../schedule/_helpers.js';
+import { lettersFolder, prose, receiver, runCli, writeFiles } from '../schedule/_helpers.js';
 
 /**
  * The tripwire from the command line: a night of ransomware, the alert, prune refusing to let the
@@ -14,28 +14,10 @@ describe('e2e: prune, the tripwire and ack', () => {
   const cli = (args: string[]) => runCli(args, dir);
 
   beforeAll(async () => {
-    dir = await tempDir('e2e-prune');
     rx = await receiver();
-    await writeFiles(
-      join(dir, 'tree'),
-      Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`docs/d${i % 3}/letter-${i}.txt`, prose(i)])),
-    );
-    await fsp.writeFile(
-      join(dir, 'syncguard.yaml'),
-      [
-        'store: { type: fs, path: ./store }',
-        'stateDir: ./state',
-        'schedule: { cron: "0 2 * * *", timezone: UTC }',
-        'keep: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }',
-        'prune: { graceHours: 0 }',
-        `alerts: { on: [failure, tripwire], webhook: "${rx.url}/hook" }`,
-        'accounts:',
-        '  - name: docs',
-        '    provider: local',
-        '    path: ./tree',
-        '',
-      ].join('\n'),
-    );
+    dir = await lettersFolder('e2e-prune', [
+      `alerts: { on: [failure, tripwire], webhook: "${rx.url}/hook" }`,
+    ]);
   });
   afterAll(async () => {
     await rx.close();

@@ -1,19 +1,11 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AccountStatus } from '../../src/api.js';
-import {
-  expectCli,
-  s3Env,
-  s3StoreYaml,
-  tempDir,
-  uniqueBucket,
-  writeConfig,
-  type CliOptions,
-} from '../helpers/cli.js';
-import { rawClient, removeBucket } from '../helpers/s3-client.js';
+import { expectCli } from '../helpers/cli.js';
+import { s3Workspace } from '../helpers/workspace.js';
 import { startDropboxEmulator, type DropboxEmulator } from '../emulators/dropbox.js';
+import { cloudConfig } from './cloud-cli-suite.js';
 
 const s3 = inject('s3');
 if (!s3)
@@ -48,20 +40,39 @@ describe.skipIf(!s3)(
   'e2e: CLI with Dropbox (emulated): a file that cannot be read keeps its previous version',
   () => {
     let emu: DropboxEmulator;
-    let dir: string;
-    let raw: S3Client;
-    let bucket: string;
-    let cli: CliOptions;
+    beforeAll(async () => {
+      emu = await startDropboxEmulator();
+    });
+    afterAll(async () => {
+      await emu?.close();
+    });
+    const ws = s3Workspace(s3, 'e2e-stale', {
+      config: (bucket) =>
+        cloudConfig(
+          bucket,
+          [
+            {
+              name: ACCOUNT,
+              provider: 'dropbox',
+              appKey: emu.appKey,
+              refreshToken: '${DROPBOX_REFRESH_TOKEN}',
+              endpoint: emu.url,
+            },
+          ],
+          ['alerts:', '  on: [stale]', '  command: ["/bin/sh", "-c", "cat >> alerts.ndjson"]'],
+        ),
+      env: () => ({ DROPBOX_REFRESH_TOKEN: emu.issueRefreshToken() }),
+    });
 
     const json = async <T>(args: string[], code: number): Promise<T> =>
-      JSON.parse((await expectCli([...args, '--json'], cli, code)).stdout) as T;
+      JSON.parse((await expectCli([...args, '--json'], ws.cli, code)).stdout) as T;
     const restoredReport = async (id: string, to: string) => {
       await json(['restore', ACCOUNT, '--at', id, '--to', to], 0);
-      return fsp.readFile(join(dir, to, 'Documents', 'report.txt'), 'utf8');
+      return fsp.readFile(join(ws.dir, to, 'Documents', 'report.txt'), 'utf8');
     };
     const alerts = async (): Promise<Alert[]> => {
       try {
-        const text = await fsp.readFile(join(dir, 'alerts.ndjson'), 'utf8');
+        const text = await fsp.readFile(join(ws.dir, 'alerts.ndjson'), 'utf8');
         return text
           .trim()
           .split('\n')
@@ -71,47 +82,10 @@ describe.skipIf(!s3)(
       }
     };
 
-    beforeAll(async () => {
-      emu = await startDropboxEmulator();
-      dir = await tempDir('e2e-stale');
-      raw = rawClient(s3!);
-      bucket = uniqueBucket('e2e-stale');
-      await writeConfig(
-        dir,
-        [
-          s3StoreYaml(bucket, s3!),
-          'stateDir: ./state',
-          'alerts:',
-          '  on: [stale]',
-          '  command: ["/bin/sh", "-c", "cat >> alerts.ndjson"]',
-          'accounts:',
-          `  - name: ${ACCOUNT}`,
-          '    provider: dropbox',
-          `    appKey: ${emu.appKey}`,
-          '    refreshToken: ${DROPBOX_REFRESH_TOKEN}',
-          `    endpoint: ${emu.url}`,
-          '',
-        ].join('\n'),
-      );
-      cli = {
-        cwd: dir,
-        env: { ...s3Env(s3!), DROPBOX_REFRESH_TOKEN: emu.issueRefreshToken() },
-        timeoutMs: 60_000,
-      };
-    });
-    afterAll(async () => {
-      await emu?.close();
-      if (raw) {
-        await removeBucket(raw, bucket);
-        raw.destroy();
-      }
-      if (dir) await fsp.rm(dir, { recursive: true, force: true });
-    });
-
     let second: SnapshotRun;
 
     it('a changed file whose download fails every retry keeps its previous version in the snapshot (exit 3)', async () => {
-      await expectCli(['init'], cli, 0);
+      await expectCli(['init'], ws.cli, 0);
       emu.home.put('/Documents/report.txt', 'version 1', {
         clientModified: new Date('2026-11-01T08:00:00Z'),
       });
@@ -144,7 +118,7 @@ describe.skipIf(!s3)(
     }, 120_000);
 
     it('on the third run in a row a `stale` alert goes out, and `status` says how many files are stale for how many runs', async () => {
-      const text = await expectCli(['snapshot', ACCOUNT], cli, 3);
+      const text = await expectCli(['snapshot', ACCOUNT], ws.cli, 3);
       expect(text.stdout).toContain('failed: Documents/report.txt: ');
       expect(text.stdout).toContain('(the previous version is kept; read again next run; 3 runs in a row)');
       const sent = await alerts();
@@ -159,7 +133,7 @@ describe.skipIf(!s3)(
         since: second.id,
         byRuns: [{ runs: 3, files: 1 }],
       });
-      expect((await expectCli(['status', ACCOUNT], cli, 0)).stdout).toMatch(
+      expect((await expectCli(['status', ACCOUNT], ws.cli, 0)).stdout).toMatch(
         /\n {2}stale {10}1 file not read: 1 for 3 runs \(since \d{8}T\d{6}\.\d{3}Z\)/,
       );
     }, 120_000);

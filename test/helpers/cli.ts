@@ -23,6 +23,8 @@ export interface CliOptions {
   /** Added to a minimal environment (PATH, HOME=cwd, TZ=UTC); the parent's AWS_* are not passed on. */
   env?: Record<string, string | undefined>;
   timeoutMs?: number;
+  /** Give the child a stdin the test writes to (`child.stdin`), as a user types; else it has none. */
+  stdin?: boolean;
 }
 
 function assertBuilt(): void {
@@ -58,14 +60,14 @@ export function startCli(
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: opts.cwd,
     env: cliEnv(opts.cwd, opts.env),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => {
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
     stdout += s;
   });
-  child.stderr.setEncoding('utf8').on('data', (s: string) => {
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
     stderr += s;
   });
   const timeout = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
@@ -147,19 +149,33 @@ export function s3Env(s3: S3Access): Record<string, string> {
   return { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey };
 }
 
+/** The `store:` line of a config for a folder store inside the config's folder. */
+export const FS_STORE_YAML = 'store: { type: fs, path: ./store }';
+
+export interface ConfigYaml {
+  /** The `store:` block: FS_STORE_YAML or s3StoreYaml(…). */
+  store: string;
+  /** Top-level settings after `stateDir: ./state` (schedule, keep, prune, alerts), one line each. */
+  settings?: string[];
+  /** Each account as its keys in order; values are YAML, written as they are (undefined: left out). */
+  accounts: Array<Record<string, string | undefined>>;
+}
+
+/** A whole config file, its state folder beside it. */
+export function configYaml({ store, settings = [], accounts }: ConfigYaml): string {
+  const account = (a: Record<string, string | undefined>) =>
+    Object.entries(a)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v], i) => `${i === 0 ? '  - ' : '    '}${k}: ${v}`);
+  return [store, 'stateDir: ./state', ...settings, 'accounts:', ...accounts.flatMap(account), ''].join('\n');
+}
+
 /** A config with one local account `name` reading `source`, with its state folder inside `dir`. */
-export function localConfigYaml(storeYaml: string, source: string, extra = '', name = 'laptop'): string {
-  return (
-    [
-      storeYaml,
-      'stateDir: ./state',
-      'accounts:',
-      `  - name: ${name}`,
-      '    provider: local',
-      `    path: ${JSON.stringify(source)}`,
-      extra,
-    ].join('\n') + '\n'
-  );
+export function localConfigYaml(storeYaml: string, source: string, name = 'laptop'): string {
+  return configYaml({
+    store: storeYaml,
+    accounts: [{ name, provider: 'local', path: JSON.stringify(source) }],
+  });
 }
 
 export async function writeConfig(dir: string, yaml: string, file = 'syncguard.yaml'): Promise<string> {

@@ -16,6 +16,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { afterAll } from 'vitest';
 import type { S3StoreConfig } from '../../src/config/schema.js';
 import { LocalProvider } from '../../src/providers/local.js';
 import { Repository } from '../../src/snapshot/repository.js';
@@ -23,7 +24,7 @@ import { takeSnapshot, type SnapshotResult, type TakeOptions } from '../../src/s
 import { MemoryStore } from '../../src/store/memory.js';
 import { S3Store } from '../../src/store/s3.js';
 import type { Store } from '../../src/store/types.js';
-import { CLI, cliEnv } from '../helpers/cli.js';
+import { CLI, FS_STORE_YAML, cliEnv, configYaml, writeConfig } from '../helpers/cli.js';
 
 export const DAY = 86_400_000;
 export const HOUR = 3_600_000;
@@ -329,4 +330,45 @@ export async function runCli(
   const r = startCli(args, cwd, env);
   const { code } = await r.exited;
   return { code, stdout: r.stdout(), stderr: r.stderr() };
+}
+
+/**
+ * A folder for the tripwire's end-to-end tests: 60 letters in tree/docs, and a config that snapshots
+ * them into an fs store, keeps only the last snapshot and prunes at once; `settings` adds alerts.
+ */
+export async function lettersFolder(label: string, settings: string[] = []): Promise<string> {
+  const dir = await tempDir(label);
+  await writeFiles(
+    join(dir, 'tree'),
+    Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`docs/d${i % 3}/letter-${i}.txt`, prose(i)])),
+  );
+  await writeConfig(
+    dir,
+    configYaml({
+      store: FS_STORE_YAML,
+      settings: [
+        'schedule: { cron: "0 2 * * *", timezone: UTC }',
+        'keep: { last: 1, daily: 0, weekly: 0, monthly: 0, yearly: 0 }',
+        'prune: { graceHours: 0 }',
+        ...settings,
+      ],
+      accounts: [{ name: 'docs', provider: 'local', path: './tree' }],
+    }),
+  );
+  return dir;
+}
+
+/** Registers the cleanup of a test file: the CLI processes still running are killed, the folders removed. */
+export function leftovers(): { dirs: string[]; children: CliRun[] } {
+  const dirs: string[] = [];
+  const children: CliRun[] = [];
+  afterAll(async () => {
+    for (const c of children)
+      if (c.child.exitCode === null && c.child.signalCode === null) {
+        c.child.kill('SIGKILL');
+        await c.exited;
+      }
+    for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
+  });
+  return { dirs, children };
 }
