@@ -222,6 +222,64 @@ describe('schedule: one run of an account', () => {
     expect(refused[0]).toMatchObject({ ok: false, error: expect.stringMatching(/HTTP 401$/) });
     expect(rx.got).toHaveLength(1);
   });
+
+  it("waits between tries as the receiver's Retry-After says (seconds or an HTTP date, at most 60 s), else 1 s, 2 s, 4 s…", async () => {
+    const answers: Array<{ status: number; headers?: Record<string, string> }> = [
+      { status: 429, headers: { 'retry-after': '7' } },
+      { status: 503, headers: { 'retry-after': new Date(Date.now() + 30_000).toUTCString() } },
+      { status: 503, headers: { 'retry-after': '600' } },
+      { status: 502 },
+      { status: 200 },
+    ];
+    const rx = await receiver((_r, n) => answers[n - 1]);
+    closers.push(rx.close);
+    const waits: number[] = [];
+    const sent = await sendAlerts(
+      { on: ['failure'], webhook: { url: `${rx.url}/h`, headers: {}, retries: 4, timeoutSeconds: 5 } },
+      failedReport(),
+      {
+        log: () => {},
+        sleep: async (ms) => {
+          waits.push(ms);
+        },
+      },
+    );
+    expect(sent).toEqual([{ channel: 'webhook', ok: true }]);
+    expect(rx.got).toHaveLength(5);
+    expect(waits[0]).toBe(7000);
+    // An HTTP date has whole seconds: the wait is what is left until then.
+    expect(waits[1]).toBeGreaterThan(25_000);
+    expect(waits[1]).toBeLessThanOrEqual(30_000);
+    expect(waits.slice(2)).toEqual([60_000, 8000]);
+  });
+
+  it('names no part of a webhook address it cannot parse, and tries it no more than configured', async () => {
+    const warnings: string[] = [];
+    const waits: number[] = [];
+    const [out] = await sendAlerts(
+      {
+        on: ['failure'],
+        webhook: { url: `hooks.example/${SECRETS[2]}`, headers: {}, retries: 2, timeoutSeconds: 5 },
+      },
+      failedReport(),
+      {
+        log: (_l, m) => {
+          warnings.push(m);
+        },
+        sleep: async (ms) => {
+          waits.push(ms);
+        },
+      },
+    );
+    expect(out).toMatchObject({
+      channel: 'webhook',
+      ok: false,
+      error: expect.stringMatching(/^the webhook at \(an invalid URL\) failed: /),
+    });
+    expect(waits).toEqual([1000, 2000]);
+    expect(warnings).toHaveLength(1);
+    noSecrets(warnings.join('\n') + JSON.stringify(out));
+  });
 });
 
 function failedReport(): RunReport {
