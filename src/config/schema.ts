@@ -63,9 +63,11 @@ export const s3StoreSchema = z.strictObject({
   secretAccessKey: z.string().min(1).optional(),
   sessionToken: z.string().min(1).optional(),
   objectLock: objectLockSchema,
-  /** How writes carry a checksum the server verifies: Content-MD5 works everywhere (B2 rejects
-   *  x-amz-checksum-*, Ceph ignores it); "sha256" sends x-amz-checksum-sha256 as well. */
-  checksum: z.enum(['md5', 'sha256']).default('md5'),
+  /** Checksums beyond the SHA-256 every write is signed with (which the server checks): absent,
+   *  Content-MD5 only where the server asks for it (AWS on locked writes); "md5" sends Content-MD5 on
+   *  every write (a server that does not check the signed SHA-256); "sha256" sends
+   *  x-amz-checksum-sha256 as well (B2 rejects it, Ceph ignores it). */
+  checksum: z.enum(['md5', 'sha256']).optional(),
 });
 
 export const fsStoreSchema = z.strictObject({

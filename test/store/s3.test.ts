@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import {
   CreateBucketCommand,
   DeleteBucketCommand,
@@ -49,7 +49,6 @@ function config(bucket: string, over: Partial<S3StoreConfig> = {}): S3StoreConfi
     accessKeyId: s3!.accessKeyId,
     secretAccessKey: s3!.secretAccessKey,
     objectLock: { mode: 'GOVERNANCE', days: 1 },
-    checksum: 'md5',
     ...over,
   };
 }
@@ -416,6 +415,94 @@ describe.skipIf(!s3)('store: s3', () => {
         expect(failed).toBe(2);
         expect(sha(await readAll(s, 'big'))).toBe(sha(data));
         expect(await uploadsOf(suiteBucket)).toBe(0);
+      });
+
+      it('signs a write with the SHA-256 it is given, and sends Content-MD5 only where asked (issue 10)', async () => {
+        const s = viaProxy('hash');
+        const data = randomBytes(1000);
+        const until = new Date(Date.now() + DAY);
+        const before = proxy.headers.length;
+        await s.put('a', data, { sha256: sha(data), retainUntil: until });
+        const put = proxy.headers.slice(before).filter((_, i) => proxy.seen[before + i].startsWith('PUT'));
+        expect(put).toHaveLength(1);
+        // The server checks the bytes against the caller's SHA-256; Ceph needs no Content-MD5.
+        expect(put[0]['x-amz-content-sha256']).toBe(sha(data));
+        expect(put[0]['content-md5']).toBeUndefined();
+        expect((await head(suiteBucket, `hash-${run}/a`)).ObjectLockRetainUntilDate).toBeDefined();
+        // `checksum: md5` sends it on every write, as before.
+        const m = store(
+          config(suiteBucket, { endpoint: proxy.endpoint, prefix: `md5-${run}`, checksum: 'md5' }),
+          fast,
+        );
+        const at = proxy.headers.length;
+        await m.put('a', data, { sha256: sha(data) });
+        expect(proxy.headers.slice(at).find((h) => h['content-md5'])?.['content-md5']).toBe(
+          createHash('md5').update(data).digest('base64'),
+        );
+        // `checksum: sha256` sends x-amz-checksum-sha256, each part signed with the hash it sends.
+        const c = store(
+          config(suiteBucket, { endpoint: proxy.endpoint, prefix: `c256-${run}`, checksum: 'sha256' }),
+          {
+            ...fast,
+            partSize: 5 * MiB,
+          },
+        );
+        const large = randomBytes(6 * MiB);
+        const from = proxy.headers.length;
+        await c.put('large', streamOf(large), { sha256: sha(large), retainUntil: until });
+        const parts = proxy.headers.slice(from).filter((_, i) => /partNumber=/.test(proxy.seen[from + i]));
+        expect(parts).toHaveLength(2);
+        for (const h of parts)
+          expect(Buffer.from(h['x-amz-checksum-sha256'] as string, 'base64').toString('hex')).toBe(
+            h['x-amz-content-sha256'],
+          );
+        expect(sha(await readAll(c, 'large'))).toBe(sha(large));
+      });
+
+      it('a body damaged on the way is refused by the server and sent again, single or in parts (issue 10)', async () => {
+        const s = viaProxy('damage', { partSize: 5 * MiB });
+        let damaged = 0;
+        proxy.rule = (req) => (req.method === 'PUT' && damaged++ === 0 ? 'damage-body' : undefined);
+        const small = randomBytes(3000);
+        await s.put('small', small, { sha256: sha(small) });
+        expect(damaged).toBe(2);
+        damaged = 0;
+        proxy.rule = (req) =>
+          req.method === 'PUT' && /partNumber=2/.test(req.url ?? '') && damaged++ === 0
+            ? 'damage-body'
+            : undefined;
+        const large = randomBytes(11 * MiB);
+        await s.put('large', streamOf(large), { sha256: sha(large) });
+        proxy.rule = () => undefined;
+        expect(damaged).toBe(2);
+        expect((await readAll(s, 'small')).equals(small)).toBe(true);
+        expect(sha(await readAll(s, 'large'))).toBe(sha(large));
+        expect(await versionsOf(suiteBucket, `damage-${run}/small`)).toHaveLength(1);
+        // A body that is not what its SHA-256 says is refused for good, without retries.
+        const before = proxy.seen.length;
+        await expectCode(s.put('wrong', small, { sha256: sha(large) }), 'INTEGRITY', /nothing was written/);
+        expect(proxy.seen.slice(before).filter((r) => r.startsWith('PUT'))).toHaveLength(1);
+        expect(await versionsOf(suiteBucket, `damage-${run}/wrong`)).toEqual([]);
+      });
+
+      it('a server that refuses locked writes without Content-MD5 (as AWS does) gets it, from then on (issue 10)', async () => {
+        const s = viaProxy('needmd5', { partSize: 5 * MiB });
+        proxy.rule = (req) =>
+          req.method === 'PUT' && req.headers['x-amz-object-lock-mode'] && !req.headers['content-md5']
+            ? 'need-md5'
+            : undefined;
+        const until = new Date(Date.now() + DAY);
+        const first = Buffer.from('first');
+        let before = proxy.seen.length;
+        await s.put('one', first, { sha256: sha(first), retainUntil: until });
+        expect(proxy.seen.slice(before).filter((r) => r.startsWith('PUT'))).toHaveLength(2);
+        const second = Buffer.from('second');
+        before = proxy.seen.length;
+        await s.put('two', second, { sha256: sha(second), retainUntil: until });
+        expect(proxy.seen.slice(before).filter((r) => r.startsWith('PUT'))).toHaveLength(1);
+        proxy.rule = () => undefined;
+        expect((await readAll(s, 'one')).equals(first)).toBe(true);
+        expect((await head(suiteBucket, `needmd5-${run}/two`)).ObjectLockRetainUntilDate).toBeDefined();
       });
 
       it('gives up after its attempts with a retryable STORE_UNAVAILABLE, and aborts the upload', async () => {

@@ -46,7 +46,13 @@ export class S3Context {
   readonly region: string;
   readonly customEndpoint: boolean;
   readonly lockMode?: ObjectLockRetentionMode;
-  readonly checksum: 'md5' | 'sha256';
+  /** `checksum` of the config: md5 sends Content-MD5 on every write, sha256 x-amz-checksum-sha256;
+   *  absent, each is sent only where the server needs it (see write.ts). */
+  readonly checksum?: 'md5' | 'sha256';
+  /** The bytes travel over TLS (AWS, or an https endpoint): a part need not be signed with its hash. */
+  readonly tls: boolean;
+  /** This server refused a locked write without Content-MD5: it is sent on locked writes from then on. */
+  md5ForLock = false;
   /** Changed by prepare() to what the bucket really has. */
   readonly features: StoreFeatures;
   readonly partSize: number;
@@ -55,6 +61,7 @@ export class S3Context {
   readonly description: string;
   private readonly pacer: Pacer;
   private readonly secrets: string[];
+  private readonly pools = new Map<number, PartPool>();
 
   constructor(config: S3StoreConfig, opts: S3StoreOptions = {}) {
     const id = s3Identity(config);
@@ -63,7 +70,8 @@ export class S3Context {
     this.region = id.region;
     this.customEndpoint = config.endpoint !== undefined;
     this.lockMode = config.objectLock === 'off' ? undefined : config.objectLock.mode;
-    this.checksum = config.checksum ?? 'md5';
+    this.checksum = config.checksum;
+    this.tls = config.endpoint === undefined || /^https:/i.test(config.endpoint);
     this.features = id.features;
     this.partSize = Math.max(MIN_PART, opts.partSize ?? 16 * MiB);
     this.queueSize = Math.max(1, opts.queueSize ?? 3);
@@ -102,6 +110,16 @@ export class S3Context {
       },
     });
     this.description = id.description;
+  }
+
+  /** The buffers of multipart parts of this size, shared by every upload of the store. */
+  partPool(size: number): PartPool {
+    let pool = this.pools.get(size);
+    if (!pool) {
+      pool = new PartPool(size, this.queueSize + 1);
+      this.pools.set(size, pool);
+    }
+    return pool;
   }
 
   /** Runs one request through the pacer (retries, concurrency), its failure translated. */
@@ -172,5 +190,25 @@ export class S3Context {
     let t = text;
     for (const s of this.secrets) t = t.split(s).join('***');
     return t;
+  }
+}
+
+/** Buffers of one part size, reused from part to part and from upload to upload: an upload holds
+ *  (queueSize + 1) of them whatever its length, and up to that many are kept for the next upload,
+ *  instead of allocating new parts for the garbage collector every time. */
+export class PartPool {
+  private readonly free: Buffer[] = [];
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+  /** Gives back a buffer of the pool, or a view of one from its start (a last, shorter part). */
+  release(part: Buffer): void {
+    if (this.free.length >= this.keep || part.byteOffset !== 0 || part.buffer.byteLength !== this.size)
+      return;
+    this.free.push(part.length === this.size ? part : Buffer.from(part.buffer, 0, this.size));
   }
 }
