@@ -49,7 +49,7 @@ const USAGE = `usage: node bench/run.mjs [--quick] [--only a,b] [--tools a,b] [-
 
   --quick       a smaller tree (1,000 small files, 256 MiB instead of 2 GiB, 20,000 instead of 200,000)
   --only LIST   scenarios to run, comma-separated; the ones they need run too:
-                ${'first, second, changed, restore, big, many'}
+                ${'first, second, changed, restore, big, many, history'}
   --tools LIST  the tools to run in every scenario, comma-separated: syncguard, rclone, restic
                 (default: all three, and syncguard alone in "big" and "many")
   --all-tools   run rclone and restic in the "big" and "many" scenarios too (default: syncguard only;
@@ -137,6 +137,7 @@ const SCENARIOS = {
   restore: { needs: ['first'], run: scenarioRestore },
   big: { needs: [], run: scenarioBig },
   many: { needs: [], run: scenarioMany },
+  history: { needs: [], run: scenarioHistory },
 };
 
 const chosenTools = (opts.tools ?? 'syncguard,rclone,restic')
@@ -1057,6 +1058,85 @@ async function profiledBackup(name, setup) {
     memoryMB: doc.memoryMB,
     hot: existsSync(prof) ? hottestOf(prof, 12) : undefined,
   };
+}
+
+/**
+ * Long history (issue 10): a nothing-changed night in a store that holds 2,000 small packs of earlier
+ * nights (planted: a pack and its pack index each, as the packer writes them), against the same night
+ * in a store that holds only the one night before. syncguard alone: the other tools have no such store.
+ * A third run of the long store starts without the state folder's index cache (a new machine).
+ */
+async function scenarioHistory() {
+  const dir = join(WORK, 'tree-history');
+  cachedTree(dir, { history: 200, seed: SEED }, () => {
+    const m = new Map();
+    for (let i = 0; i < 200; i++) {
+      const path = `h/f${String(i).padStart(3, '0')}.txt`;
+      m.set(path, { size: 1000, sha256: writeContent(join(dir, path), 1000, `${path}:0`) });
+    }
+    return m;
+  });
+  const one = await syncguard.setup('history-one', dir);
+  const long = await syncguard.setup('history-long', dir);
+  process.stderr.write('planting 2,000 packs of earlier nights… ');
+  const t0 = performance.now();
+  await plantPacks(long.bucket, 2000);
+  process.stderr.write(`${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  /** @type {Array<[string, { config: string; bucket: string }]>} */
+  const stores = [
+    ['one night', one],
+    ['2,000 packs', long],
+  ];
+  for (const [label, setup] of stores) {
+    await runTool(`history ${label}: first`, syncguard, () =>
+      syncguard.backup(`history-first-${setup.bucket}`, setup),
+    );
+    await runTool(`history ${label}: nothing changed`, syncguard, () =>
+      syncguard.backup(`history-second-${setup.bucket}`, setup),
+    );
+  }
+  rmSync(join(WORK, 'state', 'index'), { recursive: true, force: true });
+  await runTool('history 2,000 packs: new machine', syncguard, () =>
+    syncguard.backup(`history-cold-${long.bucket}`, long),
+  );
+  const wall = (scenario) => get(scenario, 'syncguard', 'wall');
+  const base = wall('history one night: nothing changed');
+  row('history: nothing changed after one night', 's', [base]);
+  row('history: nothing changed after 2,000 packs', 's', [wall('history 2,000 packs: nothing changed')], {
+    text: `≤ 1.2× after one night${typeof base === 'number' ? ` (${base.toFixed(1)} s)` : ''}`,
+    need: [0],
+    met: (sg) => typeof base === 'number' && sg <= base * 1.2,
+  });
+  row('history: the same on a new machine (no index cache)', 's', [wall('history 2,000 packs: new machine')]);
+  for (const setup of [one, long]) if (!opts.keep) await dropBucket(setup.bucket);
+}
+
+/** `n` packs of one small content each, with their pack indexes, dated over the past year. */
+async function plantPacks(bucket, n) {
+  const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+  const c = await client();
+  const queue = Array.from({ length: n }, (_, i) => i);
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+        const day = new Date(Date.now() - (1 + (i % 365)) * 86_400_000).toISOString();
+        const base = `packs/${day.slice(0, 4)}/${day.slice(5, 7)}/${day.slice(8, 10)}/${randomBytes(16).toString('hex')}`;
+        const body = randomBytes(200);
+        const sha256 = createHash('sha256').update(body).digest('hex');
+        const idx = {
+          format: 'syncguard-pack-index',
+          version: 1,
+          pack: `${base}.pack`,
+          created: day,
+          sha256,
+          size: body.length,
+          entries: [[sha256, 0, body.length]],
+        };
+        await c.send(new PutObjectCommand({ Bucket: bucket, Key: `${base}.pack`, Body: body }));
+        await c.send(new PutObjectCommand({ Bucket: bucket, Key: `${base}.idx`, Body: JSON.stringify(idx) }));
+      }
+    }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ export function openRepository(ctx: Context): Repository {
     packSize: config.packSize,
     log: ctx.log,
     damagedFile: join(stateDir(ctx), 'damaged', `${storeTag(store)}.json`),
+    indexCacheFile: join(stateDir(ctx), 'index', `${storeTag(store)}.json`),
   });
 }
 

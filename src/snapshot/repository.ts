@@ -28,6 +28,7 @@ import { readManifest, type ManifestHeader } from './manifest.js';
 import { forEachLimit } from '../util.js';
 import { readJsonObject } from './untrusted.js';
 import { DamagedLocations } from './damaged.js';
+import { IndexCache, type CachedPackIndex } from './index-cache.js';
 
 export interface Location {
   object: string;
@@ -58,6 +59,8 @@ export interface RepositoryOptions {
   log?: Log;
   /** The file that remembers content locations which failed a read check (damaged.ts). */
   damagedFile?: string;
+  /** The file that keeps the pack indexes already read, between runs (index-cache.ts). */
+  indexCacheFile?: string;
 }
 
 interface PackIndexFile {
@@ -83,7 +86,11 @@ export class Repository {
   readonly log: Log;
   private readonly exactLock: boolean;
   private readonly damagedFile?: string;
+  private readonly indexCacheFile?: string;
   private damaged?: Promise<DamagedLocations>;
+  /** Pack indexes read from the store by the last loadIndex (the others came from the cache). */
+  indexesRead = 0;
+  private indexCache?: IndexCache;
   /** Manifest keys with more than one version (a versioned store), from the last listing: the
    *  version written first, which is the one read. */
   private readonly firstVersions = new Map<string, StoredVersion>();
@@ -102,6 +109,7 @@ export class Repository {
     this.now = opts.now ?? (() => new Date());
     this.log = opts.log ?? silentLog;
     this.damagedFile = opts.damagedFile;
+    this.indexCacheFile = opts.indexCacheFile;
   }
 
   /** Content locations that failed a read check: never reused (read once per repository). */
@@ -253,24 +261,36 @@ export class Repository {
           );
       }
     }
+    const cache = await IndexCache.load(this.indexCacheFile);
+    this.indexCache = cache;
+    let read = 0;
     await forEachLimit(idxs, 8, async (o) => {
       let entries: Array<[string, number, number]>;
       let lockedUntil: number;
       const pack = packKeyOfIndex(o.key);
+      const first = firstIndex.get(o.key);
       try {
         const size = packs.get(pack);
         if (size === undefined) throw new SyncguardError('INTEGRITY', `its pack ${pack} is not in the store`);
-        const first = firstIndex.get(o.key);
-        const raw = await readJsonObject(this.store, o.key, {
-          size: first?.size ?? o.size,
-          versionId: first?.versionId,
-          maxBytes: maxIndexBytes(size),
-          signal,
-        });
-        entries = checkPackIndex(raw, pack, size);
-        lockedUntil = typeof raw.retainUntil === 'string' ? Date.parse(raw.retainUntil) || 0 : 0;
+        const idxSize = first?.size ?? o.size;
+        const cached = fromCache(cache, o.key, pack, idxSize, size, first?.versionId);
+        if (cached) {
+          ({ entries, lockedUntil } = cached);
+        } else {
+          read++;
+          const raw = await readJsonObject(this.store, o.key, {
+            size: idxSize,
+            versionId: first?.versionId,
+            maxBytes: maxIndexBytes(size),
+            signal,
+          });
+          entries = checkPackIndex(raw, pack, size);
+          lockedUntil = typeof raw.retainUntil === 'string' ? Date.parse(raw.retainUntil) || 0 : 0;
+          cache.set(o.key, { idxSize, versionId: first?.versionId, packSize: size, lockedUntil, entries });
+        }
       } catch (e) {
         if (isSyncguardError(e) && e.code !== 'NOT_FOUND' && e.code !== 'INTEGRITY') throw e;
+        cache.forget(o.key);
         const problem = `the pack index is not valid and is ignored (${(e as Error).message}); its contents will be stored again`;
         index.damaged.push({ object: o.key, problem });
         this.log('warn', `${o.key}: ${problem}`);
@@ -281,7 +301,30 @@ export class Repository {
           index.set(sha, { object: pack, offset, length, lockedUntil });
       }
     });
+    this.indexesRead = read;
+    cache.keepOnly(new Set(idxs.map((o) => o.key)));
+    await this.saveIndexCache();
     return index;
+  }
+
+  /** Adds a pack index this run wrote to the cache loaded by loadIndex, so that the next run need not
+   *  read it back. */
+  cachePackIndex(key: string, entry: CachedPackIndex): void {
+    this.indexCache?.set(key, entry);
+  }
+
+  /** Writes the index cache when it changed; a failure only costs the next run more reads. */
+  async saveIndexCache(): Promise<void> {
+    const cache = this.indexCache;
+    if (!cache) return;
+    try {
+      await cache.save();
+    } catch (e) {
+      this.log(
+        'warn',
+        `could not save the index cache ${cache.file}: ${(e as Error).message}; the next run reads the pack indexes from the store`,
+      );
+    }
   }
 
   /** Stores a large content as a blob of its own. Content already stored (by anyone) counts as stored. */
@@ -428,6 +471,12 @@ export class Packer {
       signal: this.signal,
     });
     for (const loc of pending.values()) loc.lockedUntil = retainUntil?.getTime() ?? 0;
+    this.repo.cachePackIndex(keys.idx, {
+      idxSize: idxBody.length,
+      packSize: body.length,
+      lockedUntil: retainUntil?.getTime() ?? 0,
+      entries,
+    });
     this.bytesWritten += body.length + idxBody.length;
     this.packsWritten++;
   }
@@ -437,6 +486,7 @@ export class Packer {
     await this.seal();
     while (this.inFlight.size > 0) await Promise.race(this.inFlight);
     if (this.failure) throw this.failure.error;
+    await this.repo.saveIndexCache();
   }
 }
 
@@ -508,6 +558,31 @@ function maxIndexBytes(packSize: number): number {
 }
 
 /** The entries of a pack index read back, or INTEGRITY with what is wrong. */
+/** A pack index from the cache, when the store's listing agrees with it and its entries hold as a
+ *  pack index read from the store must; else undefined (the index is read from the store). */
+function fromCache(
+  cache: IndexCache,
+  key: string,
+  pack: string,
+  idxSize: number,
+  packSize: number,
+  versionId: string | undefined,
+): { entries: Array<[string, number, number]>; lockedUntil: number } | undefined {
+  const c = cache.get(key, idxSize, packSize, versionId);
+  if (!c) return undefined;
+  try {
+    const entries = checkPackIndex(
+      { format: 'syncguard-pack-index', version: 1, pack, size: packSize, entries: c.entries },
+      pack,
+      packSize,
+    );
+    return { entries, lockedUntil: c.lockedUntil };
+  } catch {
+    cache.forget(key);
+    return undefined;
+  }
+}
+
 export function checkPackIndex(
   raw: Record<string, unknown>,
   pack: string,
