@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { installService, systemdUnits, uninstallService } from '../../src/service/systemd.js';
-import { CLI, runCli, tempDir } from '../schedule/_helpers.js';
+import { CLI } from '../helpers/cli.js';
+import { runCli, tempDir } from '../schedule/_helpers.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
