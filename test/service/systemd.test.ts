@@ -126,6 +126,9 @@ describe('e2e: syncguard service', () => {
     expect(await run(words[0], words.slice(1))).toBe(0);
     expect((await fsp.readdir(join(dir, 'store'))).length).toBeGreaterThan(0);
 
+    const dry = await runCli(['service', 'uninstall', '--user', '--unit-dir', units, '--dry-run'], dir);
+    expect(dry.stdout).toContain(`would remove ${join(units, 'syncguard-prune.timer')}`);
+    expect(await fsp.readdir(units)).toHaveLength(4);
     const u = await runCli(['service', 'uninstall', '--user', '--unit-dir', units, '--no-enable'], dir);
     expect(u.code, u.stderr).toBe(0);
     expect(u.stdout).toContain(`removed ${join(units, 'syncguard-prune.timer')}`);

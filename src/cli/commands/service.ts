@@ -2,16 +2,8 @@ import { existsSync, realpathSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { configPath } from '../../config/load.js';
 import { SyncguardError } from '../../errors.js';
-import {
-  installService,
-  systemdUnits,
-  uninstallService,
-  unitDir,
-  type ServiceKind,
-  type ServiceScope,
-} from '../../service/systemd.js';
+import type { ServiceKind, ServiceScope } from '../../service/systemd.js';
 import type { Cli } from '../context.js';
 
 interface ScopeOpts {
@@ -69,6 +61,8 @@ export function registerService(program: Command, cli: Cli): void {
         o: ScopeOpts & { timer?: boolean; onCalendar: string; pruneCalendar: string; runAs: string },
       ) => {
         const scope = scopeOf(o);
+        const { configPath } = await import('../../config/load.js');
+        const { installService, systemdUnits, unitDir } = await import('../../service/systemd.js');
         const config = configPath(cli.globals.config, cli.env);
         if (!existsSync(config))
           throw new SyncguardError(
@@ -113,15 +107,13 @@ export function registerService(program: Command, cli: Cli): void {
     service.command('uninstall').description('disable and remove the units `service install` wrote'),
   ).action(async (o: ScopeOpts) => {
     const scope = scopeOf(o);
+    const { uninstallService, unitDir } = await import('../../service/systemd.js');
     const dir = o.unitDir ?? unitDir(scope, homedir());
-    if (o.dryRun) o.enable = false;
-    const r = o.dryRun
-      ? { dir, removed: [] as string[], commands: [] as string[][] }
-      : await uninstallService(scope, { dir, enable: o.enable });
-    if (cli.out.json) return cli.out.document(r);
-    if (r.removed.length === 0 && !o.dryRun) cli.out.line(`no syncguard units in ${dir}: nothing to remove`);
-    for (const f of r.removed) cli.out.line(`removed ${f}`);
-    for (const c of r.commands)
-      cli.out.line(o.enable ? `ran systemctl ${c.join(' ')}` : `to do: systemctl ${c.join(' ')}`);
+    const r = await uninstallService(scope, { dir, enable: o.enable && !o.dryRun, dryRun: o.dryRun });
+    if (cli.out.json) return cli.out.document({ ...r, dryRun: !!o.dryRun });
+    if (r.removed.length === 0) return cli.out.line(`no syncguard units in ${dir}: nothing to remove`);
+    const ran = o.enable && !o.dryRun;
+    for (const f of r.removed) cli.out.line(`${o.dryRun ? 'would remove' : 'removed'} ${f}`);
+    for (const c of r.commands) cli.out.line(`${ran ? 'ran' : 'to do:'} systemctl ${c.join(' ')}`);
   });
 }
