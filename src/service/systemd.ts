@@ -226,6 +226,8 @@ export async function uninstallService(
     ...(enabled.length ? [systemctlArgs(scope, 'disable', '--now', ...enabled)] : []),
     systemctlArgs(scope, 'daemon-reload'),
   ];
+  if (opts.dryRun)
+    return { dir: opts.dir, written: [], removed: present.map((n) => join(opts.dir, n)), commands };
   if (opts.enable && enabled.length) await (opts.systemctl ?? realSystemctl)(commands[0]);
   const removed: string[] = [];
   for (const name of present) {
